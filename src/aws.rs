@@ -1,0 +1,292 @@
+//! Everything that touches the AWS SDK: building the one X-Ray client, the daemon's extra
+//! headers, and turning SDK results into the uploader's plain types.
+//!
+//! The SDK's own retries are switched off: the uploader owns retrying, so that backoff is shared
+//! across uploads and a batch can go back to the buffer instead of being dropped. Each attempt
+//! has its own timeout. Errors are classified by what happened on the wire (HTTP status,
+//! timeout, refused connection, failed DNS lookup), not by error code, so they are right even
+//! against endpoints that answer with non-X-Ray error bodies.
+
+use crate::stats::BackendError;
+use crate::telemetry::TelemetryBatch;
+use crate::uploader::{ApiError, Unprocessed, XrayApi};
+use aws_sdk_xray::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_xray::types::{BackendConnectionErrors, TelemetryRecord};
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use std::error::Error as StdError;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What the client needs to know.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub region: String,
+    /// Overrides the endpoint (`XRAY_DAEMON_ENDPOINT` / config `Endpoint`). The SDK's own
+    /// `AWS_ENDPOINT_URL_XRAY` and `AWS_ENDPOINT_URL` work without this.
+    pub endpoint: Option<String>,
+    /// Timeout for one PutTraceSegments attempt.
+    pub attempt_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// Builds the X-Ray client with aws-config's default credential chain.
+pub async fn xray_client(settings: &ClientSettings) -> aws_sdk_xray::Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https();
+    let timeouts = TimeoutConfig::builder()
+        .operation_attempt_timeout(settings.attempt_timeout)
+        .connect_timeout(settings.connect_timeout)
+        .build();
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(settings.region.clone()))
+        .http_client(http)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(timeouts)
+        .load()
+        .await;
+    let mut config = aws_sdk_xray::config::Builder::from(&shared).interceptor(DaemonHeaders::new());
+    if let Some(endpoint) = &settings.endpoint {
+        config = config.endpoint_url(endpoint);
+    }
+    aws_sdk_xray::Client::from_conf(config.build())
+}
+
+/// Adds upstream's `X-Amzn-Xray-Timestamp` header (signed) and user-agent suffix.
+#[derive(Debug)]
+struct DaemonHeaders {
+    user_agent_suffix: String,
+}
+
+impl DaemonHeaders {
+    fn new() -> Self {
+        let exec_env = std::env::var("AWS_EXECUTION_ENV").unwrap_or_else(|_| "UNKNOWN".into());
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        DaemonHeaders {
+            user_agent_suffix: format!(
+                "xray-agent/xray-daemon/{} exec-env/{exec_env} OS/{}-{arch}",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS
+            ),
+        }
+    }
+}
+
+impl Intercept for DaemonHeaders {
+    fn name(&self) -> &'static str {
+        "XrayDaemonHeaders"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let stamp = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
+        context.request_mut().headers_mut().insert("X-Amzn-Xray-Timestamp", stamp);
+        Ok(())
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // After signing: the user agent is not a signed header, so appending is safe here,
+        // and it runs after the SDK has set its own.
+        let headers = context.request_mut().headers_mut();
+        let ua = match headers.get("user-agent") {
+            Some(ua) => format!("{ua} {}", self.user_agent_suffix),
+            None => self.user_agent_suffix.clone(),
+        };
+        headers.insert("user-agent", ua);
+        Ok(())
+    }
+}
+
+impl XrayApi for aws_sdk_xray::Client {
+    async fn put_trace_segments(&self, docs: Vec<String>) -> Result<Vec<Unprocessed>, ApiError> {
+        let out = self
+            .put_trace_segments()
+            .set_trace_segment_documents(Some(docs))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out
+            .unprocessed_trace_segments()
+            .iter()
+            .map(|u| Unprocessed {
+                id: u.id().map(str::to_owned),
+                error_code: u.error_code().map(str::to_owned),
+                message: u.message().map(str::to_owned),
+            })
+            .collect())
+    }
+
+    async fn put_telemetry_records(&self, batch: TelemetryBatch) -> Result<(), ApiError> {
+        let records = batch.records.iter().map(to_sdk_record).collect::<Result<Vec<_>, _>>()?;
+        self.put_telemetry_records()
+            .set_telemetry_records(Some(records))
+            .ec2_instance_id(batch.reporter.ec2_instance_id)
+            .hostname(batch.reporter.hostname)
+            .resource_arn(batch.reporter.resource_arn)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+fn clamp(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn to_sdk_record(r: &crate::telemetry::Record) -> Result<TelemetryRecord, ApiError> {
+    let e = |c| clamp(r.backend_error(c));
+    let errors = BackendConnectionErrors::builder()
+        .timeout_count(e(BackendError::Timeout))
+        .connection_refused_count(e(BackendError::ConnectionRefused))
+        .http_code4_xx_count(e(BackendError::Http4xx))
+        .http_code5_xx_count(e(BackendError::Http5xx))
+        .unknown_host_count(e(BackendError::UnknownHost))
+        .other_count(e(BackendError::Other))
+        .build();
+    TelemetryRecord::builder()
+        .timestamp(aws_smithy_types::DateTime::from_secs_f64(r.timestamp))
+        .segments_received_count(clamp(r.received()))
+        .segments_sent_count(clamp(r.sent()))
+        .segments_spillover_count(clamp(r.spillover()))
+        .segments_rejected_count(clamp(r.rejected()))
+        .backend_connection_errors(errors)
+        .build()
+        .map_err(|e| ApiError { class: BackendError::Other, retryable: false, detail: e.to_string() })
+}
+
+/// Classifies an SDK error for telemetry and for the retry decision.
+pub fn classify<E, R>(err: SdkError<E, R>) -> ApiError
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    R: std::fmt::Debug + HasStatus + 'static,
+{
+    let detail = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::TimeoutError(_) => ApiError { class: BackendError::Timeout, retryable: true, detail },
+        SdkError::DispatchFailure(d) => {
+            let class = if d.is_timeout() { BackendError::Timeout } else { transport_class(&err) };
+            ApiError { class, retryable: true, detail }
+        }
+        SdkError::ResponseError(r) => status_error(r.raw().status_code(), None, detail),
+        SdkError::ServiceError(s) => status_error(s.raw().status_code(), s.err().code(), detail),
+        // Building the request failed: in practice no credentials could be loaded. They may
+        // appear later (a refreshed role, a mounted file), so keep the data and retry.
+        _ => ApiError { class: BackendError::Other, retryable: true, detail },
+    }
+}
+
+/// The HTTP status of a raw response.
+pub trait HasStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+fn status_error(status: u16, code: Option<&str>, detail: String) -> ApiError {
+    let class = match status {
+        400..=499 => BackendError::Http4xx,
+        500..=599 => BackendError::Http5xx,
+        _ => BackendError::Other,
+    };
+    let throttled = status == 429 || code.is_some_and(|c| c.contains("Throttl"));
+    // Authentication and authorisation failures are retried: credentials rotate, roles get
+    // fixed, clocks get corrected, and meanwhile the segments wait in the buffer.
+    let auth = matches!(status, 401 | 403)
+        || code.is_some_and(|c| {
+            matches!(
+                c,
+                "ExpiredToken"
+                    | "ExpiredTokenException"
+                    | "InvalidSignatureException"
+                    | "SignatureDoesNotMatch"
+                    | "UnrecognizedClientException"
+                    | "InvalidClientTokenId"
+                    | "AccessDeniedException"
+                    | "RequestExpired"
+            )
+        });
+    let retryable = class != BackendError::Http4xx || throttled || auth || status == 408;
+    ApiError { class, retryable, detail }
+}
+
+/// Walks the error's sources to tell a refused connection and a failed name lookup apart
+/// from other transport errors.
+fn transport_class(err: &(dyn StdError + 'static)) -> BackendError {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return BackendError::ConnectionRefused,
+                std::io::ErrorKind::TimedOut => return BackendError::Timeout,
+                _ => {}
+            }
+        }
+        let text = e.to_string();
+        if text.contains("dns error") || text.contains("failed to lookup address") || text.contains("Name or service not known") {
+            return BackendError::UnknownHost;
+        }
+        if text.contains("Connection refused") {
+            return BackendError::ConnectionRefused;
+        }
+        source = e.source();
+    }
+    BackendError::Other
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes_and_retry_decisions() {
+        let e = |s, c: Option<&str>| {
+            let a = status_error(s, c, String::new());
+            (a.class, a.retryable)
+        };
+        assert_eq!(e(500, Some("InternalFailure")), (BackendError::Http5xx, true));
+        assert_eq!(e(503, None), (BackendError::Http5xx, true));
+        assert_eq!(e(429, Some("ThrottlingException")), (BackendError::Http4xx, true));
+        assert_eq!(e(400, Some("ThrottlingException")), (BackendError::Http4xx, true));
+        assert_eq!(e(403, None), (BackendError::Http4xx, true));
+        assert_eq!(e(400, Some("ExpiredTokenException")), (BackendError::Http4xx, true));
+        assert_eq!(e(400, Some("InvalidRequestException")), (BackendError::Http4xx, false));
+        assert_eq!(e(404, None), (BackendError::Http4xx, false));
+        assert_eq!(e(302, None), (BackendError::Other, true));
+    }
+
+    #[test]
+    fn transport_errors_are_told_apart_by_their_sources() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(transport_class(&refused), BackendError::ConnectionRefused);
+        let dns = std::io::Error::other("dns error: failed to lookup address information");
+        assert_eq!(transport_class(&dns), BackendError::UnknownHost);
+        let other = std::io::Error::other("connection reset");
+        assert_eq!(transport_class(&other), BackendError::Other);
+    }
+}
