@@ -1,0 +1,436 @@
+//! The daemon's settings: defaults, then environment variables, then flags.
+//!
+//! Precedence is flag > environment > default (the config file joins between environment and
+//! default in the configuration issue). Every option has an `XRAY_DAEMON_*` variable, read with
+//! envy from an injectable list of variables so tests never touch the process environment.
+//! A bad value fails with one line that names the flag or variable and the value.
+
+use crate::cli::{parse_go_bool, Flags};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+pub const DEFAULT_UDP_ADDRESS: &str = "127.0.0.1:2000";
+pub const DEFAULT_TCP_ADDRESS: &str = "127.0.0.1:2000";
+pub const MIN_BUFFER_MB: u64 = 3;
+const MB: u64 = 1024 * 1024;
+
+/// A setting that cannot be used. The message names where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid value {value:?} for {setting}: {reason}")]
+    Invalid { setting: String, value: String, reason: String },
+    #[error("Not enough Buffers Memory Allocated. Min Buffers Memory required: 3 MB. ({setting} is {value})")]
+    BufferTooSmall { setting: String, value: String },
+    #[error("Cannot fetch region variable from config file, environment variables, ecs metadata, or ec2 metadata. Set it with -n/--region, XRAY_DAEMON_REGION, AWS_REGION or AWS_DEFAULT_REGION.")]
+    NoRegion,
+    #[error("{0} is not supported by this version of xray-daemon yet")]
+    Unsupported(&'static str),
+    #[error("environment: {0}")]
+    Env(String),
+}
+
+/// Log verbosity, upstream's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Dev,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    fn parse(s: &str) -> Option<LogLevel> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "dev" | "trace" => LogLevel::Dev,
+            "debug" => LogLevel::Debug,
+            "info" | "prod" => LogLevel::Info,
+            "warn" | "warning" => LogLevel::Warn,
+            "error" => LogLevel::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// Text lines as upstream writes them, or one JSON object per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything the daemon runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub udp_address: String,
+    pub tcp_address: String,
+    pub region: String,
+    pub local_mode: bool,
+    /// The buffer's byte limit.
+    pub buffer_memory: u64,
+    /// Where the buffer limit came from, for the startup line.
+    pub buffer_memory_source: String,
+    /// SO_RCVBUF to ask the kernel for.
+    pub receive_buffer: usize,
+    pub concurrency: usize,
+    pub endpoint: Option<String>,
+    pub telemetry: bool,
+    pub shutdown_timeout: Duration,
+    pub upload_timeout: Duration,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+    pub resource_arn: String,
+    pub hostname: String,
+    pub instance_id: String,
+}
+
+/// The `XRAY_DAEMON_*` variables. Read as strings and parsed here so each error names its
+/// variable and value.
+#[derive(Debug, Default, Deserialize)]
+struct EnvVars {
+    udp_address: Option<String>,
+    tcp_address: Option<String>,
+    region: Option<String>,
+    local_mode: Option<String>,
+    buffer_memory_mb: Option<String>,
+    receive_buffer_kb: Option<String>,
+    concurrency: Option<String>,
+    endpoint: Option<String>,
+    telemetry: Option<String>,
+    shutdown_timeout: Option<String>,
+    upload_timeout: Option<String>,
+    log_level: Option<String>,
+    log_format: Option<String>,
+    resource_arn: Option<String>,
+}
+
+/// Picks the first value present, remembering its name for error messages.
+fn pick<'a>(candidates: &[(&'a str, Option<&'a String>)]) -> Option<(&'a str, &'a String)> {
+    candidates.iter().find_map(|(name, v)| v.filter(|v| !v.is_empty()).map(|v| (*name, v)))
+}
+
+fn invalid(source: &str, value: &str, reason: impl fmt::Display) -> ConfigError {
+    ConfigError::Invalid { setting: source.to_owned(), value: value.to_owned(), reason: reason.to_string() }
+}
+
+fn parse_number<T: std::str::FromStr>(source: &str, value: &str, what: &str) -> Result<T, ConfigError> {
+    value.trim().parse().map_err(|_| invalid(source, value, format!("expected {what}")))
+}
+
+/// Durations: `5`, `5s`, `500ms`, `1m`.
+fn parse_duration(source: &str, value: &str) -> Result<Duration, ConfigError> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_duration(v).map_err(|_| invalid(source, value, "expected a duration such as 5, 5s or 500ms"))
+}
+
+fn parse_bool(source: &str, value: &str) -> Result<bool, ConfigError> {
+    parse_go_bool(value.trim()).ok_or_else(|| invalid(source, value, "expected true or false"))
+}
+
+/// `HOST:PORT`, with a port; IPv6 hosts in brackets.
+pub fn check_address(source: &str, value: &str) -> Result<String, ConfigError> {
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err(invalid(source, value, "address has no port (expected HOST:PORT, e.g. 127.0.0.1:2000)"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(invalid(source, value, "the port is not a number from 0 to 65535"));
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(invalid(source, value, "put an IPv6 address in brackets, e.g. [::1]:2000"));
+    }
+    Ok(value.to_owned())
+}
+
+impl Config {
+    /// Builds the configuration from flags and environment variables.
+    pub fn load(flags: &Flags, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let vars: EnvVars = envy::prefixed("XRAY_DAEMON_")
+            .from_iter(env.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .map_err(|e| ConfigError::Env(e.to_string()))?;
+        for (given, what) in [
+            (&flags.role_arn, "-r/--role-arn"),
+            (&flags.config, "-c/--config"),
+            (&flags.log_file, "-f/--log-file"),
+            (&flags.proxy_address, "-p/--proxy-address"),
+        ] {
+            if given.is_some() {
+                return Err(ConfigError::Unsupported(what));
+            }
+        }
+        let get = |k: &str| env.get(k);
+
+        let udp_address = match pick(&[("-b/--bind", flags.bind.as_ref()), ("XRAY_DAEMON_UDP_ADDRESS", vars.udp_address.as_ref())]) {
+            Some((src, v)) => check_address(src, v)?,
+            None => DEFAULT_UDP_ADDRESS.to_owned(),
+        };
+        let tcp_address = match pick(&[("-t/--bind-tcp", flags.bind_tcp.as_ref()), ("XRAY_DAEMON_TCP_ADDRESS", vars.tcp_address.as_ref())]) {
+            Some((src, v)) => check_address(src, v)?,
+            None => DEFAULT_TCP_ADDRESS.to_owned(),
+        };
+        let region = pick(&[
+            ("-n/--region", flags.region.as_ref()),
+            ("XRAY_DAEMON_REGION", vars.region.as_ref()),
+            ("AWS_REGION", get("AWS_REGION")),
+            ("AWS_DEFAULT_REGION", get("AWS_DEFAULT_REGION")),
+        ])
+        .map(|(_, v)| v.trim().to_owned())
+        .ok_or(ConfigError::NoRegion)?;
+
+        let local_mode = match (flags.local_mode, vars.local_mode.as_deref()) {
+            (Some(b), _) => b,
+            (None, Some(v)) if !v.is_empty() => parse_bool("XRAY_DAEMON_LOCAL_MODE", v)?,
+            _ => false,
+        };
+
+        let flag_mb = flags.buffer_memory.map(|m| m.to_string());
+        let (buffer_memory, buffer_memory_source) =
+            match pick(&[("-m/--buffer-memory", flag_mb.as_ref()), ("XRAY_DAEMON_BUFFER_MEMORY_MB", vars.buffer_memory_mb.as_ref())]) {
+                Some((src, v)) => {
+                    let mb: i64 = parse_number(src, v, "a whole number of megabytes")?;
+                    if mb < MIN_BUFFER_MB as i64 {
+                        return Err(ConfigError::BufferTooSmall { setting: src.to_owned(), value: v.clone() });
+                    }
+                    (mb as u64 * MB, src.to_owned())
+                }
+                None => default_buffer_memory(),
+            };
+
+        let receive_buffer = match vars.receive_buffer_kb.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => parse_number::<usize>("XRAY_DAEMON_RECEIVE_BUFFER_KB", v, "a whole number of KiB")?.saturating_mul(1024),
+            None => 4 * MB as usize,
+        };
+        let concurrency = match vars.concurrency.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => match parse_number::<usize>("XRAY_DAEMON_CONCURRENCY", v, "a number from 1 to 64")? {
+                n @ 1..=64 => n,
+                _ => return Err(invalid("XRAY_DAEMON_CONCURRENCY", v, "expected a number from 1 to 64")),
+            },
+            None => 8,
+        };
+        let endpoint = match vars.endpoint.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) if v.starts_with("http://") || v.starts_with("https://") => Some(v.trim_end_matches('/').to_owned()),
+            Some(v) => return Err(invalid("XRAY_DAEMON_ENDPOINT", v, "expected a URL starting with https:// or http://")),
+            None => None,
+        };
+        let telemetry = match vars.telemetry.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => parse_bool("XRAY_DAEMON_TELEMETRY", v)?,
+            None => true,
+        };
+        let shutdown_timeout = match vars.shutdown_timeout.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => parse_duration("XRAY_DAEMON_SHUTDOWN_TIMEOUT", v)?,
+            None => Duration::from_secs(5),
+        };
+        let upload_timeout = match vars.upload_timeout.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => match parse_duration("XRAY_DAEMON_UPLOAD_TIMEOUT", v)? {
+                d if d.is_zero() => return Err(invalid("XRAY_DAEMON_UPLOAD_TIMEOUT", v, "must be more than zero")),
+                d => d,
+            },
+            None => Duration::from_secs(2),
+        };
+        let log_level = match pick(&[("-l/--log-level", flags.log_level.as_ref()), ("XRAY_DAEMON_LOG_LEVEL", vars.log_level.as_ref())]) {
+            Some((src, v)) => LogLevel::parse(v.trim())
+                .ok_or_else(|| invalid(src, v, "expected one of dev, debug, info, warn, error, prod"))?,
+            None => LogLevel::Info,
+        };
+        let log_format = match vars.log_format.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
+            Some(v) if v.eq_ignore_ascii_case("text") => LogFormat::Text,
+            Some(v) => return Err(invalid("XRAY_DAEMON_LOG_FORMAT", v, "expected text or json")),
+            None => LogFormat::Text,
+        };
+        let resource_arn = pick(&[("-a/--resource-arn", flags.resource_arn.as_ref()), ("XRAY_DAEMON_RESOURCE_ARN", vars.resource_arn.as_ref())])
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+
+        Ok(Config {
+            udp_address,
+            tcp_address,
+            region,
+            local_mode,
+            buffer_memory,
+            buffer_memory_source,
+            receive_buffer,
+            concurrency,
+            endpoint,
+            telemetry,
+            shutdown_timeout,
+            upload_timeout,
+            log_level,
+            log_format,
+            resource_arn,
+            hostname: get("AWS_HOSTNAME").cloned().unwrap_or_default(),
+            instance_id: get("AWS_INSTANCE_ID").cloned().unwrap_or_default(),
+        })
+    }
+}
+
+/// 1% of the memory this process may use (the cgroup limit in a container, else host RAM),
+/// at least 3 MB.
+fn default_buffer_memory() -> (u64, String) {
+    let (total, source) = memory_available(Path::new("/"));
+    let bytes = (total / 100).max(MIN_BUFFER_MB * MB);
+    (bytes, format!("1% of {source}"))
+}
+
+/// The memory limit that applies to this process, and what it is.
+pub fn memory_available(root: &Path) -> (u64, &'static str) {
+    let host = std::fs::read_to_string(root.join("proc/meminfo")).ok().and_then(|m| parse_meminfo(&m));
+    let cgroup = cgroup_limit(root);
+    match (cgroup, host) {
+        (Some(c), Some(h)) if c < h => (c, "the container memory limit"),
+        (Some(c), None) => (c, "the container memory limit"),
+        (_, Some(h)) => (h, "host memory"),
+        (None, None) => (0, "an unknown amount of memory"),
+    }
+}
+
+fn parse_meminfo(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The memory limit of this process's cgroup (v2, else v1), if one is set.
+fn cgroup_limit(root: &Path) -> Option<u64> {
+    let read = |p: &Path| std::fs::read_to_string(root.join(p)).ok();
+    let parse = |s: String| s.trim().parse::<u64>().ok().filter(|&n| n > 0 && n < (1 << 60));
+    // cgroup v2: our own cgroup's memory.max, else the namespace root's.
+    if let Some(own) = read(Path::new("proc/self/cgroup")).and_then(|c| {
+        c.lines().find_map(|l| l.strip_prefix("0::").map(|p| p.trim_start_matches('/').to_owned()))
+    }) {
+        for dir in [format!("sys/fs/cgroup/{own}"), "sys/fs/cgroup".to_owned()] {
+            if let Some(limit) = read(&Path::new(&dir).join("memory.max")).and_then(parse) {
+                return Some(limit);
+            }
+        }
+    }
+    read(Path::new("sys/fs/cgroup/memory/memory.limit_in_bytes")).and_then(parse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn load(flags: Flags, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut e = env(pairs);
+        e.entry("AWS_REGION".into()).or_insert_with(|| "us-east-1".into());
+        Config::load(&flags, &e)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(Flags::default(), &[]).unwrap();
+        assert_eq!(c.udp_address, "127.0.0.1:2000");
+        assert_eq!(c.tcp_address, "127.0.0.1:2000");
+        assert_eq!(c.region, "us-east-1");
+        assert!(!c.local_mode && c.telemetry);
+        assert_eq!(c.concurrency, 8);
+        assert_eq!(c.receive_buffer, 4 << 20);
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(c.log_level, LogLevel::Info);
+        assert!(c.buffer_memory >= 3 << 20);
+    }
+
+    #[test]
+    fn flag_beats_environment_beats_default() {
+        let flags = Flags { bind: Some("127.0.0.1:3000".into()), buffer_memory: Some(8), log_level: Some("warn".into()), region: Some("eu-west-1".into()), ..Default::default() };
+        let vars = [
+            ("XRAY_DAEMON_UDP_ADDRESS", "127.0.0.1:4000"),
+            ("XRAY_DAEMON_TCP_ADDRESS", "[::1]:4001"),
+            ("XRAY_DAEMON_BUFFER_MEMORY_MB", "16"),
+            ("XRAY_DAEMON_LOG_LEVEL", "debug"),
+            ("XRAY_DAEMON_REGION", "ap-south-1"),
+        ];
+        let c = load(flags, &vars).unwrap();
+        assert_eq!((c.udp_address.as_str(), c.tcp_address.as_str()), ("127.0.0.1:3000", "[::1]:4001"));
+        assert_eq!(c.buffer_memory, 8 << 20);
+        assert_eq!(c.log_level, LogLevel::Warn);
+        assert_eq!(c.region, "eu-west-1");
+        let c = load(Flags::default(), &vars).unwrap();
+        assert_eq!((c.udp_address.as_str(), c.buffer_memory, c.log_level), ("127.0.0.1:4000", 16 << 20, LogLevel::Debug));
+        assert_eq!(c.region, "ap-south-1");
+    }
+
+    #[test]
+    fn region_sources_in_order() {
+        let e = env(&[("AWS_DEFAULT_REGION", "us-west-2")]);
+        assert_eq!(Config::load(&Flags::default(), &e).unwrap().region, "us-west-2");
+        let e = env(&[("AWS_DEFAULT_REGION", "us-west-2"), ("AWS_REGION", "us-east-2")]);
+        assert_eq!(Config::load(&Flags::default(), &e).unwrap().region, "us-east-2");
+        assert_eq!(Config::load(&Flags::default(), &env(&[])), Err(ConfigError::NoRegion));
+    }
+
+    #[test]
+    fn environment_only_options() {
+        let c = load(
+            Flags::default(),
+            &[
+                ("XRAY_DAEMON_TELEMETRY", "false"),
+                ("XRAY_DAEMON_SHUTDOWN_TIMEOUT", "2500ms"),
+                ("XRAY_DAEMON_UPLOAD_TIMEOUT", "3"),
+                ("XRAY_DAEMON_CONCURRENCY", "2"),
+                ("XRAY_DAEMON_RECEIVE_BUFFER_KB", "8192"),
+                ("XRAY_DAEMON_ENDPOINT", "http://127.0.0.1:9/"),
+                ("XRAY_DAEMON_LOG_FORMAT", "json"),
+                ("XRAY_DAEMON_LOCAL_MODE", "true"),
+                ("XRAY_DAEMON_RESOURCE_ARN", "arn:aws:ec2:x"),
+                ("AWS_HOSTNAME", "h"),
+                ("AWS_INSTANCE_ID", "i-1"),
+            ],
+        )
+        .unwrap();
+        assert!(!c.telemetry && c.local_mode);
+        assert_eq!(c.shutdown_timeout, Duration::from_millis(2500));
+        assert_eq!(c.upload_timeout, Duration::from_secs(3));
+        assert_eq!((c.concurrency, c.receive_buffer), (2, 8 << 20));
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!((c.resource_arn.as_str(), c.hostname.as_str(), c.instance_id.as_str()), ("arn:aws:ec2:x", "h", "i-1"));
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let err = |flags: Flags, vars: &[(&str, &str)]| load(flags, vars).unwrap_err().to_string();
+        let e = err(Flags { bind: Some("127.0.0.1".into()), ..Default::default() }, &[]);
+        assert_eq!(e, "invalid value \"127.0.0.1\" for -b/--bind: address has no port (expected HOST:PORT, e.g. 127.0.0.1:2000)");
+        assert!(err(Flags::default(), &[("XRAY_DAEMON_UDP_ADDRESS", "::1:2000")]).contains("XRAY_DAEMON_UDP_ADDRESS"));
+        assert!(err(Flags::default(), &[("XRAY_DAEMON_TCP_ADDRESS", "localhost:http")]).contains("XRAY_DAEMON_TCP_ADDRESS"));
+        assert_eq!(
+            err(Flags { buffer_memory: Some(2), ..Default::default() }, &[]),
+            "Not enough Buffers Memory Allocated. Min Buffers Memory required: 3 MB. (-m/--buffer-memory is 2)"
+        );
+        assert!(err(Flags::default(), &[("XRAY_DAEMON_BUFFER_MEMORY_MB", "lots")]).starts_with("invalid value \"lots\" for XRAY_DAEMON_BUFFER_MEMORY_MB"));
+        assert!(err(Flags { log_level: Some("loud".into()), ..Default::default() }, &[]).contains("-l/--log-level"));
+        assert!(err(Flags::default(), &[("XRAY_DAEMON_TELEMETRY", "nope")]).contains("XRAY_DAEMON_TELEMETRY"));
+        assert!(err(Flags::default(), &[("XRAY_DAEMON_SHUTDOWN_TIMEOUT", "soon")]).contains("XRAY_DAEMON_SHUTDOWN_TIMEOUT"));
+        assert!(err(Flags::default(), &[("XRAY_DAEMON_CONCURRENCY", "0")]).contains("XRAY_DAEMON_CONCURRENCY"));
+        assert!(err(Flags::default(), &[("XRAY_DAEMON_ENDPOINT", "xray.local")]).contains("XRAY_DAEMON_ENDPOINT"));
+        assert!(err(Flags::default(), &[("XRAY_DAEMON_LOG_FORMAT", "xml")]).contains("XRAY_DAEMON_LOG_FORMAT"));
+    }
+
+    #[test]
+    fn memory_limit_prefers_a_smaller_cgroup_limit() {
+        let dir = std::env::temp_dir().join(format!("xd-mem-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("proc/self")).unwrap();
+        std::fs::create_dir_all(dir.join("sys/fs/cgroup/kubepods/pod1")).unwrap();
+        std::fs::write(dir.join("proc/meminfo"), "MemTotal:       24000000 kB\nMemFree: 1 kB\n").unwrap();
+        assert_eq!(memory_available(&dir), (24_000_000 * 1024, "host memory"));
+        std::fs::write(dir.join("proc/self/cgroup"), "0::/kubepods/pod1\n").unwrap();
+        std::fs::write(dir.join("sys/fs/cgroup/kubepods/pod1/memory.max"), "536870912\n").unwrap();
+        assert_eq!(memory_available(&dir), (536_870_912, "the container memory limit"));
+        std::fs::write(dir.join("sys/fs/cgroup/kubepods/pod1/memory.max"), "max\n").unwrap();
+        assert_eq!(memory_available(&dir).1, "host memory");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,248 @@
+//! The UDP port: reads datagrams, classifies them, and stores segment bodies in the buffer.
+//!
+//! The reader never waits on the uploader: storing a body is a short, non-blocking buffer push
+//! that drops the oldest segments when the buffer is full. After each wake-up it empties the
+//! kernel queue with non-blocking reads, and it asks the kernel for a large receive buffer so
+//! bursts are not lost before it gets to them. On shutdown (or on a drain request from a Lambda
+//! flush) it reads whatever is already queued in the socket before it returns or answers.
+
+use crate::buffer::{Push, SegmentBuffer};
+use crate::segment::{self, Datagram, Reject};
+use crate::stats::Stats;
+use bytes::Bytes;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, enabled, info, warn, Level};
+
+/// Datagrams read in one go before checking for shutdown and drain requests.
+const READS_PER_WAKE: usize = 256;
+
+/// Binding failed; the message names the address.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("cannot resolve UDP address {address:?}: {source}")]
+    Resolve { address: String, source: io::Error },
+    #[error("listen udp {address}: {source}")]
+    Bind { address: String, source: io::Error },
+}
+
+/// A bound socket and the receive buffer size the kernel granted.
+pub struct Bound {
+    pub socket: std::net::UdpSocket,
+    pub local_addr: SocketAddr,
+    pub receive_buffer: usize,
+}
+
+/// Binds the UDP address (IPv4 or IPv6, host names resolve to their first address) and asks
+/// for `receive_buffer` bytes of kernel buffer.
+pub fn bind(address: &str, receive_buffer: usize) -> Result<Bound, BindError> {
+    let addr = address
+        .to_socket_addrs()
+        .and_then(|mut a| a.next().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")))
+        .map_err(|source| BindError::Resolve { address: address.to_owned(), source })?;
+    let bind_err = |source| BindError::Bind { address: addr.to_string(), source };
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(bind_err)?;
+    if socket.set_recv_buffer_size(receive_buffer).is_ok() {
+        // Linux caps SO_RCVBUF at net.core.rmem_max; a privileged process may go past it.
+        if socket.recv_buffer_size().unwrap_or(0) < receive_buffer {
+            force_recv_buffer(&socket, receive_buffer);
+        }
+    }
+    socket.set_nonblocking(true).map_err(bind_err)?;
+    socket.bind(&addr.into()).map_err(bind_err)?;
+    let socket: std::net::UdpSocket = socket.into();
+    let local_addr = socket.local_addr().map_err(bind_err)?;
+    let granted = Socket::from(socket.try_clone().map_err(bind_err)?).recv_buffer_size().unwrap_or(0);
+    Ok(Bound { socket, local_addr, receive_buffer: granted })
+}
+
+#[cfg(target_os = "linux")]
+fn force_recv_buffer(socket: &Socket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt with a valid fd and a pointer to a c_int that outlives the call.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn force_recv_buffer(_: &Socket, _: usize) {}
+
+/// Logs a warning at most once per interval and says how many were held back in between.
+pub struct RateLimitedWarn {
+    interval_secs: u64,
+    last: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl RateLimitedWarn {
+    pub const fn new(interval_secs: u64) -> Self {
+        RateLimitedWarn { interval_secs, last: AtomicU64::new(0), suppressed: AtomicU64::new(0) }
+    }
+
+    /// Returns `Some(suppressed_since_last)` when a line may be logged now.
+    pub fn check(&self) -> Option<u64> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let last = self.last.load(Relaxed);
+        if last == 0 || now >= last + self.interval_secs {
+            if self.last.compare_exchange(last, now.max(1), Relaxed, Relaxed).is_ok() {
+                return Some(self.suppressed.swap(0, Relaxed));
+            }
+        }
+        self.suppressed.fetch_add(1, Relaxed);
+        None
+    }
+}
+
+fn suffix(suppressed: u64) -> String {
+    if suppressed == 0 {
+        String::new()
+    } else {
+        format!(" ({suppressed} similar messages suppressed)")
+    }
+}
+
+/// Where datagrams go once read.
+pub struct Sink {
+    pub buffer: Arc<SegmentBuffer>,
+    pub stats: Arc<Stats>,
+    rejected_warn: RateLimitedWarn,
+    spill_warn: RateLimitedWarn,
+}
+
+impl Sink {
+    pub fn new(buffer: Arc<SegmentBuffer>, stats: Arc<Stats>) -> Self {
+        Sink { buffer, stats, rejected_warn: RateLimitedWarn::new(10), spill_warn: RateLimitedWarn::new(10) }
+    }
+
+    /// Handles one datagram: count, classify, store.
+    pub fn accept(&self, datagram: &[u8]) {
+        if datagram.is_empty() {
+            return;
+        }
+        Stats::add(&self.stats.received, 1);
+        self.stats.datagram_seen();
+        match segment::classify(datagram) {
+            Datagram::Segment(body) => match self.buffer.push(Bytes::copy_from_slice(body)) {
+                Push::Stored { evicted: 0 } => {}
+                Push::Stored { evicted } => self.spilled(evicted as u64, "Dropping oldest segment document"),
+                Push::Dropped => self.spilled(1, "Dropping the new segment document: all buffered segments are being uploaded"),
+            },
+            Datagram::Otlp(kind) => {
+                Stats::add(&self.stats.otlp, 1);
+                debug!("Received an OTLP datagram ({kind:?}, {} bytes); OTLP forwarding is not enabled, dropping it", datagram.len());
+            }
+            Datagram::Rejected(reason) => {
+                Stats::add(&self.stats.rejected_datagrams, 1);
+                self.rejected(reason, datagram);
+            }
+        }
+    }
+
+    fn spilled(&self, n: u64, what: &str) {
+        Stats::add(&self.stats.spillover, n);
+        if let Some(suppressed) = self.spill_warn.check() {
+            warn!(
+                "Segment buffer is full ({} bytes). {what}. Consider increasing memory limit{}",
+                self.buffer.limit(),
+                suffix(suppressed)
+            );
+        }
+    }
+
+    fn rejected(&self, reason: Reject, datagram: &[u8]) {
+        if let Some(suppressed) = self.rejected_warn.check() {
+            warn!("{reason}: rejected a datagram of {} bytes{}", datagram.len(), suffix(suppressed));
+        }
+        if enabled!(Level::DEBUG) {
+            debug!("Rejected datagram ({}): {}", reason.as_str(), segment::preview(datagram, 256));
+        }
+    }
+}
+
+/// Reads the socket until `shutdown`, then drains what the kernel already holds and returns.
+/// A message on `drain` asks for the same drain without stopping; the reply is sent after it.
+pub async fn run(
+    socket: UdpSocket,
+    sink: Sink,
+    shutdown: CancellationToken,
+    mut drain: mpsc::Receiver<oneshot::Sender<()>>,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                let n = drain_socket(&socket, &sink, &mut buf);
+                debug!("UDP reader stopped; read {n} datagrams that were still queued");
+                return;
+            }
+            Some(reply) = drain.recv() => {
+                drain_socket(&socket, &sink, &mut buf);
+                let _ = reply.send(());
+            }
+            ready = socket.readable() => {
+                if let Err(e) = ready {
+                    warn!("UDP socket error: {e}");
+                    continue;
+                }
+                for _ in 0..READS_PER_WAKE {
+                    match socket.try_recv(&mut buf) {
+                        Ok(n) => sink.accept(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            // ICMP errors and the like: nothing to do but go on reading.
+                            debug!("UDP receive error: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Non-blocking reads until the socket is empty. Returns how many datagrams were read.
+fn drain_socket(socket: &UdpSocket, sink: &Sink, buf: &mut [u8]) -> usize {
+    let (mut n, mut errors) = (0, 0);
+    loop {
+        match socket.try_recv(buf) {
+            Ok(len) => {
+                sink.accept(&buf[..len]);
+                n += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return n,
+            // Errors such as a queued ICMP report are one-off; a socket that keeps failing
+            // is given up on.
+            Err(_) if errors < 16 => errors += 1,
+            Err(_) => return n,
+        }
+    }
+}
+
+/// Logs the bound address and the receive buffer, as the startup lines do.
+pub fn log_bound(bound: &Bound, requested: usize) {
+    info!("Listening on UDP {}", bound.local_addr);
+    if bound.receive_buffer < requested {
+        warn!(
+            "UDP receive buffer: requested {requested} bytes, the kernel granted {}. Raise net.core.rmem_max to avoid losing bursts",
+            bound.receive_buffer
+        );
+    } else {
+        info!("UDP receive buffer: {} bytes", bound.receive_buffer);
+    }
+}

@@ -1,0 +1,28 @@
+//! xray-daemon: a drop-in replacement for the AWS X-Ray daemon.
+//!
+//! # Layout
+//! The data path, in order:
+//! - [`ingest`]: the UDP port; reads datagrams and never waits on the uploader.
+//! - [`segment`]: the wire format; what is a segment, what is rejected, and why.
+//! - [`buffer`]: the byte-bounded queue between the reader and the uploads.
+//! - [`batcher`]: *when* to send a batch.
+//! - [`uploader`]: *how* a batch is sent: PutTraceSegments, retries, unprocessed entries.
+//!
+//! Around it: [`pipeline`] wires the core and owns the one shutdown path, [`sidecar`] is the
+//! long-lived runner, [`aws`] is the only module that knows the AWS SDK, [`telemetry`] sends
+//! PutTelemetryRecords, [`stats`] holds the counters, [`config`] and [`cli`] read the settings,
+//! and [`logging`] writes upstream-compatible log lines.
+
+pub mod aws;
+pub mod batcher;
+pub mod buffer;
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod logging;
+pub mod pipeline;
+pub mod segment;
+pub mod sidecar;
+pub mod stats;
+pub mod telemetry;
+pub mod uploader;
