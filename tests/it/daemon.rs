@@ -1,0 +1,222 @@
+//! Runs the real `xray-daemon` binary as a separate process for tests: bound to port 0 on
+//! loopback, pointed at a fake X-Ray endpoint, with its log lines captured.
+
+use crate::fake_xray::FakeXray;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const ACCESS_KEY: &str = "AKIDDAEMONTEST0001";
+pub const SECRET_KEY: &str = "daemon-test-secret-key/0123456789abcdef";
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_xray-daemon")
+}
+
+/// Environment that isolates the daemon from the machine's AWS setup.
+pub fn clean_env(cmd: &mut Command) {
+    cmd.env_clear()
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+}
+
+pub struct Builder {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Builder {
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+    pub fn env(mut self, k: &str, v: impl Into<String>) -> Self {
+        self.env.retain(|(key, _)| key != k);
+        self.env.push((k.to_owned(), v.into()));
+        self
+    }
+
+    /// Starts the daemon and waits for its `Listening on UDP` line.
+    pub async fn spawn(self) -> Daemon {
+        let mut cmd = Command::new(binary());
+        clean_env(&mut cmd);
+        cmd.args(&self.args).envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn xray-daemon");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if std::env::var_os("XRAY_TEST_ECHO").is_some() {
+                        eprintln!("daemon| {line}");
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut daemon = Daemon { child, udp: "127.0.0.1:0".parse().unwrap(), lines, sender: UdpSocket::bind("127.0.0.1:0").unwrap() };
+        let line = daemon
+            .wait_for_log(|l| l.contains("Listening on UDP "), Duration::from_secs(15))
+            .await
+            .unwrap_or_else(|| panic!("daemon did not start; log:\n{}", daemon.log_text()));
+        let addr = line.split("Listening on UDP ").nth(1).unwrap();
+        let addr = addr.split(|c: char| c == '"' || c.is_whitespace()).next().unwrap();
+        daemon.udp = addr.parse().expect("address in Listening line");
+        if daemon.udp.is_ipv6() {
+            daemon.sender = UdpSocket::bind("[::1]:0").unwrap();
+        }
+        daemon
+    }
+}
+
+pub struct Daemon {
+    child: Child,
+    pub udp: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+    sender: UdpSocket,
+}
+
+/// A daemon on loopback port 0, signing with the test keys, uploading to `fake`, telemetry off.
+pub fn against(fake: &FakeXray) -> Builder {
+    Builder { args: vec!["-b".into(), "127.0.0.1:0".into(), "-t".into(), "127.0.0.1:0".into()], env: vec![] }
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .env("XRAY_DAEMON_ENDPOINT", fake.endpoint())
+        .env("XRAY_DAEMON_TELEMETRY", "false")
+}
+
+pub const HEADER: &str = r#"{"format":"json","version":1}"#;
+
+impl Daemon {
+    pub fn send(&self, datagram: &[u8]) {
+        self.sender.send_to(datagram, self.udp).expect("send datagram");
+    }
+
+    pub fn send_doc(&self, doc: &str) {
+        self.send(format!("{HEADER}\n{doc}").as_bytes());
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.logs().join("\n")
+    }
+
+    pub async fn wait_for_log(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
+                return Some(l.clone());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits for the process to exit; `None` if it did not within `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Give the reader threads a moment to collect the last lines.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// SIGTERM, then the exit status and how long the exit took.
+    pub async fn terminate(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
+        let t0 = Instant::now();
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(timeout).await.unwrap_or_else(|| panic!("daemon did not exit within {timeout:?}; log:\n{}", self.log_text()));
+        (status, t0.elapsed())
+    }
+
+    /// The numbers from the final `Shutdown finished` line.
+    pub fn summary(&self) -> Summary {
+        let line = self.logs().into_iter().find(|l| l.contains("Shutdown finished")).unwrap_or_else(|| panic!("no summary line; log:\n{}", self.log_text()));
+        let num = |key: &str| -> u64 {
+            let rest = &line[line.find(key).unwrap_or_else(|| panic!("{key} missing in {line}")) + key.len()..];
+            rest.trim_start().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+        };
+        Summary {
+            received: num("received:"),
+            sent: num("sent:"),
+            rejected: num("rejected:"),
+            spillover: num("spilled over:"),
+            undelivered: num("not delivered:"),
+            otlp: num("OTLP datagrams:"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub received: u64,
+    pub sent: u64,
+    pub rejected: u64,
+    pub spillover: u64,
+    pub undelivered: u64,
+    pub otlp: u64,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A segment document with a unique id, in the Python SDK's style (spaces after separators).
+pub fn segment(i: usize) -> String {
+    format!(
+        r#"{{"id": "{:016x}", "name": "svc-{i}", "start_time": 1795623733.951929, "trace_id": "1-6b070b35-{:024x}", "end_time": 1795623733.9629257}}"#,
+        0x1000_0000_0000_0000u64 + i as u64,
+        i
+    )
+}
+
+/// A compact (Node-style) segment padded to about `size` bytes.
+pub fn padded_segment(i: usize, size: usize) -> String {
+    let base = format!(
+        r#"{{"trace_id":"1-6b070b79-{:024x}","id":"{:016x}","start_time":1795623800.611,"end_time":1795623800.613,"name":"pad","annotations":{{"pad":""}}}}"#,
+        i,
+        0x2000_0000_0000_0000u64 + i as u64
+    );
+    let pad = size.saturating_sub(base.len());
+    base.replace(r#""pad":"""#, &format!(r#""pad":"{}""#, "x".repeat(pad)))
+}
+
+/// Runs the binary to completion (for invocations that exit at once).
+pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(binary());
+    clean_env(&mut cmd);
+    cmd.args(args).envs(env.iter().copied());
+    let out = cmd.output().expect("run xray-daemon");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
