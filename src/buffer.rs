@@ -122,7 +122,7 @@ impl SegmentBuffer {
                 inner.bytes += need;
                 inner.queue.push_back(Entry { body, arrived: Instant::now() });
                 let len = inner.queue.len();
-                (Push::Stored { evicted }, len == 1 || len % self.max_batch == 0)
+                (Push::Stored { evicted }, len == 1 || len.is_multiple_of(self.max_batch))
             }
         };
         if wake {

@@ -58,7 +58,7 @@ pub struct Flags {
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Run(Flags),
+    Run(Box<Flags>),
     Help,
 }
 
@@ -107,7 +107,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, FlagErro
         };
         set(&mut flags, spec, name, value)?;
     }
-    Ok(Action::Run(flags))
+    Ok(Action::Run(Box::new(flags)))
 }
 
 fn set(flags: &mut Flags, spec: &Spec, name: &str, value: String) -> Result<(), FlagError> {
@@ -175,7 +175,7 @@ mod tests {
 
     fn flags(args: &[&str]) -> Flags {
         match run(args) {
-            Ok(Action::Run(f)) => f,
+            Ok(Action::Run(f)) => *f,
             other => panic!("{args:?}: {other:?}"),
         }
     }

@@ -98,10 +98,9 @@ impl RateLimitedWarn {
     pub fn check(&self) -> Option<u64> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let last = self.last.load(Relaxed);
-        if last == 0 || now >= last + self.interval_secs {
-            if self.last.compare_exchange(last, now.max(1), Relaxed, Relaxed).is_ok() {
-                return Some(self.suppressed.swap(0, Relaxed));
-            }
+        let due = last == 0 || now >= last + self.interval_secs;
+        if due && self.last.compare_exchange(last, now.max(1), Relaxed, Relaxed).is_ok() {
+            return Some(self.suppressed.swap(0, Relaxed));
         }
         self.suppressed.fetch_add(1, Relaxed);
         None

@@ -34,7 +34,8 @@ fn unknown_flag_exits_2_with_go_message_and_usage() {
 
 #[test]
 fn bad_values_exit_1_naming_the_flag_or_variable() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (&["-m", "2"], &[REGION], "Not enough Buffers Memory Allocated. Min Buffers Memory required: 3 MB."),
         (&["-b", "127.0.0.1"], &[REGION], "-b/--bind"),
         (&[], &[REGION, ("XRAY_DAEMON_UDP_ADDRESS", "nowhere")], "XRAY_DAEMON_UDP_ADDRESS"),
