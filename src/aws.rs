@@ -182,18 +182,31 @@ where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
     R: std::fmt::Debug + HasStatus + 'static,
 {
-    let detail = DisplayErrorContext(&err).to_string();
     match &err {
-        SdkError::TimeoutError(_) => ApiError { class: BackendError::Timeout, retryable: true, detail },
+        SdkError::TimeoutError(_) => {
+            ApiError { class: BackendError::Timeout, retryable: true, detail: "the attempt timed out".into() }
+        }
         SdkError::DispatchFailure(d) => {
             let class = if d.is_timeout() { BackendError::Timeout } else { transport_class(&err) };
+            let detail = match d.as_connector_error() {
+                Some(c) => DisplayErrorContext(c).to_string(),
+                None => DisplayErrorContext(&err).to_string(),
+            };
             ApiError { class, retryable: true, detail }
         }
-        SdkError::ResponseError(r) => status_error(r.raw().status_code(), None, detail),
-        SdkError::ServiceError(s) => status_error(s.raw().status_code(), s.err().code(), detail),
+        SdkError::ResponseError(r) => {
+            let status = r.raw().status_code();
+            status_error(status, None, format!("HTTP {status} with a response that is not an X-Ray error"))
+        }
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status_code();
+            let code = s.err().code().unwrap_or("unknown error");
+            let message = s.err().message().unwrap_or("");
+            status_error(status, s.err().code(), format!("{code}: {message} (HTTP {status})"))
+        }
         // Building the request failed: in practice no credentials could be loaded. They may
         // appear later (a refreshed role, a mounted file), so keep the data and retry.
-        _ => ApiError { class: BackendError::Other, retryable: true, detail },
+        _ => ApiError { class: BackendError::Other, retryable: true, detail: DisplayErrorContext(&err).to_string() },
     }
 }
 

@@ -234,14 +234,13 @@ fn drain_socket(socket: &UdpSocket, sink: &Sink, buf: &mut [u8]) -> usize {
 }
 
 /// Logs the bound address and the receive buffer, as the startup lines do.
-pub fn log_bound(bound: &Bound, requested: usize) {
-    info!("Listening on UDP {}", bound.local_addr);
-    if bound.receive_buffer < requested {
+pub fn log_bound(local_addr: SocketAddr, granted: usize, requested: usize) {
+    info!("Listening on UDP {local_addr}");
+    if granted < requested {
         warn!(
-            "UDP receive buffer: requested {requested} bytes, the kernel granted {}. Raise net.core.rmem_max to avoid losing bursts",
-            bound.receive_buffer
+            "UDP receive buffer: requested {requested} bytes, the kernel granted {granted}. Raise net.core.rmem_max to avoid losing bursts"
         );
     } else {
-        info!("UDP receive buffer: {} bytes", bound.receive_buffer);
+        info!("UDP receive buffer: {granted} bytes");
     }
 }

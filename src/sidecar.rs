@@ -28,6 +28,10 @@ pub enum StartError {
 
 /// Runs until a shutdown signal and a drained pipeline. Returns the exit code.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    // Signal handlers first: from the moment the daemon says it listens, SIGTERM drains.
+    let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+
     info!("Initializing AWS X-Ray daemon {}", env!("CARGO_PKG_VERSION"));
     info!(
         "Using buffer memory limit of {} MB ({})",
@@ -36,10 +40,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     );
     info!("Using region: {}", config.region);
 
-    let bound = ingest::bind(&config.udp_address, config.receive_buffer)?;
-    ingest::log_bound(&bound, config.receive_buffer);
-    let socket = tokio::net::UdpSocket::from_std(bound.socket)
-        .map_err(|source| ingest::BindError::Bind { address: config.udp_address.clone(), source })?;
+    let client = aws::xray_client(&ClientSettings {
+        region: config.region.clone(),
+        endpoint: config.endpoint.clone(),
+        attempt_timeout: config.upload_timeout,
+        connect_timeout: Duration::from_secs(2).min(config.upload_timeout),
+    })
+    .await;
+    if let Some(endpoint) = &config.endpoint {
+        debug!("Using Endpoint: {endpoint}");
+    }
 
     // The sampling proxy arrives with its own issue; until then the TCP address is reserved so
     // deployments that pass -t keep working, and connections are closed at once.
@@ -53,19 +63,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
     });
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+    let bound = ingest::bind(&config.udp_address, config.receive_buffer)?;
+    let local_addr = bound.local_addr;
+    let granted = bound.receive_buffer;
+    let socket = tokio::net::UdpSocket::from_std(bound.socket)
+        .map_err(|source| ingest::BindError::Bind { address: config.udp_address.clone(), source })?;
 
-    let client = aws::xray_client(&ClientSettings {
-        region: config.region.clone(),
-        endpoint: config.endpoint.clone(),
-        attempt_timeout: config.upload_timeout,
-        connect_timeout: Duration::from_secs(2).min(config.upload_timeout),
-    })
-    .await;
-    if let Some(endpoint) = &config.endpoint {
-        debug!("Using Endpoint: {endpoint}");
-    }
     let telemetry = config.telemetry.then(|| {
         let reporter = Reporter {
             ec2_instance_id: config.instance_id.clone(),
@@ -83,6 +86,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     let stats = Arc::new(Stats::default());
     let pipeline = Pipeline::start(socket, client, settings, stats.clone());
+    // Reading has started: only now announce the address.
+    ingest::log_bound(local_addr, granted, config.receive_buffer);
 
     let name = tokio::select! {
         _ = sigterm.recv() => "terminated",
