@@ -8,7 +8,7 @@ BIN_RELEASE := target/release/xray-daemon
 VENV := target/venv
 PYTEST_ARGS ?= -q
 
-.PHONY: all build release run test test-rust test-e2e peers fmt lint clean
+.PHONY: all build release run test test-rust test-e2e test-chart peers fmt lint clean
 
 all: build
 
@@ -20,7 +20,7 @@ build:
 release:
 	$(CARGO) build --release --bin xray-daemon
 
-## peers: install the test peers (moto, boto3, aws-xray-sdk, aws-xray-sdk-core) under target/
+## peers: install the test peers (moto, boto3, aws-xray-sdk, aws-xray-sdk-core, Helm's engine) under target/
 peers:
 	bash tests/e2e/setup.sh
 
@@ -28,14 +28,17 @@ peers:
 run: build peers
 	bash tests/peers/run_local.sh $(BIN_DEBUG) $(ARGS)
 
-## test: unit + integration tests, then end-to-end tests against moto and the official SDKs
-test: test-rust test-e2e
+## test: unit + integration tests, end-to-end tests against moto and the official SDKs, Helm chart
+test: test-rust test-e2e test-chart
 
 test-rust:
 	$(CARGO) test --all-targets
 
 test-e2e: build peers
 	XRAY_DAEMON_BIN=$(BIN_DEBUG) $(VENV)/bin/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+test-chart: peers
+	$(VENV)/bin/python -m pytest tests/chart $(PYTEST_ARGS)
 
 fmt:
 	$(CARGO) fmt
