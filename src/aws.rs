@@ -36,8 +36,109 @@ pub struct ClientSettings {
     pub connect_timeout: Duration,
 }
 
-/// Builds the X-Ray client with aws-config's default credential chain.
-pub async fn xray_client(settings: &ClientSettings) -> aws_sdk_xray::Client {
+/// The X-Ray endpoint for a region when nothing overrides it (the TCP proxy needs the URL
+/// itself; the SDK resolves the same one for uploads).
+pub fn default_endpoint(region: &str) -> String {
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else if region.starts_with("us-isob-") {
+        "sc2s.sgov.gov"
+    } else if region.starts_with("us-iso-") {
+        "c2s.ic.gov"
+    } else {
+        "amazonaws.com"
+    };
+    format!("https://xray.{region}.{suffix}")
+}
+
+/// The SDK pieces the daemon shares: the X-Ray client for uploads and telemetry, and a signer
+/// with the same credentials for the TCP proxy.
+pub struct Aws {
+    pub client: aws_sdk_xray::Client,
+    pub signer: Signer,
+}
+
+/// Loads the shared AWS configuration once.
+pub async fn load(settings: &ClientSettings) -> Aws {
+    let shared = shared_config(settings).await;
+    let client = xray_client(&shared, settings);
+    Aws { client, signer: Signer::new(shared.credentials_provider(), settings.region.clone()) }
+}
+
+/// The request could not be signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    #[error("Unable to retrieve credentials: {0}")]
+    Credentials(String),
+    #[error("Unable to sign request: {0}")]
+    Sign(String),
+}
+
+/// Signs requests for X-Ray with SigV4 (service `xray`), using the daemon's credentials.
+pub struct Signer {
+    provider: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+    region: String,
+    cached: tokio::sync::Mutex<Option<aws_credential_types::Credentials>>,
+}
+
+impl Signer {
+    pub fn new(provider: Option<aws_credential_types::provider::SharedCredentialsProvider>, region: String) -> Self {
+        Signer { provider, region, cached: tokio::sync::Mutex::new(None) }
+    }
+
+    /// The current credentials, resolved once and again when they are within five minutes of
+    /// expiring.
+    pub async fn credentials(&self) -> Result<aws_credential_types::Credentials, SignError> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref() {
+            let fresh = c.expiry().is_none_or(|e| e > SystemTime::now() + Duration::from_secs(300));
+            if fresh {
+                return Ok(c.clone());
+            }
+        }
+        let provider = self
+            .provider
+            .as_ref()
+            .ok_or_else(|| SignError::Credentials("no credentials provider is configured".into()))?;
+        let creds = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| SignError::Credentials(DisplayErrorContext(&e).to_string()))?;
+        *cached = Some(creds.clone());
+        Ok(creds)
+    }
+
+    /// Signs `request` in place. Every header present is signed, so the caller builds the
+    /// request with only the stable set (host, content-type, content-length); signing adds
+    /// `x-amz-date`, `x-amz-security-token` and `authorization`.
+    pub async fn sign<B>(&self, request: &mut http::Request<B>, body: &[u8]) -> Result<(), SignError> {
+        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        let identity: aws_smithy_runtime_api::client::identity::Identity = self.credentials().await?.into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("xray")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| SignError::Sign(e.to_string()))?
+            .into();
+        let instructions = {
+            let headers = request.headers().iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)));
+            let uri = request.uri().to_string();
+            let signable = SignableRequest::new(request.method().as_str(), uri, headers, SignableBody::Bytes(body))
+                .map_err(|e| SignError::Sign(e.to_string()))?;
+            sign(signable, &params).map_err(|e| SignError::Sign(e.to_string()))?.into_parts().0
+        };
+        instructions.apply_to_request_http1x(request);
+        Ok(())
+    }
+}
+
+/// aws-config's default chains (credentials: environment, profile, web identity, container,
+/// instance metadata), with our region, HTTP client, timeouts and no SDK retries.
+async fn shared_config(settings: &ClientSettings) -> aws_config::SdkConfig {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
         .build_https();
@@ -45,14 +146,18 @@ pub async fn xray_client(settings: &ClientSettings) -> aws_sdk_xray::Client {
         .operation_attempt_timeout(settings.attempt_timeout)
         .connect_timeout(settings.connect_timeout)
         .build();
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(settings.region.clone()))
         .http_client(http)
         .retry_config(RetryConfig::disabled())
         .timeout_config(timeouts)
         .load()
-        .await;
-    let mut config = aws_sdk_xray::config::Builder::from(&shared).interceptor(DaemonHeaders::new());
+        .await
+}
+
+/// The X-Ray client for uploads and telemetry.
+fn xray_client(shared: &aws_config::SdkConfig, settings: &ClientSettings) -> aws_sdk_xray::Client {
+    let mut config = aws_sdk_xray::config::Builder::from(shared).interceptor(DaemonHeaders::new());
     if let Some(endpoint) = &settings.endpoint {
         config = config.endpoint_url(endpoint);
     }
@@ -291,6 +396,15 @@ mod tests {
         assert_eq!(e(400, Some("InvalidRequestException")), (BackendError::Http4xx, false));
         assert_eq!(e(404, None), (BackendError::Http4xx, false));
         assert_eq!(e(302, None), (BackendError::Other, true));
+    }
+
+    #[test]
+    fn default_endpoints_by_partition() {
+        assert_eq!(default_endpoint("us-east-1"), "https://xray.us-east-1.amazonaws.com");
+        assert_eq!(default_endpoint("cn-northwest-1"), "https://xray.cn-northwest-1.amazonaws.com.cn");
+        assert_eq!(default_endpoint("us-gov-west-1"), "https://xray.us-gov-west-1.amazonaws.com");
+        assert_eq!(default_endpoint("us-iso-east-1"), "https://xray.us-iso-east-1.c2s.ic.gov");
+        assert_eq!(default_endpoint("us-isob-east-1"), "https://xray.us-isob-east-1.sc2s.sgov.gov");
     }
 
     #[test]

@@ -44,6 +44,78 @@ impl BackendError {
     }
 }
 
+/// What happened to a request on the TCP port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyOutcome {
+    /// Forwarded to X-Ray and answered (whatever the status).
+    Forwarded,
+    /// Not an X-Ray API path the proxy forwards (404).
+    NotAllowed,
+    /// Body over the limit (413).
+    TooLarge,
+    /// X-Ray could not be reached, or did not answer in time (502).
+    UpstreamError,
+    /// The request could not be signed (no credentials) (502).
+    SigningFailed,
+    /// The client was too slow or broke off the request.
+    ClientError,
+    /// Answered by the daemon itself: /health, /ready, /metrics.
+    Local,
+}
+
+impl ProxyOutcome {
+    pub const ALL: [ProxyOutcome; 7] = [
+        ProxyOutcome::Forwarded,
+        ProxyOutcome::NotAllowed,
+        ProxyOutcome::TooLarge,
+        ProxyOutcome::UpstreamError,
+        ProxyOutcome::SigningFailed,
+        ProxyOutcome::ClientError,
+        ProxyOutcome::Local,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyOutcome::Forwarded => "forwarded",
+            ProxyOutcome::NotAllowed => "not_allowed",
+            ProxyOutcome::TooLarge => "too_large",
+            ProxyOutcome::UpstreamError => "upstream_error",
+            ProxyOutcome::SigningFailed => "signing_failed",
+            ProxyOutcome::ClientError => "client_error",
+            ProxyOutcome::Local => "local",
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the PutTraceSegments latency histogram.
+pub const LATENCY_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// A fixed-bucket latency histogram (cumulative counts are computed when read).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, seconds: f64) {
+        let i = LATENCY_BUCKETS.iter().position(|&b| seconds <= b).unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add((seconds * 1e6) as u64, Relaxed);
+    }
+
+    /// Cumulative counts per bucket (the last is +Inf), and the sum in seconds.
+    pub fn read(&self) -> ([u64; LATENCY_BUCKETS.len() + 1], f64) {
+        let mut out = [0; LATENCY_BUCKETS.len() + 1];
+        let mut total = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            total += b.load(Relaxed);
+            out[i] = total;
+        }
+        (out, self.sum_micros.load(Relaxed) as f64 / 1e6)
+    }
+}
+
 /// Process-wide counters. All monotonic; readers compute deltas.
 #[derive(Default, Debug)]
 pub struct Stats {
@@ -67,7 +139,10 @@ pub struct Stats {
     pub undelivered: AtomicU64,
     /// PutTraceSegments calls that completed (for metrics and benchmarks).
     pub put_calls: AtomicU64,
+    /// Latency of PutTraceSegments calls, successful or not.
+    pub put_latency: Histogram,
     backend_errors: [AtomicU64; 6],
+    proxy: [AtomicU64; 7],
     first_datagram: AtomicBool,
 }
 
@@ -128,6 +203,14 @@ impl Stats {
         self.backend_errors[class.index()].fetch_add(1, Relaxed);
     }
 
+    pub fn proxy_request(&self, outcome: ProxyOutcome) {
+        self.proxy[outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn proxy_requests(&self, outcome: ProxyOutcome) -> u64 {
+        self.proxy[outcome as usize].load(Relaxed)
+    }
+
     /// Marks that a datagram arrived; telemetry starts only after the first one.
     pub fn datagram_seen(&self) {
         if !self.first_datagram.load(Relaxed) {
@@ -157,5 +240,24 @@ impl Stats {
             put_calls: self.put_calls.load(Relaxed),
             backend_errors: be,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_with_an_infinite_bucket() {
+        let h = Histogram::default();
+        for s in [0.001, 0.007, 0.007, 0.3, 20.0] {
+            h.observe(s);
+        }
+        let (counts, sum) = h.read();
+        assert_eq!(counts[0], 1); // <= 5 ms
+        assert_eq!(counts[1], 3); // <= 10 ms
+        assert_eq!(counts[6], 4); // <= 500 ms
+        assert_eq!(counts[LATENCY_BUCKETS.len()], 5); // +Inf
+        assert!((sum - 20.315).abs() < 1e-3);
     }
 }

@@ -184,6 +184,7 @@ impl<A: XrayApi> Uploader<A> {
             let t0 = Instant::now();
             let result = self.api.put_trace_segments(pending.iter().map(as_string).collect()).await;
             let secs = t0.elapsed().as_secs_f64();
+            self.stats.put_latency.observe(secs);
             let retry = match result {
                 Ok(unprocessed) => {
                     Stats::add(&self.stats.put_calls, 1);
