@@ -85,6 +85,13 @@ pub struct Config {
     pub resource_arn: String,
     pub hostname: String,
     pub instance_id: String,
+    /// Where the TCP proxy sends requests: the endpoint override, else the SDK's
+    /// `AWS_ENDPOINT_URL_XRAY` / `AWS_ENDPOINT_URL`, else the region's X-Ray endpoint.
+    pub proxy_endpoint: String,
+    pub proxy_allow_all: bool,
+    pub proxy_max_body: usize,
+    pub proxy_timeout: Duration,
+    pub proxy_client_timeout: Duration,
 }
 
 /// The `XRAY_DAEMON_*` variables. Read as strings and parsed here so each error names its
@@ -105,6 +112,10 @@ struct EnvVars {
     log_level: Option<String>,
     log_format: Option<String>,
     resource_arn: Option<String>,
+    proxy_allow_all: Option<String>,
+    proxy_max_body_kb: Option<String>,
+    proxy_timeout: Option<String>,
+    proxy_client_timeout: Option<String>,
 }
 
 /// Picks the first value present, remembering its name for error messages.
@@ -249,6 +260,38 @@ impl Config {
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
 
+        let sdk_endpoint = pick(&[("AWS_ENDPOINT_URL_XRAY", get("AWS_ENDPOINT_URL_XRAY")), ("AWS_ENDPOINT_URL", get("AWS_ENDPOINT_URL"))]);
+        let (endpoint_source, proxy_endpoint) = match (&endpoint, sdk_endpoint) {
+            (Some(e), _) => ("XRAY_DAEMON_ENDPOINT", e.clone()),
+            (None, Some((src, v))) => (src, v.trim_end_matches('/').to_owned()),
+            (None, None) => ("-n/--region", crate::aws::default_endpoint(&region)),
+        };
+        if proxy_endpoint.parse::<http::Uri>().map(|u| u.authority().is_none()).unwrap_or(true) {
+            return Err(invalid(endpoint_source, &proxy_endpoint, "expected an endpoint URL such as https://xray.us-east-1.amazonaws.com"));
+        }
+        let proxy_allow_all = match vars.proxy_allow_all.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => parse_bool("XRAY_DAEMON_PROXY_ALLOW_ALL", v)?,
+            None => false,
+        };
+        let proxy_max_body = match vars.proxy_max_body_kb.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => match parse_number::<usize>("XRAY_DAEMON_PROXY_MAX_BODY_KB", v, "a whole number of KiB")? {
+                0 => return Err(invalid("XRAY_DAEMON_PROXY_MAX_BODY_KB", v, "must be more than zero")),
+                kb => kb.saturating_mul(1024),
+            },
+            None => 1024 * 1024,
+        };
+        let positive = |name: &str, value: Option<&str>, default: u64| -> Result<Duration, ConfigError> {
+            match value.filter(|v| !v.is_empty()) {
+                Some(v) => match parse_duration(name, v)? {
+                    d if d.is_zero() => Err(invalid(name, v, "must be more than zero")),
+                    d => Ok(d),
+                },
+                None => Ok(Duration::from_secs(default)),
+            }
+        };
+        let proxy_timeout = positive("XRAY_DAEMON_PROXY_TIMEOUT", vars.proxy_timeout.as_deref(), 10)?;
+        let proxy_client_timeout = positive("XRAY_DAEMON_PROXY_CLIENT_TIMEOUT", vars.proxy_client_timeout.as_deref(), 10)?;
+
         Ok(Config {
             udp_address,
             tcp_address,
@@ -267,6 +310,11 @@ impl Config {
             resource_arn,
             hostname: get("AWS_HOSTNAME").cloned().unwrap_or_default(),
             instance_id: get("AWS_INSTANCE_ID").cloned().unwrap_or_default(),
+            proxy_endpoint,
+            proxy_allow_all,
+            proxy_max_body,
+            proxy_timeout,
+            proxy_client_timeout,
         })
     }
 }
@@ -397,6 +445,34 @@ mod tests {
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9"));
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!((c.resource_arn.as_str(), c.hostname.as_str(), c.instance_id.as_str()), ("arn:aws:ec2:x", "h", "i-1"));
+    }
+
+    #[test]
+    fn proxy_settings_and_endpoint_resolution() {
+        let c = load(Flags::default(), &[]).unwrap();
+        assert_eq!(c.proxy_endpoint, "https://xray.us-east-1.amazonaws.com");
+        assert!(!c.proxy_allow_all);
+        assert_eq!((c.proxy_max_body, c.proxy_timeout, c.proxy_client_timeout), (1 << 20, Duration::from_secs(10), Duration::from_secs(10)));
+        let c = load(Flags::default(), &[("AWS_ENDPOINT_URL", "http://127.0.0.1:1/"), ("AWS_ENDPOINT_URL_XRAY", "http://127.0.0.1:2/")]).unwrap();
+        assert_eq!(c.proxy_endpoint, "http://127.0.0.1:2");
+        let c = load(Flags::default(), &[("AWS_ENDPOINT_URL_XRAY", "http://127.0.0.1:2"), ("XRAY_DAEMON_ENDPOINT", "http://127.0.0.1:3")]).unwrap();
+        assert_eq!(c.proxy_endpoint, "http://127.0.0.1:3");
+        let c = load(
+            Flags::default(),
+            &[
+                ("XRAY_DAEMON_PROXY_ALLOW_ALL", "true"),
+                ("XRAY_DAEMON_PROXY_MAX_BODY_KB", "64"),
+                ("XRAY_DAEMON_PROXY_TIMEOUT", "3s"),
+                ("XRAY_DAEMON_PROXY_CLIENT_TIMEOUT", "500ms"),
+            ],
+        )
+        .unwrap();
+        assert!(c.proxy_allow_all);
+        assert_eq!((c.proxy_max_body, c.proxy_timeout, c.proxy_client_timeout), (64 << 10, Duration::from_secs(3), Duration::from_millis(500)));
+        for (k, v) in [("XRAY_DAEMON_PROXY_MAX_BODY_KB", "0"), ("XRAY_DAEMON_PROXY_TIMEOUT", "0"), ("XRAY_DAEMON_PROXY_ALLOW_ALL", "sure"), ("AWS_ENDPOINT_URL_XRAY", "not a url")] {
+            let e = load(Flags::default(), &[(k, v)]).unwrap_err().to_string();
+            assert!(e.contains(v), "{k}: {e}");
+        }
     }
 
     #[test]

@@ -12,15 +12,21 @@
 //! long-lived runner, [`aws`] is the only module that knows the AWS SDK, [`telemetry`] sends
 //! PutTelemetryRecords, [`stats`] holds the counters, [`config`] and [`cli`] read the settings,
 //! and [`logging`] writes upstream-compatible log lines.
+//!
+//! The TCP port: [`proxy`] signs and forwards the SDKs' sampling calls and serves `/health`,
+//! `/ready` and `/metrics`, with [`health`] and [`metrics`] behind the last three.
 
 pub mod aws;
 pub mod batcher;
 pub mod buffer;
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod ingest;
 pub mod logging;
+pub mod metrics;
 pub mod pipeline;
+pub mod proxy;
 pub mod segment;
 pub mod sidecar;
 pub mod stats;

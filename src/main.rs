@@ -3,14 +3,19 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 use xray_daemon::cli::{self, Action, Usage};
-use xray_daemon::config::Config;
-use xray_daemon::{logging, sidecar};
+use xray_daemon::config::{Config, DEFAULT_TCP_ADDRESS};
+use xray_daemon::{health, logging, sidecar};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let flags = match cli::parse(std::env::args().skip(1)) {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("health-check") {
+        args.next();
+        return health_check(args.next());
+    }
+    let flags = match cli::parse(args) {
         Ok(Action::Run(flags)) => flags,
         Ok(Action::Help) => {
             print!("{Usage}");
@@ -47,6 +52,25 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `xray-daemon health-check [ADDR]`: asks a running daemon's `/health`, for container health
+/// checks in images without a shell. ADDR defaults to `XRAY_DAEMON_TCP_ADDRESS`, then
+/// 127.0.0.1:2000; an unspecified host such as 0.0.0.0 is probed on loopback.
+fn health_check(addr: Option<String>) -> ExitCode {
+    let addr = addr
+        .or_else(|| std::env::var("XRAY_DAEMON_TCP_ADDRESS").ok().filter(|a| !a.is_empty()))
+        .unwrap_or_else(|| DEFAULT_TCP_ADDRESS.to_owned());
+    match health::probe_address(&addr).and_then(|a| health::check(a, std::time::Duration::from_secs(3))) {
+        Ok(()) => {
+            println!("healthy");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
             ExitCode::from(1)
         }
     }

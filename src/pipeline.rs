@@ -7,6 +7,7 @@
 
 use crate::batcher::{Batcher, Command, FlushPolicy};
 use crate::buffer::SegmentBuffer;
+use crate::health::{AliveGuard, Liveness};
 use crate::ingest::{self, Sink};
 use crate::stats::Stats;
 use crate::telemetry::{Reporter, Telemetry};
@@ -50,6 +51,8 @@ pub struct ShutdownReport {
 pub struct Pipeline {
     pub stats: Arc<Stats>,
     pub buffer: Arc<SegmentBuffer>,
+    /// Cleared when the reader or the upload loop stops, for `/health`.
+    pub liveness: Arc<Liveness>,
     stop_ingest: CancellationToken,
     drain: mpsc::Sender<oneshot::Sender<()>>,
     ingest: JoinHandle<()>,
@@ -68,12 +71,22 @@ impl Pipeline {
         let stop_ingest = CancellationToken::new();
         let (drain, drain_rx) = mpsc::channel(4);
         let sink = Sink::new(buffer.clone(), stats.clone());
-        let ingest = tokio::spawn(ingest::run(socket, sink, stop_ingest.clone(), drain_rx));
+        let liveness = Arc::new(Liveness::default());
+        let guard = AliveGuard(liveness.clone(), |l| &l.ingest);
+        let run_ingest = ingest::run(socket, sink, stop_ingest.clone(), drain_rx);
+        let ingest = tokio::spawn(async move {
+            let _alive = guard;
+            run_ingest.await
+        });
 
         let uploader = Arc::new(Uploader::new(api.clone(), buffer.clone(), stats.clone(), settings.retry));
         let batcher = Batcher { buffer: buffer.clone(), uploader, policy: settings.flush, concurrency: settings.concurrency };
         let (commands, commands_rx) = mpsc::channel(8);
-        let batcher = tokio::spawn(batcher.run(commands_rx));
+        let guard = AliveGuard(liveness.clone(), |l| &l.uploads);
+        let batcher = tokio::spawn(async move {
+            let _alive = guard;
+            batcher.run(commands_rx).await
+        });
 
         let stop_telemetry = CancellationToken::new();
         let telemetry = settings.telemetry.map(|(reporter, interval)| {
@@ -81,7 +94,7 @@ impl Pipeline {
             tokio::spawn(t.run(interval, stop_telemetry.clone()))
         });
 
-        Pipeline { stats, buffer, stop_ingest, drain, ingest, commands, batcher, stop_telemetry, telemetry }
+        Pipeline { stats, buffer, liveness, stop_ingest, drain, ingest, commands, batcher, stop_telemetry, telemetry }
     }
 
     /// Segments held now (waiting or being uploaded).

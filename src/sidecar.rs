@@ -1,10 +1,12 @@
 //! The long-lived runner for containers, hosts and Kubernetes: bind, run the pipeline until
 //! SIGTERM or SIGINT, then drain within the shutdown deadline. A second signal exits at once.
 
-use crate::aws::{self, ClientSettings};
+use crate::aws::{self, ClientSettings, Signer};
 use crate::batcher::FlushPolicy;
 use crate::config::Config;
+use crate::health::Health;
 use crate::ingest;
+use crate::proxy::{self, ProxySettings, TcpService};
 use crate::pipeline::{Pipeline, Settings};
 use crate::stats::Stats;
 use crate::telemetry::Reporter;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 /// Why the daemon could not start.
@@ -24,6 +27,29 @@ pub enum StartError {
     Tcp { address: String, source: std::io::Error },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("invalid X-Ray endpoint: {0}")]
+    Endpoint(String),
+    #[error(transparent)]
+    Tls(#[from] proxy::TlsError),
+}
+
+/// Marks the daemon ready once credentials resolve; until then `/ready` says why not.
+/// Retries every few seconds, since credentials can appear later (a mounted token, a role).
+async fn resolve_credentials(signer: Arc<Signer>, health: Arc<Health>) {
+    loop {
+        match signer.credentials().await {
+            Ok(_) => {
+                health.set_ready();
+                debug!("Credentials resolved; the daemon is ready");
+                return;
+            }
+            Err(e) => {
+                health.set_not_ready(e.to_string());
+                warn!("{e}");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
 }
 
 /// Runs until a shutdown signal and a drained pipeline. Returns the exit code.
@@ -40,7 +66,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     );
     info!("Using region: {}", config.region);
 
-    let client = aws::xray_client(&ClientSettings {
+    let aws = aws::load(&ClientSettings {
         region: config.region.clone(),
         endpoint: config.endpoint.clone(),
         attempt_timeout: config.upload_timeout,
@@ -50,19 +76,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     if let Some(endpoint) = &config.endpoint {
         debug!("Using Endpoint: {endpoint}");
     }
-
-    // The sampling proxy arrives with its own issue; until then the TCP address is reserved so
-    // deployments that pass -t keep working, and connections are closed at once.
-    let tcp = TcpListener::bind(&config.tcp_address)
-        .await
-        .map_err(|source| StartError::Tcp { address: config.tcp_address.clone(), source })?;
-    debug!("Reserved TCP {} (sampling proxy not enabled in this version)", tcp.local_addr().map(|a| a.to_string()).unwrap_or_default());
-    tokio::spawn(async move {
-        while let Ok((conn, _)) = tcp.accept().await {
-            drop(conn);
+    // Bound before the UDP port so that a busy TCP address is reported before anything runs.
+    let tcp = match TcpListener::bind(&config.tcp_address).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            // As upstream: the daemon keeps running UDP-only.
+            error!("proxy http server failed to listen: listen tcp {}: {e}", config.tcp_address);
+            None
         }
-    });
-
+    };
     let bound = ingest::bind(&config.udp_address, config.receive_buffer)?;
     let local_addr = bound.local_addr;
     let granted = bound.receive_buffer;
@@ -85,8 +107,30 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         telemetry,
     };
     let stats = Arc::new(Stats::default());
-    let pipeline = Pipeline::start(socket, client, settings, stats.clone());
-    // Reading has started: only now announce the address.
+    let signer = Arc::new(aws.signer);
+    let pipeline = Pipeline::start(socket, aws.client, settings, stats.clone());
+
+    let health = Arc::new(Health::new(pipeline.liveness.clone()));
+    let stop_proxy = CancellationToken::new();
+    if let Some(listener) = tcp {
+        let endpoint: http::Uri = config.proxy_endpoint.parse().map_err(|e| StartError::Endpoint(format!("{e}")))?;
+        let settings = ProxySettings {
+            endpoint,
+            allow_all: config.proxy_allow_all,
+            max_body: config.proxy_max_body,
+            upstream_timeout: config.proxy_timeout,
+            client_timeout: config.proxy_client_timeout,
+        };
+        let service = TcpService::new(settings, signer.clone(), stats.clone(), pipeline.buffer.clone(), health.clone())?;
+        info!("HTTP Proxy server using X-Ray Endpoint : {}", config.proxy_endpoint);
+        info!("Starting proxy http server on {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+        if config.proxy_allow_all {
+            warn!("XRAY_DAEMON_PROXY_ALLOW_ALL is on: the proxy signs and forwards any path to X-Ray");
+        }
+        tokio::spawn(proxy::run(listener, Arc::new(service), stop_proxy.clone()));
+    }
+    tokio::spawn(resolve_credentials(signer, health));
+    // Everything runs: the UDP address is announced last, as the sign the daemon is up.
     ingest::log_bound(local_addr, granted, config.receive_buffer);
 
     let name = tokio::select! {
@@ -104,6 +148,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     });
 
     let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+    stop_proxy.cancel();
     let report = pipeline.shutdown(deadline).await;
     let s = stats.snapshot();
     if report.undelivered > 0 {

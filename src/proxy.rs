@@ -1,0 +1,279 @@
+//! The TCP port: a SigV4-signing proxy for the SDKs' X-Ray calls, and the daemon's own
+//! `/health`, `/ready` and `/metrics`.
+//!
+//! The SDKs poll `POST /GetSamplingRules` and `POST /SamplingTargets` unsigned on the daemon's
+//! TCP address. The proxy forwards them to the configured X-Ray endpoint only: the request's
+//! Host header and an absolute-form URI are ignored. The outbound request is built afresh with a
+//! small, stable header set (host, content-type, content-length, x-amz-content-sha256 if sent),
+//! signed, and nothing else is copied, so headers a service mesh adds (`x-envoy-*`, `x-b3-*`,
+//! `x-request-id`) can neither break the signature nor be injected upstream. Only X-Ray API
+//! paths are forwarded unless `XRAY_DAEMON_PROXY_ALLOW_ALL` restores upstream's behaviour.
+//! Bodies are limited, slow clients are cut off, and an unreachable X-Ray answers 502.
+
+use crate::aws::Signer;
+use crate::buffer::SegmentBuffer;
+use crate::health::Health;
+use crate::metrics;
+use crate::stats::{ProxyOutcome, Stats};
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+/// The X-Ray API paths the SDKs call through the daemon (all `POST`).
+pub const ALLOWED_PATHS: &[&str] = &[
+    "/GetSamplingRules",
+    "/SamplingTargets",
+    "/SamplingStatisticSummaries",
+    "/TraceSegments",
+    "/TelemetryRecords",
+];
+
+/// How the proxy behaves.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Where requests go, e.g. `https://xray.us-east-1.amazonaws.com`.
+    pub endpoint: Uri,
+    /// Forward every method and path, as upstream does.
+    pub allow_all: bool,
+    /// The largest request body accepted.
+    pub max_body: usize,
+    /// How long X-Ray may take to answer.
+    pub upstream_timeout: Duration,
+    /// How long a client may take to send its request head (and, separately, its body).
+    pub client_timeout: Duration,
+}
+
+type Body = BoxBody<Bytes, hyper::Error>;
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Serves the TCP port.
+pub struct TcpService {
+    settings: ProxySettings,
+    signer: Arc<Signer>,
+    client: HttpsClient,
+    stats: Arc<Stats>,
+    buffer: Arc<SegmentBuffer>,
+    health: Arc<Health>,
+    user_agent: HeaderValue,
+}
+
+/// The HTTPS client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up TLS for the proxy: {0}")]
+pub struct TlsError(std::io::Error);
+
+impl TcpService {
+    pub fn new(
+        settings: ProxySettings,
+        signer: Arc<Signer>,
+        stats: Arc<Stats>,
+        buffer: Arc<SegmentBuffer>,
+        health: Arc<Health>,
+    ) -> Result<Self, TlsError> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
+            .map_err(TlsError)?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
+        let user_agent = HeaderValue::from_static(concat!("xray-agent/xray-daemon/", env!("CARGO_PKG_VERSION"), " proxy"));
+        Ok(TcpService { settings, signer, client, stats, buffer, health, user_agent })
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let local = matches!(*req.method(), Method::GET | Method::HEAD);
+        match req.uri().path() {
+            "/health" if local => {
+                self.stats.proxy_request(ProxyOutcome::Local);
+                match self.health.liveness.problem() {
+                    None => text(StatusCode::OK, "ok\n"),
+                    Some(problem) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("unhealthy: {problem}\n")),
+                }
+            }
+            "/ready" if local => {
+                self.stats.proxy_request(ProxyOutcome::Local);
+                match self.health.ready() {
+                    Ok(()) => text(StatusCode::OK, "ready\n"),
+                    Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {reason}\n")),
+                }
+            }
+            "/metrics" if local => {
+                self.stats.proxy_request(ProxyOutcome::Local);
+                let mut r = Response::new(full(metrics::render(&self.stats, &self.buffer)));
+                r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE));
+                r
+            }
+            _ => self.forward(req).await,
+        }
+    }
+
+    async fn forward(&self, req: Request<Incoming>) -> Response<Body> {
+        let path_and_query = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+        debug!("Received request on HTTP Proxy server : {path_and_query}");
+        let allowed = self.settings.allow_all || (req.method() == Method::POST && ALLOWED_PATHS.contains(&req.uri().path()));
+        if !allowed {
+            self.stats.proxy_request(ProxyOutcome::NotAllowed);
+            return json_error(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "xray-daemon forwards only POST {} to X-Ray; {} {} is not forwarded (set XRAY_DAEMON_PROXY_ALLOW_ALL=true to forward everything)",
+                    ALLOWED_PATHS.join(", "),
+                    req.method(),
+                    req.uri().path()
+                ),
+            );
+        }
+        let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.settings.max_body as u64) {
+            self.stats.proxy_request(ProxyOutcome::TooLarge);
+            return self.too_large();
+        }
+        let method = req.method().clone();
+        let content_type = req.headers().get(CONTENT_TYPE).cloned();
+        let content_sha = req.headers().get("x-amz-content-sha256").cloned();
+        let limited = Limited::new(req.into_body(), self.settings.max_body);
+        let body = match tokio::time::timeout(self.settings.client_timeout, limited.collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                self.stats.proxy_request(ProxyOutcome::TooLarge);
+                return self.too_large();
+            }
+            Ok(Err(e)) => {
+                self.stats.proxy_request(ProxyOutcome::ClientError);
+                return json_error(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {e}"));
+            }
+            Err(_) => {
+                self.stats.proxy_request(ProxyOutcome::ClientError);
+                return json_error(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time");
+            }
+        };
+
+        let endpoint = &self.settings.endpoint;
+        let authority = endpoint.authority().map(|a| a.as_str()).unwrap_or_default();
+        let base = endpoint.to_string();
+        let uri = format!("{}{}", base.trim_end_matches('/'), path_and_query);
+        let mut builder = Request::builder().method(method).uri(uri).header(HOST, authority);
+        builder = builder.header(CONTENT_TYPE, content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")));
+        builder = builder.header(CONTENT_LENGTH, body.len());
+        if let Some(sha) = content_sha {
+            builder = builder.header("x-amz-content-sha256", sha);
+        }
+        let mut outbound = match builder.body(Full::new(body.clone())) {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.proxy_request(ProxyOutcome::ClientError);
+                return json_error(StatusCode::BAD_REQUEST, &format!("cannot build the request: {e}"));
+            }
+        };
+        if let Err(e) = self.signer.sign(&mut outbound, &body).await {
+            error!("{e}");
+            self.stats.proxy_request(ProxyOutcome::SigningFailed);
+            return json_error(StatusCode::BAD_GATEWAY, &format!("xray-daemon could not sign the request: {e}"));
+        }
+        // Not signed, so it cannot break the signature.
+        outbound.headers_mut().insert(USER_AGENT, self.user_agent.clone());
+
+        match tokio::time::timeout(self.settings.upstream_timeout, self.client.request(outbound)).await {
+            Ok(Ok(response)) => {
+                self.stats.proxy_request(ProxyOutcome::Forwarded);
+                response.map(|b| b.boxed())
+            }
+            Ok(Err(e)) => {
+                self.stats.proxy_request(ProxyOutcome::UpstreamError);
+                warn!("proxy error: cannot reach X-Ray at {endpoint}: {}", error_chain(&e));
+                json_error(StatusCode::BAD_GATEWAY, &format!("xray-daemon cannot reach X-Ray at {endpoint}"))
+            }
+            Err(_) => {
+                self.stats.proxy_request(ProxyOutcome::UpstreamError);
+                warn!("proxy error: X-Ray at {endpoint} did not answer within {:?}", self.settings.upstream_timeout);
+                json_error(StatusCode::BAD_GATEWAY, &format!("xray-daemon: X-Ray at {endpoint} did not answer in time"))
+            }
+        }
+    }
+
+    fn too_large(&self) -> Response<Body> {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body over the proxy's limit of {} bytes", self.settings.max_body),
+        )
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn full(text: impl Into<Bytes>) -> Body {
+    Full::new(text.into()).map_err(|never: Infallible| match never {}).boxed()
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut r = Response::new(full(body.to_owned()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// Accepts connections until `shutdown`; each is served on its own task.
+pub async fn run(listener: TcpListener, service: Arc<TcpService>, shutdown: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let service = service.clone();
+                tokio::spawn(serve_connection(stream, service));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                warn!("proxy http server failed to accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, service: Arc<TcpService>) {
+    let timeout = service.settings.client_timeout;
+    let handler = hyper::service::service_fn(move |req| {
+        let service = service.clone();
+        async move { Ok::<_, Infallible>(service.handle(req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .serve_connection(TokioIo::new(stream), handler);
+    if let Err(e) = conn.await {
+        debug!("proxy connection closed: {e}");
+    }
+}
