@@ -58,7 +58,7 @@ impl Builder {
                 }
             });
         }
-        let mut daemon = Daemon { child, udp: "127.0.0.1:0".parse().unwrap(), lines, sender: UdpSocket::bind("127.0.0.1:0").unwrap() };
+        let mut daemon = Daemon { child, udp: "127.0.0.1:0".parse().unwrap(), tcp: None, lines, sender: UdpSocket::bind("127.0.0.1:0").unwrap() };
         let line = daemon
             .wait_for_log(|l| l.contains("Listening on UDP "), Duration::from_secs(15))
             .await
@@ -66,6 +66,11 @@ impl Builder {
         let addr = line.split("Listening on UDP ").nth(1).unwrap();
         let addr = addr.split(|c: char| c == '"' || c.is_whitespace()).next().unwrap();
         daemon.udp = addr.parse().expect("address in Listening line");
+        if let Some(line) = daemon.wait_for_log(|l| l.contains("Starting proxy http server on "), Duration::from_secs(5)).await {
+            let addr = line.split("Starting proxy http server on ").nth(1).unwrap();
+            let addr = addr.split(|c: char| c == '"' || c.is_whitespace()).next().unwrap();
+            daemon.tcp = Some(addr.parse().expect("address in proxy line"));
+        }
         if daemon.udp.is_ipv6() {
             daemon.sender = UdpSocket::bind("[::1]:0").unwrap();
         }
@@ -76,6 +81,8 @@ impl Builder {
 pub struct Daemon {
     child: Child,
     pub udp: SocketAddr,
+    /// The TCP port (proxy, health, metrics), when it is served.
+    pub tcp: Option<SocketAddr>,
     lines: Arc<Mutex<Vec<String>>>,
     sender: UdpSocket,
 }
@@ -93,6 +100,10 @@ pub fn against(fake: &FakeXray) -> Builder {
 pub const HEADER: &str = r#"{"format":"json","version":1}"#;
 
 impl Daemon {
+    pub fn tcp(&self) -> SocketAddr {
+        self.tcp.unwrap_or_else(|| panic!("no proxy line; log:\n{}", self.log_text()))
+    }
+
     pub fn send(&self, datagram: &[u8]) {
         self.sender.send_to(datagram, self.udp).expect("send datagram");
     }
@@ -219,4 +230,31 @@ pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String)
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// One raw HTTP/1.1 exchange: writes `request` as is, reads until the server closes.
+/// Returns the status code, the lower-cased headers and the body.
+pub async fn http_raw(addr: SocketAddr, request: &[u8]) -> (u16, Vec<(String, String)>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the TCP port");
+    stream.write_all(request).await.expect("write request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw)).await.expect("response in time").expect("read response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
+    (status, headers, body.to_owned())
+}
+
+/// A request with `Connection: close` and the given extra header lines.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, extra_headers: &[(&str, &str)], body: &str) -> (u16, Vec<(String, String)>, String) {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in extra_headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    http_raw(addr, req.as_bytes()).await
 }

@@ -4,4 +4,5 @@ mod cli;
 mod daemon;
 mod fake_xray;
 mod fake_xray_selftest;
+mod proxy;
 mod upload;
