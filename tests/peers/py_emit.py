@@ -48,8 +48,13 @@ UDPEmitter._send_data = _capturing_send_data
 
 def write_capture():
     if args.capture:
+        cache = getattr(xray_recorder.sampler, "_cache", None)
+        rules = [{"name": r.name, "rate": r.rate, "priority": r.priority,
+                  "reservoir_quota": getattr(r.reservoir, "_quota", None)}
+                 for r in (cache.rules if cache else [])]
         out = {"sdk": "python", "sdk_version": SDK_VERSION,
-               "daemon_address": os.environ.get("AWS_XRAY_DAEMON_ADDRESS"), "datagrams": captured}
+               "daemon_address": os.environ.get("AWS_XRAY_DAEMON_ADDRESS"), "datagrams": captured,
+               "sampling_rules": rules}
         with open(args.capture + ".tmp", "w") as f:
             json.dump(out, f)
         os.replace(args.capture + ".tmp", args.capture)
