@@ -34,6 +34,24 @@ pub struct ClientSettings {
     /// Timeout for one PutTraceSegments attempt.
     pub attempt_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Assume this role (session name `xray-daemon`) for every call.
+    pub role_arn: Option<String>,
+    /// Send all outbound AWS traffic through this HTTP CONNECT proxy (`NO_PROXY` applies).
+    /// Without it, `HTTPS_PROXY`/`https_proxy`/`HTTP_PROXY` and `NO_PROXY` are honoured.
+    pub proxy_address: Option<String>,
+}
+
+/// The outbound proxy for AWS calls.
+pub fn proxy_config(proxy_address: Option<&str>) -> Result<aws_smithy_http_client::proxy::ProxyConfig, String> {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    match proxy_address {
+        Some(url) => {
+            let config = ProxyConfig::all(url).map_err(|e| format!("Bad proxy URL {url:?}: {e}"))?;
+            let no_proxy = std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")).unwrap_or_default();
+            Ok(if no_proxy.is_empty() { config } else { config.no_proxy(no_proxy) })
+        }
+        None => Ok(ProxyConfig::from_env()),
+    }
 }
 
 /// The X-Ray endpoint for a region when nothing overrides it (the TCP proxy needs the URL
@@ -59,10 +77,21 @@ pub struct Aws {
 }
 
 /// Loads the shared AWS configuration once.
-pub async fn load(settings: &ClientSettings) -> Aws {
-    let shared = shared_config(settings).await;
+pub async fn load(settings: &ClientSettings) -> Result<Aws, String> {
+    let mut shared = shared_config(settings).await?;
+    if let Some(role) = &settings.role_arn {
+        let provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+            .session_name("xray-daemon")
+            .configure(&shared)
+            .build()
+            .await;
+        shared = shared
+            .to_builder()
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
+            .build();
+    }
     let client = xray_client(&shared, settings);
-    Aws { client, signer: Signer::new(shared.credentials_provider(), settings.region.clone()) }
+    Ok(Aws { client, signer: Signer::new(shared.credentials_provider(), settings.region.clone()) })
 }
 
 /// The request could not be signed.
@@ -138,21 +167,30 @@ impl Signer {
 
 /// aws-config's default chains (credentials: environment, profile, web identity, container,
 /// instance metadata), with our region, HTTP client, timeouts and no SDK retries.
-async fn shared_config(settings: &ClientSettings) -> aws_config::SdkConfig {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-        .build_https();
+async fn shared_config(settings: &ClientSettings) -> Result<aws_config::SdkConfig, String> {
+    let proxy = proxy_config(settings.proxy_address.as_deref())?;
+    let http = aws_smithy_http_client::Builder::new().build_with_connector_fn(move |connector_settings, components| {
+        let mut b = aws_smithy_http_client::Connector::builder().proxy_config(proxy.clone());
+        if let Some(s) = connector_settings {
+            b = b.connector_settings(s.clone());
+        }
+        if let Some(sleep) = components.and_then(|c| c.sleep_impl()) {
+            b = b.sleep_impl(sleep);
+        }
+        b.tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring)).build()
+    });
     let timeouts = TimeoutConfig::builder()
         .operation_attempt_timeout(settings.attempt_timeout)
         .connect_timeout(settings.connect_timeout)
         .build();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(settings.region.clone()))
         .http_client(http)
         .retry_config(RetryConfig::disabled())
         .timeout_config(timeouts)
         .load()
-        .await
+        .await;
+    Ok(shared)
 }
 
 /// The X-Ray client for uploads and telemetry.

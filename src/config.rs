@@ -6,10 +6,11 @@
 //! A bad value fails with one line that names the flag or variable and the value.
 
 use crate::cli::{parse_go_bool, Flags};
+use crate::config_file::{self, FileConfig, FileError};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_UDP_ADDRESS: &str = "127.0.0.1:2000";
@@ -24,10 +25,10 @@ pub enum ConfigError {
     Invalid { setting: String, value: String, reason: String },
     #[error("Not enough Buffers Memory Allocated. Min Buffers Memory required: 3 MB. ({setting} is {value})")]
     BufferTooSmall { setting: String, value: String },
-    #[error("Cannot fetch region variable from config file, environment variables, ecs metadata, or ec2 metadata. Set it with -n/--region, XRAY_DAEMON_REGION, AWS_REGION or AWS_DEFAULT_REGION.")]
-    NoRegion,
-    #[error("{0} is not supported by this version of xray-daemon yet")]
-    Unsupported(&'static str),
+    #[error("Cannot fetch region variable from config file, environment variables, ecs metadata, or ec2 metadata. Set it with -n/--region, XRAY_DAEMON_REGION, the config file's Region, or AWS_REGION; in local mode (-o) AWS_DEFAULT_REGION or the profile's region also work.{0}")]
+    NoRegion(String),
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("environment: {0}")]
     Env(String),
 }
@@ -67,7 +68,9 @@ pub enum LogFormat {
 pub struct Config {
     pub udp_address: String,
     pub tcp_address: String,
-    pub region: String,
+    /// The region and where it came from, when set explicitly (flag, variable, file,
+    /// `AWS_REGION`). Otherwise it is looked up at start (see `region.rs`).
+    pub region: Option<(String, String)>,
     pub local_mode: bool,
     /// The buffer's byte limit.
     pub buffer_memory: u64,
@@ -85,9 +88,25 @@ pub struct Config {
     pub resource_arn: String,
     pub hostname: String,
     pub instance_id: String,
-    /// Where the TCP proxy sends requests: the endpoint override, else the SDK's
-    /// `AWS_ENDPOINT_URL_XRAY` / `AWS_ENDPOINT_URL`, else the region's X-Ray endpoint.
-    pub proxy_endpoint: String,
+    /// The SDK's own endpoint variables (`AWS_ENDPOINT_URL_XRAY`, `AWS_ENDPOINT_URL`); the SDK
+    /// applies them to uploads itself, the TCP proxy needs the URL.
+    pub sdk_endpoint: Option<String>,
+    /// `-f` / `XRAY_DAEMON_LOG_FILE` / `Logging.LogPath`; stdout when `None`.
+    pub log_file: Option<PathBuf>,
+    /// Rotate the log file at 50 MB, keeping one old file.
+    pub log_rotation: bool,
+    pub role_arn: Option<String>,
+    /// An HTTP CONNECT proxy for all outbound AWS traffic.
+    pub proxy_address: Option<String>,
+    pub no_verify_ssl: bool,
+    /// The config file read, if any.
+    pub config_file: Option<PathBuf>,
+    /// `ECS_CONTAINER_METADATA_FILE`, when `ECS_ENABLE_CONTAINER_METADATA=true`.
+    pub ecs_metadata_file: Option<PathBuf>,
+    /// `AWS_DEFAULT_REGION`, the last resort for the region.
+    pub default_region: Option<String>,
+    pub imds_endpoint: String,
+    pub imds_disabled: bool,
     pub proxy_allow_all: bool,
     pub proxy_max_body: usize,
     pub proxy_timeout: Duration,
@@ -106,6 +125,12 @@ struct EnvVars {
     receive_buffer_kb: Option<String>,
     concurrency: Option<String>,
     endpoint: Option<String>,
+    config_file: Option<String>,
+    log_file: Option<String>,
+    log_rotation: Option<String>,
+    role_arn: Option<String>,
+    proxy_address: Option<String>,
+    no_verify_ssl: Option<String>,
     telemetry: Option<String>,
     shutdown_timeout: Option<String>,
     upload_timeout: Option<String>,
@@ -161,73 +186,105 @@ pub fn check_address(source: &str, value: &str) -> Result<String, ConfigError> {
 }
 
 impl Config {
-    /// Builds the configuration from flags and environment variables.
+    /// Builds the configuration from flags, environment variables and the config file
+    /// (`-c`, `XRAY_DAEMON_CONFIG_FILE`, or upstream's default path when it exists).
     pub fn load(flags: &Flags, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        Self::load_with(flags, env, Path::new(config_file::DEFAULT_PATH))
+    }
+
+    /// As [`Config::load`], with the auto-discovered file's path given (for tests).
+    pub fn load_with(flags: &Flags, env: &HashMap<String, String>, default_file: &Path) -> Result<Config, ConfigError> {
         let vars: EnvVars = envy::prefixed("XRAY_DAEMON_")
             .from_iter(env.iter().map(|(k, v)| (k.clone(), v.clone())))
             .map_err(|e| ConfigError::Env(e.to_string()))?;
-        for (given, what) in [
-            (&flags.role_arn, "-r/--role-arn"),
-            (&flags.config, "-c/--config"),
-            (&flags.log_file, "-f/--log-file"),
-            (&flags.proxy_address, "-p/--proxy-address"),
-        ] {
-            if given.is_some() {
-                return Err(ConfigError::Unsupported(what));
-            }
-        }
         let get = |k: &str| env.get(k);
 
-        let udp_address = match pick(&[("-b/--bind", flags.bind.as_ref()), ("XRAY_DAEMON_UDP_ADDRESS", vars.udp_address.as_ref())]) {
+        // The file: explicit ones are checked strictly (unknown keys fail), as upstream does.
+        let (file, config_file) = match pick(&[("-c/--config", flags.config.as_ref()), ("XRAY_DAEMON_CONFIG_FILE", vars.config_file.as_ref())]) {
+            Some((_, path)) => (config_file::load(Path::new(path), true)?, Some(PathBuf::from(path))),
+            None if default_file.is_file() => (config_file::load(default_file, false)?, Some(default_file.to_owned())),
+            None => (FileConfig::default(), None),
+        };
+        let in_file = |key: &str| match &config_file {
+            Some(p) => format!("{key} in {}", p.display()),
+            None => key.to_owned(),
+        };
+        let file_names: Vec<String> = [
+            "Socket.UDPAddress", "Socket.TCPAddress", "Region", "TotalBufferSizeMB", "Concurrency", "Endpoint",
+            "Logging.LogLevel", "Logging.LogPath", "ResourceARN", "RoleARN", "ProxyAddress",
+        ]
+        .iter()
+        .map(|k| in_file(k))
+        .collect();
+        let [f_udp, f_tcp, f_region, f_mb, f_conc, f_endpoint, f_level, f_path, f_arn, f_role, f_proxy] =
+            <[String; 11]>::try_from(file_names).map_err(|_| ConfigError::Env("internal: file key names".into()))?;
+        let file_mb = file.total_buffer_size_mb.map(|n| n.to_string());
+        let file_conc = file.concurrency.map(|n| n.to_string());
+
+        let udp_address = match pick(&[
+            ("-b/--bind", flags.bind.as_ref()),
+            ("XRAY_DAEMON_UDP_ADDRESS", vars.udp_address.as_ref()),
+            (&f_udp, file.udp_address.as_ref()),
+        ]) {
             Some((src, v)) => check_address(src, v)?,
             None => DEFAULT_UDP_ADDRESS.to_owned(),
         };
-        let tcp_address = match pick(&[("-t/--bind-tcp", flags.bind_tcp.as_ref()), ("XRAY_DAEMON_TCP_ADDRESS", vars.tcp_address.as_ref())]) {
+        let tcp_address = match pick(&[
+            ("-t/--bind-tcp", flags.bind_tcp.as_ref()),
+            ("XRAY_DAEMON_TCP_ADDRESS", vars.tcp_address.as_ref()),
+            (&f_tcp, file.tcp_address.as_ref()),
+        ]) {
             Some((src, v)) => check_address(src, v)?,
             None => DEFAULT_TCP_ADDRESS.to_owned(),
         };
+        // Explicit regions only; the ECS metadata file, IMDS and the profile are asked at start.
         let region = pick(&[
             ("-n/--region", flags.region.as_ref()),
             ("XRAY_DAEMON_REGION", vars.region.as_ref()),
+            (&f_region, file.region.as_ref()),
             ("AWS_REGION", get("AWS_REGION")),
-            ("AWS_DEFAULT_REGION", get("AWS_DEFAULT_REGION")),
         ])
-        .map(|(_, v)| v.trim().to_owned())
-        .ok_or(ConfigError::NoRegion)?;
+        .map(|(src, v)| (v.trim().to_owned(), src.to_owned()));
 
-        let local_mode = match (flags.local_mode, vars.local_mode.as_deref()) {
+        let local_mode = match (flags.local_mode, vars.local_mode.as_deref().filter(|v| !v.is_empty())) {
             (Some(b), _) => b,
-            (None, Some(v)) if !v.is_empty() => parse_bool("XRAY_DAEMON_LOCAL_MODE", v)?,
-            _ => false,
+            (None, Some(v)) => parse_bool("XRAY_DAEMON_LOCAL_MODE", v)?,
+            (None, None) => file.local_mode.unwrap_or(false),
         };
 
         let flag_mb = flags.buffer_memory.map(|m| m.to_string());
-        let (buffer_memory, buffer_memory_source) =
-            match pick(&[("-m/--buffer-memory", flag_mb.as_ref()), ("XRAY_DAEMON_BUFFER_MEMORY_MB", vars.buffer_memory_mb.as_ref())]) {
-                Some((src, v)) => {
-                    let mb: i64 = parse_number(src, v, "a whole number of megabytes")?;
-                    if mb < MIN_BUFFER_MB as i64 {
-                        return Err(ConfigError::BufferTooSmall { setting: src.to_owned(), value: v.clone() });
-                    }
-                    (mb as u64 * MB, src.to_owned())
+        let (buffer_memory, buffer_memory_source) = match pick(&[
+            ("-m/--buffer-memory", flag_mb.as_ref()),
+            ("XRAY_DAEMON_BUFFER_MEMORY_MB", vars.buffer_memory_mb.as_ref()),
+            (&f_mb, file_mb.as_ref()),
+        ]) {
+            Some((src, v)) => {
+                let mb: i64 = parse_number(src, v, "a whole number of megabytes")?;
+                if mb < MIN_BUFFER_MB as i64 {
+                    return Err(ConfigError::BufferTooSmall { setting: src.to_owned(), value: v.clone() });
                 }
-                None => default_buffer_memory(),
-            };
+                (mb as u64 * MB, src.to_owned())
+            }
+            None => default_buffer_memory(),
+        };
 
         let receive_buffer = match vars.receive_buffer_kb.as_deref().filter(|v| !v.is_empty()) {
             Some(v) => parse_number::<usize>("XRAY_DAEMON_RECEIVE_BUFFER_KB", v, "a whole number of KiB")?.saturating_mul(1024),
             None => 4 * MB as usize,
         };
-        let concurrency = match vars.concurrency.as_deref().filter(|v| !v.is_empty()) {
-            Some(v) => match parse_number::<usize>("XRAY_DAEMON_CONCURRENCY", v, "a number from 1 to 64")? {
+        let concurrency = match pick(&[("XRAY_DAEMON_CONCURRENCY", vars.concurrency.as_ref()), (&f_conc, file_conc.as_ref())]) {
+            Some((src, v)) => match parse_number::<usize>(src, v, "a number from 1 to 64")? {
                 n @ 1..=64 => n,
-                _ => return Err(invalid("XRAY_DAEMON_CONCURRENCY", v, "expected a number from 1 to 64")),
+                _ => return Err(invalid(src, v, "expected a number from 1 to 64")),
             },
             None => 8,
         };
-        let endpoint = match vars.endpoint.as_deref().filter(|v| !v.is_empty()) {
-            Some(v) if v.starts_with("http://") || v.starts_with("https://") => Some(v.trim_end_matches('/').to_owned()),
-            Some(v) => return Err(invalid("XRAY_DAEMON_ENDPOINT", v, "expected a URL starting with https:// or http://")),
+        let endpoint = match pick(&[("XRAY_DAEMON_ENDPOINT", vars.endpoint.as_ref()), (&f_endpoint, file.endpoint.as_ref())]) {
+            Some((src, v)) => Some(check_url(src, v)?),
+            None => None,
+        };
+        let sdk_endpoint = match pick(&[("AWS_ENDPOINT_URL_XRAY", get("AWS_ENDPOINT_URL_XRAY")), ("AWS_ENDPOINT_URL", get("AWS_ENDPOINT_URL"))]) {
+            Some((src, v)) => Some(check_url(src, v)?),
             None => None,
         };
         let telemetry = match vars.telemetry.as_deref().filter(|v| !v.is_empty()) {
@@ -238,14 +295,21 @@ impl Config {
             Some(v) => parse_duration("XRAY_DAEMON_SHUTDOWN_TIMEOUT", v)?,
             None => Duration::from_secs(5),
         };
-        let upload_timeout = match vars.upload_timeout.as_deref().filter(|v| !v.is_empty()) {
-            Some(v) => match parse_duration("XRAY_DAEMON_UPLOAD_TIMEOUT", v)? {
-                d if d.is_zero() => return Err(invalid("XRAY_DAEMON_UPLOAD_TIMEOUT", v, "must be more than zero")),
-                d => d,
-            },
-            None => Duration::from_secs(2),
+        let positive = |name: &str, value: Option<&str>, default: Duration| -> Result<Duration, ConfigError> {
+            match value.filter(|v| !v.is_empty()) {
+                Some(v) => match parse_duration(name, v)? {
+                    d if d.is_zero() => Err(invalid(name, v, "must be more than zero")),
+                    d => Ok(d),
+                },
+                None => Ok(default),
+            }
         };
-        let log_level = match pick(&[("-l/--log-level", flags.log_level.as_ref()), ("XRAY_DAEMON_LOG_LEVEL", vars.log_level.as_ref())]) {
+        let upload_timeout = positive("XRAY_DAEMON_UPLOAD_TIMEOUT", vars.upload_timeout.as_deref(), Duration::from_secs(2))?;
+        let log_level = match pick(&[
+            ("-l/--log-level", flags.log_level.as_ref()),
+            ("XRAY_DAEMON_LOG_LEVEL", vars.log_level.as_ref()),
+            (&f_level, file.log_level.as_ref()),
+        ]) {
             Some((src, v)) => LogLevel::parse(v.trim())
                 .ok_or_else(|| invalid(src, v, "expected one of dev, debug, info, warn, error, prod"))?,
             None => LogLevel::Info,
@@ -256,19 +320,44 @@ impl Config {
             Some(v) => return Err(invalid("XRAY_DAEMON_LOG_FORMAT", v, "expected text or json")),
             None => LogFormat::Text,
         };
-        let resource_arn = pick(&[("-a/--resource-arn", flags.resource_arn.as_ref()), ("XRAY_DAEMON_RESOURCE_ARN", vars.resource_arn.as_ref())])
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
-
-        let sdk_endpoint = pick(&[("AWS_ENDPOINT_URL_XRAY", get("AWS_ENDPOINT_URL_XRAY")), ("AWS_ENDPOINT_URL", get("AWS_ENDPOINT_URL"))]);
-        let (endpoint_source, proxy_endpoint) = match (&endpoint, sdk_endpoint) {
-            (Some(e), _) => ("XRAY_DAEMON_ENDPOINT", e.clone()),
-            (None, Some((src, v))) => (src, v.trim_end_matches('/').to_owned()),
-            (None, None) => ("-n/--region", crate::aws::default_endpoint(&region)),
+        let log_file = pick(&[
+            ("-f/--log-file", flags.log_file.as_ref()),
+            ("XRAY_DAEMON_LOG_FILE", vars.log_file.as_ref()),
+            (&f_path, file.log_path.as_ref()),
+        ])
+        .map(|(_, v)| PathBuf::from(v));
+        let log_rotation = match vars.log_rotation.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => parse_bool("XRAY_DAEMON_LOG_ROTATION", v)?,
+            None => file.log_rotation.unwrap_or(true),
         };
-        if proxy_endpoint.parse::<http::Uri>().map(|u| u.authority().is_none()).unwrap_or(true) {
-            return Err(invalid(endpoint_source, &proxy_endpoint, "expected an endpoint URL such as https://xray.us-east-1.amazonaws.com"));
-        }
+        let resource_arn = pick(&[
+            ("-a/--resource-arn", flags.resource_arn.as_ref()),
+            ("XRAY_DAEMON_RESOURCE_ARN", vars.resource_arn.as_ref()),
+            (&f_arn, file.resource_arn.as_ref()),
+        ])
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+        let role_arn = match pick(&[
+            ("-r/--role-arn", flags.role_arn.as_ref()),
+            ("XRAY_DAEMON_ROLE_ARN", vars.role_arn.as_ref()),
+            (&f_role, file.role_arn.as_ref()),
+        ]) {
+            Some((src, v)) if !v.starts_with("arn:") => return Err(invalid(src, v, "expected a role ARN such as arn:aws:iam::123456789012:role/xray")),
+            Some((_, v)) => Some(v.trim().to_owned()),
+            None => None,
+        };
+        let proxy_address = match pick(&[
+            ("-p/--proxy-address", flags.proxy_address.as_ref()),
+            ("XRAY_DAEMON_PROXY_ADDRESS", vars.proxy_address.as_ref()),
+            (&f_proxy, file.proxy_address.as_ref()),
+        ]) {
+            Some((src, v)) => Some(check_proxy_url(src, v)?),
+            None => None,
+        };
+        let no_verify_ssl = match vars.no_verify_ssl.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => parse_bool("XRAY_DAEMON_NO_VERIFY_SSL", v)?,
+            None => file.no_verify_ssl.unwrap_or(false),
+        };
         let proxy_allow_all = match vars.proxy_allow_all.as_deref().filter(|v| !v.is_empty()) {
             Some(v) => parse_bool("XRAY_DAEMON_PROXY_ALLOW_ALL", v)?,
             None => false,
@@ -280,17 +369,13 @@ impl Config {
             },
             None => 1024 * 1024,
         };
-        let positive = |name: &str, value: Option<&str>, default: u64| -> Result<Duration, ConfigError> {
-            match value.filter(|v| !v.is_empty()) {
-                Some(v) => match parse_duration(name, v)? {
-                    d if d.is_zero() => Err(invalid(name, v, "must be more than zero")),
-                    d => Ok(d),
-                },
-                None => Ok(Duration::from_secs(default)),
-            }
+        let proxy_timeout = positive("XRAY_DAEMON_PROXY_TIMEOUT", vars.proxy_timeout.as_deref(), Duration::from_secs(10))?;
+        let proxy_client_timeout =
+            positive("XRAY_DAEMON_PROXY_CLIENT_TIMEOUT", vars.proxy_client_timeout.as_deref(), Duration::from_secs(10))?;
+        let ecs_metadata_file = match get("ECS_ENABLE_CONTAINER_METADATA").map(|v| v.eq_ignore_ascii_case("true")) {
+            Some(true) => get("ECS_CONTAINER_METADATA_FILE").filter(|p| !p.is_empty()).map(PathBuf::from),
+            _ => None,
         };
-        let proxy_timeout = positive("XRAY_DAEMON_PROXY_TIMEOUT", vars.proxy_timeout.as_deref(), 10)?;
-        let proxy_client_timeout = positive("XRAY_DAEMON_PROXY_CLIENT_TIMEOUT", vars.proxy_client_timeout.as_deref(), 10)?;
 
         Ok(Config {
             udp_address,
@@ -302,20 +387,59 @@ impl Config {
             receive_buffer,
             concurrency,
             endpoint,
+            sdk_endpoint,
             telemetry,
             shutdown_timeout,
             upload_timeout,
             log_level,
             log_format,
+            log_file,
+            log_rotation,
             resource_arn,
+            role_arn,
+            proxy_address,
+            no_verify_ssl,
+            config_file,
             hostname: get("AWS_HOSTNAME").cloned().unwrap_or_default(),
             instance_id: get("AWS_INSTANCE_ID").cloned().unwrap_or_default(),
-            proxy_endpoint,
             proxy_allow_all,
             proxy_max_body,
             proxy_timeout,
             proxy_client_timeout,
+            ecs_metadata_file,
+            default_region: get("AWS_DEFAULT_REGION").filter(|v| !v.is_empty()).cloned(),
+            imds_endpoint: get("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+                .filter(|v| !v.is_empty())
+                .map(|v| v.trim_end_matches('/').to_owned())
+                .unwrap_or_else(|| "http://169.254.169.254".to_owned()),
+            imds_disabled: get("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         })
+    }
+
+    /// Where X-Ray calls go for `region`: the daemon's endpoint override, else the SDK's
+    /// `AWS_ENDPOINT_URL_XRAY` / `AWS_ENDPOINT_URL`, else the region's public endpoint.
+    pub fn xray_endpoint(&self, region: &str) -> String {
+        self.endpoint.clone().or_else(|| self.sdk_endpoint.clone()).unwrap_or_else(|| crate::aws::default_endpoint(region))
+    }
+}
+
+fn check_url(source: &str, value: &str) -> Result<String, ConfigError> {
+    let v = value.trim().trim_end_matches('/');
+    let ok = (v.starts_with("http://") || v.starts_with("https://")) && v.parse::<http::Uri>().is_ok_and(|u| u.authority().is_some());
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(invalid(source, value, "expected a URL such as https://xray.us-east-1.amazonaws.com"))
+    }
+}
+
+/// An outbound proxy URL: `http://host:port` (upstream requires the scheme).
+fn check_proxy_url(source: &str, value: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    let uri = v.parse::<http::Uri>().map_err(|e| invalid(source, value, format!("Bad proxy URL: {e}")))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http" | "https"), Some(a)) if !a.host().is_empty() && !a.host().contains('%') => Ok(v.to_owned()),
+        _ => Err(invalid(source, value, "Bad proxy URL: expected http://HOST:PORT")),
     }
 }
 
@@ -381,7 +505,7 @@ mod tests {
         let c = load(Flags::default(), &[]).unwrap();
         assert_eq!(c.udp_address, "127.0.0.1:2000");
         assert_eq!(c.tcp_address, "127.0.0.1:2000");
-        assert_eq!(c.region, "us-east-1");
+        assert_eq!(c.region, Some(("us-east-1".to_owned(), "AWS_REGION".to_owned())));
         assert!(!c.local_mode && c.telemetry);
         assert_eq!(c.concurrency, 8);
         assert_eq!(c.receive_buffer, 4 << 20);
@@ -404,19 +528,22 @@ mod tests {
         assert_eq!((c.udp_address.as_str(), c.tcp_address.as_str()), ("127.0.0.1:3000", "[::1]:4001"));
         assert_eq!(c.buffer_memory, 8 << 20);
         assert_eq!(c.log_level, LogLevel::Warn);
-        assert_eq!(c.region, "eu-west-1");
+        assert_eq!(c.region.unwrap().0, "eu-west-1");
         let c = load(Flags::default(), &vars).unwrap();
         assert_eq!((c.udp_address.as_str(), c.buffer_memory, c.log_level), ("127.0.0.1:4000", 16 << 20, LogLevel::Debug));
-        assert_eq!(c.region, "ap-south-1");
+        assert_eq!(c.region.unwrap().0, "ap-south-1");
     }
 
     #[test]
     fn region_sources_in_order() {
         let e = env(&[("AWS_DEFAULT_REGION", "us-west-2")]);
-        assert_eq!(Config::load(&Flags::default(), &e).unwrap().region, "us-west-2");
+        let c = Config::load_with(&Flags::default(), &e, Path::new("/nonexistent")).unwrap();
+        assert_eq!((c.region, c.default_region.as_deref()), (None, Some("us-west-2")), "looked up at start, AWS_DEFAULT_REGION last");
         let e = env(&[("AWS_DEFAULT_REGION", "us-west-2"), ("AWS_REGION", "us-east-2")]);
-        assert_eq!(Config::load(&Flags::default(), &e).unwrap().region, "us-east-2");
-        assert_eq!(Config::load(&Flags::default(), &env(&[])), Err(ConfigError::NoRegion));
+        let c = Config::load_with(&Flags::default(), &e, Path::new("/nonexistent")).unwrap();
+        assert_eq!(c.region, Some(("us-east-2".into(), "AWS_REGION".into())));
+        let c = Config::load_with(&Flags::default(), &env(&[]), Path::new("/nonexistent")).unwrap();
+        assert_eq!(c.region, None);
     }
 
     #[test]
@@ -450,13 +577,14 @@ mod tests {
     #[test]
     fn proxy_settings_and_endpoint_resolution() {
         let c = load(Flags::default(), &[]).unwrap();
-        assert_eq!(c.proxy_endpoint, "https://xray.us-east-1.amazonaws.com");
+        assert_eq!(c.xray_endpoint("us-east-1"), "https://xray.us-east-1.amazonaws.com");
+        assert_eq!(c.xray_endpoint("cn-north-1"), "https://xray.cn-north-1.amazonaws.com.cn");
         assert!(!c.proxy_allow_all);
         assert_eq!((c.proxy_max_body, c.proxy_timeout, c.proxy_client_timeout), (1 << 20, Duration::from_secs(10), Duration::from_secs(10)));
         let c = load(Flags::default(), &[("AWS_ENDPOINT_URL", "http://127.0.0.1:1/"), ("AWS_ENDPOINT_URL_XRAY", "http://127.0.0.1:2/")]).unwrap();
-        assert_eq!(c.proxy_endpoint, "http://127.0.0.1:2");
+        assert_eq!(c.xray_endpoint("us-east-1"), "http://127.0.0.1:2");
         let c = load(Flags::default(), &[("AWS_ENDPOINT_URL_XRAY", "http://127.0.0.1:2"), ("XRAY_DAEMON_ENDPOINT", "http://127.0.0.1:3")]).unwrap();
-        assert_eq!(c.proxy_endpoint, "http://127.0.0.1:3");
+        assert_eq!(c.xray_endpoint("us-east-1"), "http://127.0.0.1:3");
         let c = load(
             Flags::default(),
             &[
@@ -473,6 +601,109 @@ mod tests {
             let e = load(Flags::default(), &[(k, v)]).unwrap_err().to_string();
             assert!(e.contains(v), "{k}: {e}");
         }
+    }
+
+    fn write_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xd-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const FILE: &str = "Version: 2\nTotalBufferSizeMB: 24\nConcurrency: 4\nRegion: eu-north-1\nEndpoint: http://127.0.0.1:7\nSocket:\n  UDPAddress: 127.0.0.1:3000\n  TCPAddress: 127.0.0.1:3001\nLogging:\n  LogRotation: false\n  LogLevel: warn\n  LogPath: /tmp/xd.log\nLocalMode: true\nResourceARN: arn:file\nRoleARN: arn:aws:iam::1:role/file\nProxyAddress: http://127.0.0.1:3128\nNoVerifySSL: true\n";
+
+    /// For each option: the file beats the default, the environment beats the file, the flag
+    /// beats the environment.
+    #[test]
+    fn precedence_flag_env_file_default_for_every_option() {
+        let path = write_file("all.yaml", FILE);
+        let with_c = Flags { config: Some(path.display().to_string()), ..Default::default() };
+        let c = Config::load_with(&with_c, &env(&[]), Path::new("/nonexistent")).unwrap();
+        assert_eq!(c.config_file.as_deref(), Some(path.as_path()));
+        assert_eq!((c.buffer_memory, c.concurrency), (24 << 20, 4));
+        assert_eq!(c.region.as_ref().unwrap().0, "eu-north-1");
+        assert!(c.region.as_ref().unwrap().1.starts_with("Region in "));
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:7"));
+        assert_eq!((c.udp_address.as_str(), c.tcp_address.as_str()), ("127.0.0.1:3000", "127.0.0.1:3001"));
+        assert_eq!((c.log_rotation, c.log_level, c.log_file.as_deref()), (false, LogLevel::Warn, Some(Path::new("/tmp/xd.log"))));
+        assert!(c.local_mode && c.no_verify_ssl);
+        assert_eq!((c.resource_arn.as_str(), c.role_arn.as_deref(), c.proxy_address.as_deref()), ("arn:file", Some("arn:aws:iam::1:role/file"), Some("http://127.0.0.1:3128")));
+
+        let vars = [
+            ("XRAY_DAEMON_BUFFER_MEMORY_MB", "32"),
+            ("XRAY_DAEMON_CONCURRENCY", "5"),
+            ("XRAY_DAEMON_REGION", "eu-west-3"),
+            ("XRAY_DAEMON_ENDPOINT", "http://127.0.0.1:8"),
+            ("XRAY_DAEMON_UDP_ADDRESS", "127.0.0.1:4000"),
+            ("XRAY_DAEMON_TCP_ADDRESS", "127.0.0.1:4001"),
+            ("XRAY_DAEMON_LOG_ROTATION", "true"),
+            ("XRAY_DAEMON_LOG_LEVEL", "error"),
+            ("XRAY_DAEMON_LOG_FILE", "/tmp/env.log"),
+            ("XRAY_DAEMON_LOCAL_MODE", "false"),
+            ("XRAY_DAEMON_NO_VERIFY_SSL", "false"),
+            ("XRAY_DAEMON_RESOURCE_ARN", "arn:env"),
+            ("XRAY_DAEMON_ROLE_ARN", "arn:aws:iam::1:role/env"),
+            ("XRAY_DAEMON_PROXY_ADDRESS", "http://127.0.0.1:3129"),
+        ];
+        let c = Config::load_with(&with_c, &env(&vars), Path::new("/nonexistent")).unwrap();
+        assert_eq!((c.buffer_memory, c.concurrency), (32 << 20, 5));
+        assert_eq!(c.region.as_ref().unwrap(), &("eu-west-3".to_owned(), "XRAY_DAEMON_REGION".to_owned()));
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:8"));
+        assert_eq!((c.udp_address.as_str(), c.tcp_address.as_str()), ("127.0.0.1:4000", "127.0.0.1:4001"));
+        assert_eq!((c.log_rotation, c.log_level, c.log_file.as_deref()), (true, LogLevel::Error, Some(Path::new("/tmp/env.log"))));
+        assert!(!c.local_mode && !c.no_verify_ssl);
+        assert_eq!((c.resource_arn.as_str(), c.role_arn.as_deref(), c.proxy_address.as_deref()), ("arn:env", Some("arn:aws:iam::1:role/env"), Some("http://127.0.0.1:3129")));
+
+        let flags = Flags {
+            config: Some(path.display().to_string()),
+            buffer_memory: Some(48),
+            region: Some("sa-east-1".into()),
+            bind: Some("127.0.0.1:5000".into()),
+            bind_tcp: Some("127.0.0.1:5001".into()),
+            log_level: Some("debug".into()),
+            log_file: Some("/tmp/flag.log".into()),
+            local_mode: Some(true),
+            resource_arn: Some("arn:flag".into()),
+            role_arn: Some("arn:aws:iam::1:role/flag".into()),
+            proxy_address: Some("http://127.0.0.1:3130".into()),
+            version: false,
+        };
+        let c = Config::load_with(&flags, &env(&vars), Path::new("/nonexistent")).unwrap();
+        assert_eq!(c.buffer_memory, 48 << 20);
+        assert_eq!(c.region.as_ref().unwrap().0, "sa-east-1");
+        assert_eq!((c.udp_address.as_str(), c.tcp_address.as_str()), ("127.0.0.1:5000", "127.0.0.1:5001"));
+        assert_eq!((c.log_level, c.log_file.as_deref()), (LogLevel::Debug, Some(Path::new("/tmp/flag.log"))));
+        assert!(c.local_mode);
+        assert_eq!((c.resource_arn.as_str(), c.role_arn.as_deref(), c.proxy_address.as_deref()), ("arn:flag", Some("arn:aws:iam::1:role/flag"), Some("http://127.0.0.1:3130")));
+    }
+
+    #[test]
+    fn the_default_file_is_found_and_checked_leniently() {
+        let path = write_file("discovered.yaml", "Version: 2\nRegion: ap-east-1\nSomethingNew: 1\n");
+        let c = Config::load_with(&Flags::default(), &env(&[]), &path).unwrap();
+        assert_eq!(c.region.unwrap().0, "ap-east-1");
+        // The same file given with -c is checked strictly.
+        let flags = Flags { config: Some(path.display().to_string()), ..Default::default() };
+        let e = Config::load_with(&flags, &env(&[]), Path::new("/nonexistent")).unwrap_err();
+        assert_eq!(e.to_string(), "SomethingNew flag is invalid. Please refer to AWS X-Ray Documentation for more information.");
+        // XRAY_DAEMON_CONFIG_FILE works like -c.
+        let e = Config::load_with(&Flags::default(), &env(&[("XRAY_DAEMON_CONFIG_FILE", &path.display().to_string())]), Path::new("/nonexistent")).unwrap_err();
+        assert!(e.to_string().starts_with("SomethingNew flag is invalid"));
+        let bad = write_file("bad.yaml", "Version: 2\nTotalBufferSizeMB: 2\n");
+        let flags = Flags { config: Some(bad.display().to_string()), ..Default::default() };
+        let e = Config::load_with(&flags, &env(&[]), Path::new("/nonexistent")).unwrap_err().to_string();
+        assert!(e.starts_with("Not enough Buffers Memory Allocated") && e.contains("TotalBufferSizeMB in "), "{e}");
+    }
+
+    #[test]
+    fn bad_proxy_urls_and_role_arns_are_rejected() {
+        for url in ["http://[%10::1]", "http://%41:8080/", "http://a b.com/", "proxy:3128"] {
+            let e = load(Flags { proxy_address: Some(url.into()), ..Default::default() }, &[]).unwrap_err().to_string();
+            assert!(e.contains("-p/--proxy-address") && e.contains("Bad proxy URL"), "{url}: {e}");
+        }
+        let e = load(Flags::default(), &[("XRAY_DAEMON_ROLE_ARN", "xray-role")]).unwrap_err().to_string();
+        assert!(e.contains("XRAY_DAEMON_ROLE_ARN"), "{e}");
     }
 
     #[test]

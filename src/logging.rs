@@ -6,6 +6,10 @@
 
 use crate::config::{LogFormat, LogLevel};
 use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -71,6 +75,70 @@ where
     }
 }
 
+/// Upstream rotates its log file at 50 MB and keeps one old file, `<path>.1`.
+pub const ROTATE_AT: u64 = 50 * 1024 * 1024;
+
+/// A log file that is renamed to `<path>.1` (replacing the previous one) when it reaches
+/// `limit` bytes, if rotation is on.
+#[derive(Clone)]
+pub struct LogFile(Arc<Mutex<Rotating>>);
+
+struct Rotating {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    limit: Option<u64>,
+    /// The last write ended a line: rotating now cannot split one.
+    at_line_start: bool,
+}
+
+impl LogFile {
+    /// Opens (appends to) `path`; `limit: None` never rotates.
+    pub fn open(path: &Path, limit: Option<u64>) -> io::Result<LogFile> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogFile(Arc::new(Mutex::new(Rotating { path: path.to_owned(), file, size, limit, at_line_start: true }))))
+    }
+}
+
+impl Rotating {
+    fn rotate(&mut self) -> io::Result<()> {
+        let mut old = self.path.clone().into_os_string();
+        old.push(".1");
+        std::fs::rename(&self.path, &old)?;
+        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+impl Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut r = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if r.at_line_start && r.limit.is_some_and(|limit| r.size > 0 && r.size + buf.len() as u64 > limit) {
+            // A failed rotation must not lose the line: keep writing to the current file.
+            let _ = r.rotate();
+        }
+        let n = r.file.write(buf)?;
+        r.size += n as u64;
+        if n > 0 {
+            r.at_line_start = buf[n - 1] == b'\n';
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).file.flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogFile {
+    type Writer = LogFile;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +155,35 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn the_log_file_rotates_keeping_one_old_file() {
+        let dir = std::env::temp_dir().join(format!("xd-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("xray.log");
+        let mut f = LogFile::open(&path, Some(100)).unwrap();
+        for i in 0..25 {
+            writeln!(f, "line {i:02} of the log").unwrap(); // 20 bytes each
+        }
+        let current = std::fs::read_to_string(&path).unwrap();
+        let old = std::fs::read_to_string(dir.join("xray.log.1")).unwrap();
+        assert_eq!(current.lines().last(), Some("line 24 of the log"));
+        assert!(current.len() <= 100 + 19 && old.len() <= 100 + 19, "{} {}", current.len(), old.len());
+        assert!(current.lines().chain(old.lines()).all(|l| l.len() == 18), "no line is split");
+        let number = |l: &str| l[5..7].parse::<u32>().unwrap();
+        let first_current = number(current.lines().next().unwrap());
+        assert_eq!(number(old.lines().last().unwrap()) + 1, first_current, "the newest rotated file is .1");
+        assert!(first_current > 10, "rotated more than once: {first_current}");
+        assert!(!dir.join("xray.log.2").exists());
+        // Without rotation the file just grows.
+        let path2 = dir.join("plain.log");
+        let mut g = LogFile::open(&path2, None).unwrap();
+        for _ in 0..25 {
+            writeln!(g, "line xx of the log").unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path2).unwrap().len(), 25 * 19);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -40,7 +40,23 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    logging::init(config.log_level, config.log_format, std::io::stdout);
+    match &config.log_file {
+        None => logging::init(config.log_level, config.log_format, std::io::stdout),
+        Some(path) => {
+            let limit = config.log_rotation.then_some(logging::ROTATE_AT);
+            match logging::LogFile::open(path, limit) {
+                Ok(file) => logging::init(config.log_level, config.log_format, file),
+                Err(e) => {
+                    eprintln!(
+                        "{} [Error] cannot open the log file {}: {e}",
+                        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+                        path.display()
+                    );
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {

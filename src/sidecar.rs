@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::ingest;
 use crate::proxy::{self, ProxySettings, TcpService};
+use crate::region;
 use crate::pipeline::{Pipeline, Settings};
 use crate::stats::Stats;
 use crate::telemetry::Reporter;
@@ -29,6 +30,10 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error("invalid X-Ray endpoint: {0}")]
     Endpoint(String),
+    #[error(transparent)]
+    Region(crate::config::ConfigError),
+    #[error("{0}")]
+    Aws(String),
     #[error(transparent)]
     Tls(#[from] proxy::TlsError),
 }
@@ -64,15 +69,31 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         config.buffer_memory / (1024 * 1024),
         config.buffer_memory_source
     );
-    info!("Using region: {}", config.region);
+    if let Some(path) = &config.config_file {
+        info!("Using config file: {}", path.display());
+    }
+    let (region, _) = region::resolve(&config).await.map_err(StartError::Region)?;
+    info!("Using region: {region}");
+    if let Some(role) = &config.role_arn {
+        info!("Assuming role {role} (session name xray-daemon)");
+    }
+    if let Some(proxy) = &config.proxy_address {
+        info!("Using proxy address: {proxy}");
+    }
+    if config.no_verify_ssl {
+        warn!("NoVerifySSL is set, but this version always verifies TLS certificates; add the proxy's CA to the system trust store instead");
+    }
 
     let aws = aws::load(&ClientSettings {
-        region: config.region.clone(),
+        region: region.clone(),
         endpoint: config.endpoint.clone(),
         attempt_timeout: config.upload_timeout,
         connect_timeout: Duration::from_secs(2).min(config.upload_timeout),
+        role_arn: config.role_arn.clone(),
+        proxy_address: config.proxy_address.clone(),
     })
-    .await;
+    .await
+    .map_err(StartError::Aws)?;
     if let Some(endpoint) = &config.endpoint {
         debug!("Using Endpoint: {endpoint}");
     }
@@ -113,7 +134,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let health = Arc::new(Health::new(pipeline.liveness.clone()));
     let stop_proxy = CancellationToken::new();
     if let Some(listener) = tcp {
-        let endpoint: http::Uri = config.proxy_endpoint.parse().map_err(|e| StartError::Endpoint(format!("{e}")))?;
+        let proxy_endpoint = config.xray_endpoint(&region);
+        let endpoint: http::Uri = proxy_endpoint.parse().map_err(|e| StartError::Endpoint(format!("{e}")))?;
         let settings = ProxySettings {
             endpoint,
             allow_all: config.proxy_allow_all,
@@ -122,7 +144,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             client_timeout: config.proxy_client_timeout,
         };
         let service = TcpService::new(settings, signer.clone(), stats.clone(), pipeline.buffer.clone(), health.clone())?;
-        info!("HTTP Proxy server using X-Ray Endpoint : {}", config.proxy_endpoint);
+        info!("HTTP Proxy server using X-Ray Endpoint : {proxy_endpoint}");
         info!("Starting proxy http server on {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
         if config.proxy_allow_all {
             warn!("XRAY_DAEMON_PROXY_ALLOW_ALL is on: the proxy signs and forwards any path to X-Ray");
