@@ -87,6 +87,14 @@ pub struct Daemon {
     sender: UdpSocket,
 }
 
+/// A daemon with only the given arguments and the test keys (no region, no endpoint).
+pub fn bare(args: &[&str]) -> Builder {
+    Builder { args: args.iter().map(|a| a.to_string()).collect(), env: vec![] }
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("XRAY_DAEMON_TELEMETRY", "false")
+}
+
 /// A daemon on loopback port 0, signing with the test keys, uploading to `fake`, telemetry off.
 pub fn against(fake: &FakeXray) -> Builder {
     Builder { args: vec!["-b".into(), "127.0.0.1:0".into(), "-t".into(), "127.0.0.1:0".into()], env: vec![] }

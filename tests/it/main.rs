@@ -1,6 +1,7 @@
 //! The one integration-test binary (each extra test binary would link the AWS SDK again).
 
 mod cli;
+mod config;
 mod daemon;
 mod fake_xray;
 mod fake_xray_selftest;
