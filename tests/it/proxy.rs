@@ -249,3 +249,17 @@ async fn idle_connections_are_closed() {
     assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xray_that_does_not_answer_in_time_gives_502() {
+    use crate::fake_xray::{Fault, Op};
+    let fake = fake();
+    fake.set_mode_for(Op::GetSamplingRules, Some(Fault::Hang));
+    let d = daemon::against(&fake).env("XRAY_DAEMON_PROXY_TIMEOUT", "1s").spawn().await;
+    let t0 = Instant::now();
+    let (status, _, body) = http(d.tcp(), "POST", "/GetSamplingRules", &[], "{}").await;
+    let took = t0.elapsed();
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("did not answer in time"), "{body}");
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "{took:?}");
+}
