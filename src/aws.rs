@@ -39,6 +39,8 @@ pub struct ClientSettings {
     /// Send all outbound AWS traffic through this HTTP CONNECT proxy (`NO_PROXY` applies).
     /// Without it, `HTTPS_PROXY`/`https_proxy`/`HTTP_PROXY` and `NO_PROXY` are honoured.
     pub proxy_address: Option<String>,
+    /// Skip TLS certificate checks (upstream's `NoVerifySSL`).
+    pub no_verify_ssl: bool,
 }
 
 /// The outbound proxy for AWS calls.
@@ -169,7 +171,16 @@ impl Signer {
 /// instance metadata), with our region, HTTP client, timeouts and no SDK retries.
 async fn shared_config(settings: &ClientSettings) -> Result<aws_config::SdkConfig, String> {
     let proxy = proxy_config(settings.proxy_address.as_deref())?;
-    let http = aws_smithy_http_client::Builder::new().build_with_connector_fn(move |connector_settings, components| {
+    let http = if settings.no_verify_ssl {
+        // aws-smithy-http-client cannot skip certificate checks; our outbound stack can.
+        let outbound = crate::outbound::Outbound {
+            proxy_address: settings.proxy_address.clone(),
+            no_verify_ssl: true,
+            connect_timeout: Some(settings.connect_timeout),
+        };
+        outbound.sdk_client().map_err(|e| format!("cannot set up TLS: {e}"))?
+    } else {
+        aws_smithy_http_client::Builder::new().build_with_connector_fn(move |connector_settings, components| {
         let mut b = aws_smithy_http_client::Connector::builder().proxy_config(proxy.clone());
         if let Some(s) = connector_settings {
             b = b.connector_settings(s.clone());
@@ -178,7 +189,8 @@ async fn shared_config(settings: &ClientSettings) -> Result<aws_config::SdkConfi
             b = b.sleep_impl(sleep);
         }
         b.tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring)).build()
-    });
+        })
+    };
     let timeouts = TimeoutConfig::builder()
         .operation_attempt_timeout(settings.attempt_timeout)
         .connect_timeout(settings.connect_timeout)

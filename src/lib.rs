@@ -26,6 +26,7 @@ pub mod health;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+pub mod outbound;
 pub mod pipeline;
 pub mod proxy;
 pub mod region;

@@ -21,7 +21,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -55,7 +55,7 @@ pub struct ProxySettings {
 }
 
 type Body = BoxBody<Bytes, hyper::Error>;
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpsClient = Client<crate::outbound::Https, Full<Bytes>>;
 
 /// Serves the TCP port.
 pub struct TcpService {
@@ -74,19 +74,17 @@ pub struct TcpService {
 pub struct TlsError(std::io::Error);
 
 impl TcpService {
+    /// `outbound` says how to reach X-Ray: through which HTTP proxy, and whether to check
+    /// certificates.
     pub fn new(
         settings: ProxySettings,
+        outbound: &crate::outbound::Outbound,
         signer: Arc<Signer>,
         stats: Arc<Stats>,
         buffer: Arc<SegmentBuffer>,
         health: Arc<Health>,
     ) -> Result<Self, TlsError> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
-            .map_err(TlsError)?
-            .https_or_http()
-            .enable_http1()
-            .build();
+        let https = outbound.connector().map_err(TlsError)?;
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
         let user_agent = HeaderValue::from_static(concat!("xray-agent/xray-daemon/", env!("CARGO_PKG_VERSION"), " proxy"));
         Ok(TcpService { settings, signer, client, stats, buffer, health, user_agent })

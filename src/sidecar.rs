@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::ingest;
 use crate::proxy::{self, ProxySettings, TcpService};
+use crate::outbound::Outbound;
 use crate::region;
 use crate::pipeline::{Pipeline, Settings};
 use crate::stats::Stats;
@@ -81,7 +82,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         info!("Using proxy address: {proxy}");
     }
     if config.no_verify_ssl {
-        warn!("NoVerifySSL is set, but this version always verifies TLS certificates; add the proxy's CA to the system trust store instead");
+        warn!("NoVerifySSL is on: TLS certificates of X-Ray, STS and the proxy's upstream are not verified");
     }
 
     let aws = aws::load(&ClientSettings {
@@ -91,6 +92,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         connect_timeout: Duration::from_secs(2).min(config.upload_timeout),
         role_arn: config.role_arn.clone(),
         proxy_address: config.proxy_address.clone(),
+        no_verify_ssl: config.no_verify_ssl,
     })
     .await
     .map_err(StartError::Aws)?;
@@ -143,7 +145,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             upstream_timeout: config.proxy_timeout,
             client_timeout: config.proxy_client_timeout,
         };
-        let service = TcpService::new(settings, signer.clone(), stats.clone(), pipeline.buffer.clone(), health.clone())?;
+        let outbound = Outbound {
+            proxy_address: config.proxy_address.clone(),
+            no_verify_ssl: config.no_verify_ssl,
+            connect_timeout: Some(Duration::from_secs(2)),
+        };
+        let service = TcpService::new(settings, &outbound, signer.clone(), stats.clone(), pipeline.buffer.clone(), health.clone())?;
         info!("HTTP Proxy server using X-Ray Endpoint : {proxy_endpoint}");
         info!("Starting proxy http server on {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
         if config.proxy_allow_all {
