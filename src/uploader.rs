@@ -238,9 +238,10 @@ impl<A: XrayApi> Uploader<A> {
     fn settle(&self, sent: Vec<Bytes>, unprocessed: Vec<Unprocessed>, secs: f64) -> Option<Vec<Bytes>> {
         let n = sent.len();
         if unprocessed.is_empty() {
-            info!("Successfully sent batch of {n} segments ({secs:.3} seconds)");
+            // Counters first: whoever reads the log line must see them updated.
             Stats::add(&self.stats.sent, n as u64);
             self.buffer.complete(&sent);
+            info!("Successfully sent batch of {n} segments ({secs:.3} seconds)");
             return None;
         }
         info!("Sent batch of {n} segments but had {} Unprocessed segments ({secs:.3} seconds)", unprocessed.len());

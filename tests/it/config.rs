@@ -292,3 +292,67 @@ async fn uploads_go_through_the_outbound_proxy_unless_no_proxy_matches() {
     assert_eq!(fake.wait_for_documents(2, WAIT).await.len(), 2, "{}", d.log_text());
     assert!(seen.lock().unwrap().is_empty(), "NO_PROXY bypasses the proxy: {:?}", seen.lock().unwrap());
 }
+
+/// TLS on loopback with a self-signed certificate, passing the plain bytes on to `target`.
+async fn tls_terminator(target: SocketAddr) -> SocketAddr {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(target).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_verify_ssl_accepts_a_self_signed_endpoint_and_verification_is_on_by_default() {
+    let fake = FakeXray::start(Credentials::new(daemon::ACCESS_KEY, daemon::SECRET_KEY));
+    let tls = tls_terminator(fake.addr()).await;
+    let endpoint = format!("https://127.0.0.1:{}", tls.port());
+
+    // Default: the self-signed certificate is refused, for uploads and for the proxy.
+    let d = daemon::against(&fake).env("XRAY_DAEMON_ENDPOINT", &endpoint).spawn().await;
+    d.send_doc(&segment(1));
+    d.wait_for_log(|l| l.contains("Sending segment batch failed with:"), WAIT).await.expect("upload refused");
+    let (status, _, _) = daemon::http(d.tcp(), "POST", "/GetSamplingRules", &[], "{}").await;
+    assert_eq!(status, 502);
+    assert!(fake.requests().is_empty(), "nothing got through an unverified TLS connection");
+    drop(d);
+
+    // NoVerifySSL from the config file: both go through, with a warning at start.
+    let cfg = tmp("noverify.yaml", "Version: 2\nNoVerifySSL: true\n");
+    let d = daemon::against(&fake).env("XRAY_DAEMON_ENDPOINT", &endpoint).arg("-c").arg(cfg.display().to_string()).spawn().await;
+    assert!(d.logs().iter().any(|l| l.contains("[Warn] NoVerifySSL is on")), "{}", d.log_text());
+    d.send_doc(&segment(2));
+    assert_eq!(fake.wait_for_documents(1, WAIT).await, vec![segment(2)], "{}", d.log_text());
+    let (status, _, _) = daemon::http(d.tcp(), "POST", "/GetSamplingRules", &[], "{}").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_calls_also_go_through_the_outbound_proxy() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let proxy = outbound_proxy(seen.clone()).await;
+    let fake = FakeXray::start(Credentials::new(daemon::ACCESS_KEY, daemon::SECRET_KEY));
+    let d = daemon::against(&fake).env("HTTPS_PROXY", format!("http://{proxy}")).env("HTTP_PROXY", format!("http://{proxy}")).spawn().await;
+    let (status, _, _) = daemon::http(d.tcp(), "POST", "/GetSamplingRules", &[], "{}").await;
+    assert_eq!(status, 200);
+    let through = seen.lock().unwrap().clone();
+    assert!(through.iter().any(|l| l.starts_with("CONNECT ") && l.contains(&fake.addr().to_string())), "{through:?}");
+    assert_eq!(fake.sampling_requests()[0].signature, Ok(()));
+}
