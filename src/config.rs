@@ -56,6 +56,37 @@ impl LogLevel {
     }
 }
 
+/// Where the daemon runs: a long-lived sidecar/host daemon, or a Lambda extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Sidecar,
+    Lambda,
+}
+
+/// When the Lambda extension uploads what an invocation sent (`XRAY_DAEMON_LAMBDA_FLUSH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LambdaFlush {
+    /// After the runtime is done with each invocation, before asking for the next event.
+    End,
+    /// When the next invocation starts, and at shutdown.
+    NextInvoke,
+    /// After the runtime is done, in the background while the next invocation runs.
+    Background,
+}
+
+/// The Lambda extension's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaConfig {
+    /// `AWS_LAMBDA_RUNTIME_API`: host:port of the Extensions and Telemetry APIs.
+    pub runtime_api: String,
+    pub flush: LambdaFlush,
+    /// Run the TCP sampling proxy too (off by default in Lambda: SDKs there do not sample).
+    pub proxy: bool,
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances`: the environment never freezes
+    /// and external extensions may only register SHUTDOWN.
+    pub managed_instances: bool,
+}
+
 /// Text lines as upstream writes them, or one JSON object per line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -66,6 +97,9 @@ pub enum LogFormat {
 /// Everything the daemon runs with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    pub mode: Mode,
+    /// Set in Lambda mode.
+    pub lambda: Option<LambdaConfig>,
     pub udp_address: String,
     pub tcp_address: String,
     /// The region and where it came from, when set explicitly (flag, variable, file,
@@ -117,6 +151,9 @@ pub struct Config {
 /// variable and value.
 #[derive(Debug, Default, Deserialize)]
 struct EnvVars {
+    mode: Option<String>,
+    lambda_flush: Option<String>,
+    lambda_proxy: Option<String>,
     udp_address: Option<String>,
     tcp_address: Option<String>,
     region: Option<String>,
@@ -198,6 +235,8 @@ impl Config {
             .from_iter(env.iter().map(|(k, v)| (k.clone(), v.clone())))
             .map_err(|e| ConfigError::Env(e.to_string()))?;
         let get = |k: &str| env.get(k);
+        let lambda = lambda_config(&vars, env)?;
+        let mode = if lambda.is_some() { Mode::Lambda } else { Mode::Sidecar };
 
         // The file: explicit ones are checked strictly (unknown keys fail), as upstream does.
         let (file, config_file) = match pick(&[("-c/--config", flags.config.as_ref()), ("XRAY_DAEMON_CONFIG_FILE", vars.config_file.as_ref())]) {
@@ -265,6 +304,7 @@ impl Config {
                 }
                 (mb as u64 * MB, src.to_owned())
             }
+            None if lambda.is_some() => lambda_buffer_memory(get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")),
             None => default_buffer_memory(),
         };
 
@@ -287,9 +327,10 @@ impl Config {
             Some((src, v)) => Some(check_url(src, v)?),
             None => None,
         };
+        // Off by default in Lambda: a 60 s timer means nothing in a sandbox that freezes.
         let telemetry = match vars.telemetry.as_deref().filter(|v| !v.is_empty()) {
             Some(v) => parse_bool("XRAY_DAEMON_TELEMETRY", v)?,
-            None => true,
+            None => lambda.is_none(),
         };
         let shutdown_timeout = match vars.shutdown_timeout.as_deref().filter(|v| !v.is_empty()) {
             Some(v) => parse_duration("XRAY_DAEMON_SHUTDOWN_TIMEOUT", v)?,
@@ -378,6 +419,8 @@ impl Config {
         };
 
         Ok(Config {
+            mode,
+            lambda,
             udp_address,
             tcp_address,
             region,
@@ -440,6 +483,59 @@ fn check_proxy_url(source: &str, value: &str) -> Result<String, ConfigError> {
     match (uri.scheme_str(), uri.authority()) {
         (Some("http" | "https"), Some(a)) if !a.host().is_empty() && !a.host().contains('%') => Ok(v.to_owned()),
         _ => Err(invalid(source, value, "Bad proxy URL: expected http://HOST:PORT")),
+    }
+}
+
+/// `AWS_LAMBDA_RUNTIME_API` when the daemon runs as a Lambda extension: Lambda set it and
+/// `XRAY_DAEMON_MODE` is not `sidecar`. Decided before the rest of the configuration is read,
+/// so that a bad setting can be reported to Lambda.
+pub fn lambda_runtime_api(env: &HashMap<String, String>) -> Option<String> {
+    let api = env.get("AWS_LAMBDA_RUNTIME_API").map(|v| v.trim()).filter(|v| !v.is_empty())?;
+    let sidecar = env.get("XRAY_DAEMON_MODE").is_some_and(|m| m.trim().eq_ignore_ascii_case("sidecar"));
+    (!sidecar).then(|| api.to_owned())
+}
+
+/// Lambda mode when `XRAY_DAEMON_MODE` says so, or when it is `auto` (the default) and
+/// `AWS_LAMBDA_RUNTIME_API` is set.
+fn lambda_config(vars: &EnvVars, env: &HashMap<String, String>) -> Result<Option<LambdaConfig>, ConfigError> {
+    let runtime_api = env.get("AWS_LAMBDA_RUNTIME_API").filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_owned());
+    let mode = vars.mode.as_deref().map(str::trim).filter(|v| !v.is_empty()).unwrap_or("auto");
+    let runtime_api = match mode.to_ascii_lowercase().as_str() {
+        "sidecar" => return Ok(None),
+        "auto" => match runtime_api {
+            Some(api) => api,
+            None => return Ok(None),
+        },
+        "lambda" => runtime_api.ok_or_else(|| {
+            invalid("XRAY_DAEMON_MODE", mode, "Lambda mode needs AWS_LAMBDA_RUNTIME_API, which Lambda sets; it is not set")
+        })?,
+        _ => return Err(invalid("XRAY_DAEMON_MODE", mode, "expected lambda, sidecar or auto")),
+    };
+    let flush = match vars.lambda_flush.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        None => LambdaFlush::End,
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "end" => LambdaFlush::End,
+            "next-invoke" => LambdaFlush::NextInvoke,
+            "background" => LambdaFlush::Background,
+            _ => return Err(invalid("XRAY_DAEMON_LAMBDA_FLUSH", v, "expected end, next-invoke or background")),
+        },
+    };
+    let proxy = match vars.lambda_proxy.as_deref().filter(|v| !v.is_empty()) {
+        Some(v) => parse_bool("XRAY_DAEMON_LAMBDA_PROXY", v)?,
+        None => false,
+    };
+    let managed_instances =
+        env.get("AWS_LAMBDA_INITIALIZATION_TYPE").is_some_and(|t| t.eq_ignore_ascii_case("lambda-managed-instances"));
+    Ok(Some(LambdaConfig { runtime_api, flush, proxy, managed_instances }))
+}
+
+/// In Lambda: 3% of the function's memory or 16 MB, whichever is larger (the budget of
+/// Lambda's built-in daemon).
+fn lambda_buffer_memory(function_memory_mb: Option<&String>) -> (u64, String) {
+    match function_memory_mb.and_then(|v| v.trim().parse::<u64>().ok()).filter(|&mb| mb > 0) {
+        Some(mb) if mb * MB * 3 / 100 > 16 * MB => (mb * MB * 3 / 100, format!("3% of the function's {mb} MB")),
+        Some(mb) => (16 * MB, format!("16 MB, more than 3% of the function's {mb} MB")),
+        None => (16 * MB, "16 MB, Lambda's default".to_owned()),
     }
 }
 
@@ -512,6 +608,56 @@ mod tests {
         assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(c.log_level, LogLevel::Info);
         assert!(c.buffer_memory >= 3 << 20);
+    }
+
+    #[test]
+    fn lambda_mode_is_detected_and_sized_like_the_built_in_daemon() {
+        let api = ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001");
+        let c = load(Flags::default(), &[api, ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")]).unwrap();
+        assert_eq!(c.mode, Mode::Lambda);
+        let lambda = c.lambda.unwrap();
+        assert_eq!(
+            (lambda.runtime_api.as_str(), lambda.flush, lambda.proxy, lambda.managed_instances),
+            ("127.0.0.1:9001", LambdaFlush::End, false, false)
+        );
+        assert_eq!(c.buffer_memory, 16 << 20);
+        assert!(!c.telemetry, "no PutTelemetryRecords timer in a sandbox that freezes");
+        let big = load(Flags::default(), &[api, ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048")]).unwrap();
+        assert_eq!(big.buffer_memory, 2048 * 1024 * 1024 * 3 / 100);
+        assert_eq!(big.buffer_memory_source, "3% of the function's 2048 MB");
+        let explicit = load(Flags { buffer_memory: Some(5), ..Default::default() }, &[api]).unwrap();
+        assert_eq!(explicit.buffer_memory, 5 << 20);
+        let forced_telemetry = load(Flags::default(), &[api, ("XRAY_DAEMON_TELEMETRY", "true")]).unwrap();
+        assert!(forced_telemetry.telemetry);
+
+        assert_eq!(lambda_runtime_api(&env(&[api])).as_deref(), Some("127.0.0.1:9001"));
+        assert_eq!(lambda_runtime_api(&env(&[api, ("XRAY_DAEMON_MODE", "Sidecar")])), None);
+        assert_eq!(load(Flags::default(), &[api, ("XRAY_DAEMON_MODE", "sidecar")]).unwrap().mode, Mode::Sidecar);
+        assert_eq!(load(Flags::default(), &[]).unwrap().mode, Mode::Sidecar);
+
+        for (v, want) in [("next-invoke", LambdaFlush::NextInvoke), ("BACKGROUND", LambdaFlush::Background), (" end ", LambdaFlush::End)] {
+            assert_eq!(load(Flags::default(), &[api, ("XRAY_DAEMON_LAMBDA_FLUSH", v)]).unwrap().lambda.unwrap().flush, want);
+        }
+        let lmi = [api, ("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances"), ("XRAY_DAEMON_LAMBDA_PROXY", "true")];
+        let l = load(Flags::default(), &lmi).unwrap().lambda.unwrap();
+        assert!(l.managed_instances && l.proxy);
+    }
+
+    #[test]
+    fn bad_lambda_settings_name_their_variable() {
+        let api = ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001");
+        for (pairs, needle) in [
+            (vec![("XRAY_DAEMON_MODE", "lambda")], "XRAY_DAEMON_MODE: Lambda mode needs AWS_LAMBDA_RUNTIME_API"),
+            (vec![("XRAY_DAEMON_MODE", "serverless")], "XRAY_DAEMON_MODE: expected lambda, sidecar or auto"),
+            (vec![api, ("XRAY_DAEMON_LAMBDA_FLUSH", "sometimes")], "invalid value \"sometimes\" for XRAY_DAEMON_LAMBDA_FLUSH: expected end, next-invoke or background"),
+            (vec![api, ("XRAY_DAEMON_LAMBDA_PROXY", "maybe")], "XRAY_DAEMON_LAMBDA_PROXY: expected true or false"),
+        ] {
+            let e = load(Flags::default(), &pairs).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+        // A function memory size Lambda would never send falls back to 16 MB, not an error.
+        let odd = load(Flags::default(), &[api, ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "lots")]).unwrap();
+        assert_eq!((odd.buffer_memory, odd.buffer_memory_source.as_str()), (16 << 20, "16 MB, Lambda's default"));
     }
 
     #[test]

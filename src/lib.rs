@@ -9,8 +9,8 @@
 //! - [`uploader`]: *how* a batch is sent: PutTraceSegments, retries, unprocessed entries.
 //!
 //! Around it: [`pipeline`] wires the core and owns the one shutdown path, [`sidecar`] is the
-//! long-lived runner, [`aws`] is the only module that knows the AWS SDK, [`telemetry`] sends
-//! PutTelemetryRecords, [`stats`] holds the counters, [`config`] and [`cli`] read the settings,
+//! long-lived runner, [`lambda`] the Lambda extension's runner, [`aws`] is the only module that
+//! knows the AWS SDK, [`telemetry`] sends PutTelemetryRecords, [`stats`] holds the counters, [`config`] and [`cli`] read the settings,
 //! and [`logging`] writes upstream-compatible log lines.
 //!
 //! The TCP port: [`proxy`] signs and forwards the SDKs' sampling calls and serves `/health`,
@@ -24,6 +24,7 @@ pub mod config;
 pub mod config_file;
 pub mod health;
 pub mod ingest;
+pub mod lambda;
 pub mod logging;
 pub mod metrics;
 pub mod outbound;

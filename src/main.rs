@@ -1,10 +1,11 @@
-//! Entry point: parse the command line, load the configuration, start logging, run.
+//! Entry point: parse the command line, load the configuration, start logging, and run the
+//! mode: a Lambda extension when Lambda started us, else the long-lived sidecar.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
 use xray_daemon::cli::{self, Action, Usage};
-use xray_daemon::config::{Config, DEFAULT_TCP_ADDRESS};
-use xray_daemon::{health, logging, sidecar};
+use xray_daemon::config::{self, Config, LogFormat, LogLevel, DEFAULT_TCP_ADDRESS};
+use xray_daemon::{health, lambda, logging, sidecar};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -33,7 +34,14 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let env: HashMap<String, String> = std::env::vars().collect();
-    let config = match Config::load(&flags, &env) {
+    let config = Config::load(&flags, &env);
+    if let Some(runtime_api) = config::lambda_runtime_api(&env) {
+        // Lambda mode reports even a bad configuration to Lambda, so it starts logging first.
+        let (level, format) = config.as_ref().map(|c| (c.log_level, c.log_format)).unwrap_or((LogLevel::Info, LogFormat::Text));
+        logging::init(level, format, std::io::stdout);
+        return run(|| lambda::run(config, &runtime_api));
+    }
+    let config = match config {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{} [Error] {e}", humantime::format_rfc3339_seconds(std::time::SystemTime::now()));
@@ -57,6 +65,16 @@ fn main() -> ExitCode {
             }
         }
     }
+    run(|| sidecar::run(config))
+}
+
+/// Runs a mode on the async runtime: exit code 0 when it returns `Ok`, else 1 with the error
+/// logged.
+fn run<F, E>(mode: impl FnOnce() -> F) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -64,7 +82,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(sidecar::run(config)) {
+    match runtime.block_on(mode()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

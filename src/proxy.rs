@@ -242,6 +242,16 @@ fn json_error(status: StatusCode, message: &str) -> Response<Body> {
 
 /// Accepts connections until `shutdown`; each is served on its own task.
 pub async fn run(listener: TcpListener, service: Arc<TcpService>, shutdown: CancellationToken) {
+    accept_until(listener, shutdown, "proxy http server", move |stream| serve_connection(stream, service.clone())).await
+}
+
+/// Accepts connections until `shutdown`, spawning `serve` for each. After an accept error
+/// (out of file descriptors and the like) it waits a little rather than spin.
+pub async fn accept_until<F, Fut>(listener: TcpListener, shutdown: CancellationToken, server: &str, serve: F)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -249,12 +259,10 @@ pub async fn run(listener: TcpListener, service: Arc<TcpService>, shutdown: Canc
         };
         match accepted {
             Ok((stream, _)) => {
-                let service = service.clone();
-                tokio::spawn(serve_connection(stream, service));
+                tokio::spawn(serve(stream));
             }
             Err(e) => {
-                // Out of file descriptors and the like: wait a little rather than spin.
-                warn!("proxy http server failed to accept a connection: {e}");
+                warn!("{server} failed to accept a connection: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

@@ -9,7 +9,7 @@ use crate::ingest;
 use crate::proxy::{self, ProxySettings, TcpService};
 use crate::outbound::Outbound;
 use crate::region;
-use crate::pipeline::{Pipeline, Settings};
+use crate::pipeline::{Pipeline, Settings, ShutdownReport};
 use crate::stats::Stats;
 use crate::telemetry::Reporter;
 use crate::uploader::RetryPolicy;
@@ -41,7 +41,7 @@ pub enum StartError {
 
 /// Marks the daemon ready once credentials resolve; until then `/ready` says why not.
 /// Retries every few seconds, since credentials can appear later (a mounted token, a role).
-async fn resolve_credentials(signer: Arc<Signer>, health: Arc<Health>) {
+pub(crate) async fn resolve_credentials(signer: Arc<Signer>, health: Arc<Health>) {
     loop {
         match signer.credentials().await {
             Ok(_) => {
@@ -56,6 +56,95 @@ async fn resolve_credentials(signer: Arc<Signer>, health: Arc<Health>) {
             }
         }
     }
+}
+
+/// The AWS clients' settings for `region`.
+pub(crate) fn client_settings(config: &Config, region: &str) -> ClientSettings {
+    ClientSettings {
+        region: region.to_owned(),
+        endpoint: config.endpoint.clone(),
+        attempt_timeout: config.upload_timeout,
+        connect_timeout: Duration::from_secs(2).min(config.upload_timeout),
+        role_arn: config.role_arn.clone(),
+        proxy_address: config.proxy_address.clone(),
+        no_verify_ssl: config.no_verify_ssl,
+    }
+}
+
+/// How the core is sized and paced, from the configuration.
+pub(crate) fn pipeline_settings(config: &Config) -> Settings {
+    let telemetry = config.telemetry.then(|| {
+        let reporter = Reporter {
+            ec2_instance_id: config.instance_id.clone(),
+            hostname: config.hostname.clone(),
+            resource_arn: config.resource_arn.clone(),
+        };
+        (reporter, Duration::from_secs(60))
+    });
+    Settings {
+        buffer_bytes: usize::try_from(config.buffer_memory).unwrap_or(usize::MAX),
+        concurrency: config.concurrency,
+        flush: FlushPolicy::default(),
+        retry: RetryPolicy::default(),
+        telemetry,
+    }
+}
+
+/// Serves the TCP port (sampling proxy, `/health`, `/ready`, `/metrics`) on `listener` until
+/// `stop`.
+pub(crate) fn spawn_proxy(
+    listener: TcpListener,
+    config: &Config,
+    region: &str,
+    signer: Arc<Signer>,
+    pipeline: &Pipeline,
+    health: Arc<Health>,
+    stop: CancellationToken,
+) -> Result<(), StartError> {
+    let proxy_endpoint = config.xray_endpoint(region);
+    let endpoint: http::Uri = proxy_endpoint.parse().map_err(|e| StartError::Endpoint(format!("{e}")))?;
+    let settings = ProxySettings {
+        endpoint,
+        allow_all: config.proxy_allow_all,
+        max_body: config.proxy_max_body,
+        upstream_timeout: config.proxy_timeout,
+        client_timeout: config.proxy_client_timeout,
+    };
+    let outbound = Outbound {
+        proxy_address: config.proxy_address.clone(),
+        no_verify_ssl: config.no_verify_ssl,
+        connect_timeout: Some(Duration::from_secs(2)),
+    };
+    let service = TcpService::new(settings, &outbound, signer, pipeline.stats.clone(), pipeline.buffer.clone(), health)?;
+    info!("HTTP Proxy server using X-Ray Endpoint : {proxy_endpoint}");
+    info!("Starting proxy http server on {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+    if config.proxy_allow_all {
+        warn!("XRAY_DAEMON_PROXY_ALLOW_ALL is on: the proxy signs and forwards any path to X-Ray");
+    }
+    tokio::spawn(proxy::run(listener, Arc::new(service), stop));
+    Ok(())
+}
+
+/// The last lines of every run: what could not be sent, and the counters.
+pub(crate) fn log_shutdown(report: &ShutdownReport, stats: &Stats, budget: Duration) {
+    let s = stats.snapshot();
+    if report.undelivered > 0 {
+        error!(
+            "Shutdown deadline of {:.3} seconds passed: {} segments were not delivered",
+            budget.as_secs_f64(),
+            report.undelivered
+        );
+    }
+    info!(
+        "Shutdown finished in {:.3} seconds. Segments received: {}, sent: {}, rejected: {}, spilled over: {}, not delivered: {}, OTLP datagrams: {}",
+        report.took.as_secs_f64(),
+        s.received,
+        s.sent,
+        s.rejected(),
+        s.spillover,
+        report.undelivered,
+        s.otlp
+    );
 }
 
 /// Runs until a shutdown signal and a drained pipeline. Returns the exit code.
@@ -85,17 +174,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         warn!("NoVerifySSL is on: TLS certificates of X-Ray, STS and the proxy's upstream are not verified");
     }
 
-    let aws = aws::load(&ClientSettings {
-        region: region.clone(),
-        endpoint: config.endpoint.clone(),
-        attempt_timeout: config.upload_timeout,
-        connect_timeout: Duration::from_secs(2).min(config.upload_timeout),
-        role_arn: config.role_arn.clone(),
-        proxy_address: config.proxy_address.clone(),
-        no_verify_ssl: config.no_verify_ssl,
-    })
-    .await
-    .map_err(StartError::Aws)?;
+    let aws = aws::load(&client_settings(&config, &region)).await.map_err(StartError::Aws)?;
     if let Some(endpoint) = &config.endpoint {
         debug!("Using Endpoint: {endpoint}");
     }
@@ -114,21 +193,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let socket = tokio::net::UdpSocket::from_std(bound.socket)
         .map_err(|source| ingest::BindError::Bind { address: config.udp_address.clone(), source })?;
 
-    let telemetry = config.telemetry.then(|| {
-        let reporter = Reporter {
-            ec2_instance_id: config.instance_id.clone(),
-            hostname: config.hostname.clone(),
-            resource_arn: config.resource_arn.clone(),
-        };
-        (reporter, Duration::from_secs(60))
-    });
-    let settings = Settings {
-        buffer_bytes: usize::try_from(config.buffer_memory).unwrap_or(usize::MAX),
-        concurrency: config.concurrency,
-        flush: FlushPolicy::default(),
-        retry: RetryPolicy::default(),
-        telemetry,
-    };
+    let settings = pipeline_settings(&config);
     let stats = Arc::new(Stats::default());
     let signer = Arc::new(aws.signer);
     let pipeline = Pipeline::start(socket, aws.client, settings, stats.clone());
@@ -136,27 +201,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let health = Arc::new(Health::new(pipeline.liveness.clone()));
     let stop_proxy = CancellationToken::new();
     if let Some(listener) = tcp {
-        let proxy_endpoint = config.xray_endpoint(&region);
-        let endpoint: http::Uri = proxy_endpoint.parse().map_err(|e| StartError::Endpoint(format!("{e}")))?;
-        let settings = ProxySettings {
-            endpoint,
-            allow_all: config.proxy_allow_all,
-            max_body: config.proxy_max_body,
-            upstream_timeout: config.proxy_timeout,
-            client_timeout: config.proxy_client_timeout,
-        };
-        let outbound = Outbound {
-            proxy_address: config.proxy_address.clone(),
-            no_verify_ssl: config.no_verify_ssl,
-            connect_timeout: Some(Duration::from_secs(2)),
-        };
-        let service = TcpService::new(settings, &outbound, signer.clone(), stats.clone(), pipeline.buffer.clone(), health.clone())?;
-        info!("HTTP Proxy server using X-Ray Endpoint : {proxy_endpoint}");
-        info!("Starting proxy http server on {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
-        if config.proxy_allow_all {
-            warn!("XRAY_DAEMON_PROXY_ALLOW_ALL is on: the proxy signs and forwards any path to X-Ray");
-        }
-        tokio::spawn(proxy::run(listener, Arc::new(service), stop_proxy.clone()));
+        spawn_proxy(listener, &config, &region, signer.clone(), &pipeline, health.clone(), stop_proxy.clone())?;
     }
     tokio::spawn(resolve_credentials(signer, health));
     // Everything runs: the UDP address is announced last, as the sign the daemon is up.
@@ -179,23 +224,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
     stop_proxy.cancel();
     let report = pipeline.shutdown(deadline).await;
-    let s = stats.snapshot();
-    if report.undelivered > 0 {
-        error!(
-            "Shutdown deadline of {:.3} seconds passed: {} segments were not delivered",
-            config.shutdown_timeout.as_secs_f64(),
-            report.undelivered
-        );
-    }
-    info!(
-        "Shutdown finished in {:.3} seconds. Segments received: {}, sent: {}, rejected: {}, spilled over: {}, not delivered: {}, OTLP datagrams: {}",
-        report.took.as_secs_f64(),
-        s.received,
-        s.sent,
-        s.rejected(),
-        s.spillover,
-        report.undelivered,
-        s.otlp
-    );
+    log_shutdown(&report, &stats, config.shutdown_timeout);
     Ok(())
 }

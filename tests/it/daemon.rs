@@ -41,7 +41,19 @@ impl Builder {
 
     /// Starts the daemon and waits for its `Listening on UDP` line.
     pub async fn spawn(self) -> Daemon {
-        let mut cmd = Command::new(binary());
+        let mut daemon = self.start();
+        daemon.wait_until_listening().await;
+        daemon
+    }
+
+    /// Starts the daemon without waiting for anything.
+    pub fn start(self) -> Daemon {
+        self.start_as(binary())
+    }
+
+    /// Starts `program` (the binary under another name, say) without waiting for anything.
+    pub fn start_as(self, program: &str) -> Daemon {
+        let mut cmd = Command::new(program);
         clean_env(&mut cmd);
         cmd.args(&self.args).envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
@@ -58,7 +70,14 @@ impl Builder {
                 }
             });
         }
-        let mut daemon = Daemon { child, udp: "127.0.0.1:0".parse().unwrap(), tcp: None, lines, sender: UdpSocket::bind("127.0.0.1:0").unwrap() };
+        Daemon { child, udp: "127.0.0.1:0".parse().unwrap(), tcp: None, lines, sender: UdpSocket::bind("127.0.0.1:0").unwrap() }
+    }
+}
+
+impl Daemon {
+    /// Waits for the `Listening on UDP` line and takes the addresses from the log.
+    pub async fn wait_until_listening(&mut self) {
+        let daemon = self;
         let line = daemon
             .wait_for_log(|l| l.contains("Listening on UDP "), Duration::from_secs(15))
             .await
@@ -66,7 +85,8 @@ impl Builder {
         let addr = line.split("Listening on UDP ").nth(1).unwrap();
         let addr = addr.split(|c: char| c == '"' || c.is_whitespace()).next().unwrap();
         daemon.udp = addr.parse().expect("address in Listening line");
-        if let Some(line) = daemon.wait_for_log(|l| l.contains("Starting proxy http server on "), Duration::from_secs(5)).await {
+        // Logged before the Listening line whenever the TCP port is served.
+        if let Some(line) = daemon.logs().into_iter().find(|l| l.contains("Starting proxy http server on ")) {
             let addr = line.split("Starting proxy http server on ").nth(1).unwrap();
             let addr = addr.split(|c: char| c == '"' || c.is_whitespace()).next().unwrap();
             daemon.tcp = Some(addr.parse().expect("address in proxy line"));
@@ -74,7 +94,10 @@ impl Builder {
         if daemon.udp.is_ipv6() {
             daemon.sender = UdpSocket::bind("[::1]:0").unwrap();
         }
-        daemon
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

@@ -5,5 +5,7 @@ mod config;
 mod daemon;
 mod fake_xray;
 mod fake_xray_selftest;
+mod fake_lambda;
+mod lambda;
 mod proxy;
 mod upload;

@@ -1,0 +1,360 @@
+//! Lambda extension mode: the same core as the sidecar, driven by the Lambda lifecycle.
+//!
+//! A Lambda sandbox freezes as soon as the runtime and every extension have asked for their next
+//! event, and may be killed while frozen. So the extension decides *when* to flush from Lambda's
+//! events (here) and leaves *how* to the shared [`Pipeline`]: by default it waits for the
+//! Telemetry API's `platform.runtimeDone` of each invocation, sends what the function sent,
+//! and only then asks for the next event. On SHUTDOWN it sends everything before the deadline.
+//!
+//! Boot order, for cold start: bind the UDP port and the telemetry listener, register, subscribe,
+//! then the first `/next`. No AWS call, no IMDS and no TLS handshake happens on that path: the
+//! region and credentials come from Lambda's environment variables, and the SDK client is built
+//! on the other worker thread while registration runs.
+
+pub mod events;
+pub mod listener;
+pub mod runtime_api;
+
+use crate::aws;
+use crate::config::{Config, ConfigError, LambdaConfig, LambdaFlush};
+use crate::health::Health;
+use crate::ingest;
+use crate::pipeline::Pipeline;
+use crate::sidecar::{self, client_settings, log_shutdown, pipeline_settings, spawn_proxy};
+use crate::stats::Stats;
+use events::{time_until, NextEvent, PlatformEvent, ShutdownReason};
+use runtime_api::{RuntimeApi, Subscription};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+/// What the extension keeps back from SHUTDOWN's deadline, so that it exits before Lambda's
+/// SIGKILL rather than at it.
+pub const SHUTDOWN_MARGIN: Duration = Duration::from_millis(150);
+/// Used when a SHUTDOWN event has no readable deadline (Lambda gives extensions ~1.7 s).
+const SHUTDOWN_FALLBACK: Duration = Duration::from_millis(1500);
+/// How far past a background flush's start it may go before giving up (data stays buffered).
+const BACKGROUND_FLUSH: Duration = Duration::from_secs(30);
+/// `platform.runtimeDone` events remembered for invocations not yet seen (they can overtake).
+const EARLY_EVENTS: usize = 16;
+
+/// Why the extension stopped. Each becomes an `Extension.<reason>` error report to Lambda.
+#[derive(Debug, thiserror::Error)]
+pub enum LambdaError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Udp(#[from] ingest::BindError),
+    #[error("cannot listen for the Telemetry API on {address}: {source}")]
+    Listener { address: String, source: std::io::Error },
+    #[error("AWS_REGION is not set (Lambda sets it; set XRAY_DAEMON_REGION to override)")]
+    NoRegion,
+    #[error("{0}")]
+    Client(String),
+    #[error(transparent)]
+    Start(#[from] sidecar::StartError),
+    #[error(transparent)]
+    Api(#[from] runtime_api::ApiError),
+}
+
+impl LambdaError {
+    /// The `Extension.<reason>` reported to Lambda.
+    fn reason(&self) -> &'static str {
+        match self {
+            LambdaError::Config(_) | LambdaError::NoRegion => "ConfigInvalid",
+            LambdaError::Udp(_) | LambdaError::Listener { .. } | LambdaError::Start(_) => "ListenFailed",
+            LambdaError::Client(_) => "ClientFailed",
+            LambdaError::Api(_) => "RuntimeApiFailed",
+        }
+    }
+}
+
+/// The extension's file name, which Lambda matches against what it launched from
+/// `/opt/extensions/`.
+pub fn extension_name() -> String {
+    std::env::args_os()
+        .next()
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "xray-daemon".to_owned())
+}
+
+/// Runs the extension until SHUTDOWN. `config` may carry the error that loading it raised:
+/// that error is reported to Lambda through `/init/error` after registering, since Lambda only
+/// accepts error reports from a registered extension.
+pub async fn run(config: Result<Config, ConfigError>, runtime_api: &str) -> Result<(), LambdaError> {
+    let mut api = RuntimeApi::new(runtime_api);
+    let managed = config.as_ref().ok().and_then(|c| c.lambda.as_ref()).is_some_and(|l| l.managed_instances);
+    // 1. Listeners first, so nothing the function sends during its init is missed.
+    let prepared = config.map_err(LambdaError::from).and_then(prepare);
+    // 2. Register. Managed instances never freeze and only allow SHUTDOWN.
+    let events: &[&str] = if managed { &["SHUTDOWN"] } else { &["INVOKE", "SHUTDOWN"] };
+    let name = extension_name();
+    let registration = match api.register(&name, events).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Without an identifier Lambda accepts no error report; exiting is the report.
+            error!("Cannot register the Lambda extension {name:?}: {e}");
+            return Err(e.into());
+        }
+    };
+    debug!(
+        "Registered extension {name} for function {} version {} (account {})",
+        registration.function_name,
+        registration.function_version,
+        registration.account_id.as_deref().unwrap_or("unknown")
+    );
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => return Err(report(&api, true, e).await),
+    };
+    match start(&api, prepared, managed).await {
+        Ok(runner) => runner.run(&api).await,
+        Err(e) => Err(report(&api, true, e).await),
+    }
+}
+
+/// Tells Lambda why the extension exits, then hands the error back for the exit code.
+async fn report(api: &RuntimeApi, initialising: bool, e: LambdaError) -> LambdaError {
+    error!("{e}");
+    if let Err(report_failed) = api.report_error(initialising, e.reason(), &e.to_string()).await {
+        warn!("Could not report the error to Lambda: {report_failed}");
+    }
+    e
+}
+
+/// What is bound and being built before registration.
+struct Prepared {
+    config: Config,
+    lambda: LambdaConfig,
+    region: String,
+    socket: ingest::Bound,
+    telemetry: Option<TcpListener>,
+    tcp: Option<TcpListener>,
+    clients: JoinHandle<Result<aws::Aws, String>>,
+}
+
+fn prepare(config: Config) -> Result<Prepared, LambdaError> {
+    let lambda = config.lambda.clone().ok_or(LambdaError::Client("not in Lambda mode".into()))?;
+    let region = config.region.as_ref().map(|(r, _)| r.clone()).filter(|r| !r.is_empty()).ok_or(LambdaError::NoRegion)?;
+    info!("Initializing AWS X-Ray daemon {} as a Lambda extension", env!("CARGO_PKG_VERSION"));
+    let socket = ingest::bind(&config.udp_address, config.receive_buffer)?;
+    let telemetry = if lambda.managed_instances {
+        None
+    } else {
+        let address = "0.0.0.0:0";
+        let l = std::net::TcpListener::bind(address)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(TcpListener::from_std)
+            .map_err(|source| LambdaError::Listener { address: address.to_owned(), source })?;
+        Some(l)
+    };
+    let tcp = match lambda.proxy {
+        false => None,
+        true => {
+            let l = std::net::TcpListener::bind(&config.tcp_address)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .and_then(TcpListener::from_std)
+                .map_err(|source| sidecar::StartError::Tcp { address: config.tcp_address.clone(), source })?;
+            Some(l)
+        }
+    };
+    // The SDK client (credentials chain, TLS roots) is built on the other worker meanwhile.
+    let settings = client_settings(&config, &region);
+    let clients = tokio::spawn(async move { aws::load(&settings).await });
+    Ok(Prepared { config, lambda, region, socket, telemetry, tcp, clients })
+}
+
+/// Subscribes to the Telemetry API and starts the pipeline.
+async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, LambdaError> {
+    let (events_tx, events_rx) = mpsc::channel(listener::QUEUE);
+    let stop = CancellationToken::new();
+    let mut telemetry_ok = false;
+    if let Some(l) = p.telemetry {
+        let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+        tokio::spawn(listener::run(l, events_tx, stop.clone()));
+        match api.subscribe(port).await {
+            Ok(Subscription::Active) => telemetry_ok = true,
+            Ok(Subscription::NotSupported(why)) => {
+                info!("The Telemetry API is not available ({why}): segments are sent when the next invocation starts and at shutdown")
+            }
+            Err(e) => {
+                warn!("Cannot subscribe to the Telemetry API ({e}): segments are sent when the next invocation starts and at shutdown")
+            }
+        }
+    }
+    let aws = match p.clients.await {
+        Ok(Ok(aws)) => aws,
+        Ok(Err(e)) => return Err(LambdaError::Client(e)),
+        Err(e) => return Err(LambdaError::Client(format!("building the AWS client failed: {e}"))),
+    };
+    let socket = tokio::net::UdpSocket::from_std(p.socket.socket)
+        .map_err(|source| ingest::BindError::Bind { address: p.config.udp_address.clone(), source })?;
+    let stats = Arc::new(Stats::default());
+    let signer = Arc::new(aws.signer);
+    let pipeline = Pipeline::start(socket, aws.client, pipeline_settings(&p.config), stats.clone());
+    if let Some(l) = p.tcp {
+        let health = Arc::new(Health::new(pipeline.liveness.clone()));
+        spawn_proxy(l, &p.config, &p.region, signer.clone(), &pipeline, health.clone(), stop.clone())?;
+        tokio::spawn(sidecar::resolve_credentials(signer, health));
+    }
+    info!(
+        "Using buffer memory limit of {} MB ({}); flushing {}",
+        p.config.buffer_memory / (1024 * 1024),
+        p.config.buffer_memory_source,
+        match (managed, p.lambda.flush) {
+            (true, _) => "continuously (Lambda Managed Instances never freeze) and at shutdown",
+            (false, LambdaFlush::End) => "when each invocation ends",
+            (false, LambdaFlush::NextInvoke) => "when the next invocation starts",
+            (false, LambdaFlush::Background) => "in the background after each invocation",
+        }
+    );
+    ingest::log_bound(p.socket.local_addr, p.socket.receive_buffer, p.config.receive_buffer);
+    let flush = if telemetry_ok { p.lambda.flush } else { LambdaFlush::NextInvoke };
+    Ok(Runner {
+        pipeline: Arc::new(pipeline),
+        stats,
+        flush,
+        events: events_rx,
+        early: VecDeque::new(),
+        background: None,
+        stop,
+        flush_budget: p.config.shutdown_timeout,
+    })
+}
+
+/// The event loop, from the first `/next` to SHUTDOWN.
+struct Runner {
+    pipeline: Arc<Pipeline>,
+    stats: Arc<Stats>,
+    /// The strategy in force: the configured one, or `NextInvoke` without telemetry.
+    flush: LambdaFlush,
+    events: mpsc::Receiver<PlatformEvent>,
+    /// `runtimeDone` request ids that arrived before their INVOKE was handled.
+    early: VecDeque<String>,
+    /// The upload started after the last invocation in `background` mode.
+    background: Option<JoinHandle<()>>,
+    stop: CancellationToken,
+    /// The longest an end-of-invocation flush may add to an invocation.
+    flush_budget: Duration,
+}
+
+impl Runner {
+    async fn run(mut self, api: &RuntimeApi) -> Result<(), LambdaError> {
+        let mut initialising = true;
+        loop {
+            let event = match api.next().await {
+                Ok(event) => event,
+                Err(e) => {
+                    self.stop.cancel();
+                    return Err(report(api, initialising, e.into()).await);
+                }
+            };
+            initialising = false;
+            match event {
+                NextEvent::Invoke { request_id, deadline_ms } => self.invoke(&request_id, deadline_ms).await,
+                NextEvent::Shutdown { reason, deadline_ms } => return Ok(self.shutdown(reason, deadline_ms).await),
+            }
+        }
+    }
+
+    /// Everything that must happen before the extension asks for the next event.
+    async fn invoke(&mut self, request_id: &str, deadline_ms: u64) {
+        let deadline = Instant::now() + time_until(deadline_ms);
+        let flush_by = deadline.min(Instant::now() + self.flush_budget);
+        match self.flush {
+            LambdaFlush::NextInvoke => self.flush_now(flush_by).await,
+            LambdaFlush::End | LambdaFlush::Background => {
+                if !self.runtime_done(request_id, deadline).await {
+                    warn!(
+                        "No platform.runtimeDone arrived for request {request_id} before its deadline: from now on segments are sent when the next invocation starts and at shutdown"
+                    );
+                    self.flush = LambdaFlush::NextInvoke;
+                    return;
+                }
+                if self.flush == LambdaFlush::End {
+                    self.flush_now(flush_by).await;
+                } else {
+                    // The previous background upload must finish before a new one starts.
+                    if let Some(previous) = self.background.take() {
+                        let _ = tokio::time::timeout_at(flush_by, previous).await;
+                    }
+                    let pipeline = self.pipeline.clone();
+                    self.background = Some(tokio::spawn(async move {
+                        if let Err(e) = pipeline.flush(Instant::now() + BACKGROUND_FLUSH).await {
+                            debug!("Background flush: {e}");
+                        }
+                    }));
+                }
+            }
+        }
+    }
+
+    async fn flush_now(&self, by: Instant) {
+        let started = Instant::now();
+        match self.pipeline.flush(by).await {
+            Ok(()) => debug!("Flushed in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0),
+            Err(e) => warn!("Flush stopped at the invocation's time limit: {e}; they stay buffered for the next flush"),
+        }
+    }
+
+    /// Waits for `platform.runtimeDone` of `request_id`, until `deadline`.
+    async fn runtime_done(&mut self, request_id: &str, deadline: Instant) -> bool {
+        if let Some(i) = self.early.iter().position(|id| id == request_id) {
+            self.early.remove(i);
+            return true;
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(PlatformEvent::RuntimeDone { request_id: id, status })) => {
+                    if id == request_id {
+                        debug!("Invocation {id} done ({status})");
+                        return true;
+                    }
+                    if self.early.len() == EARLY_EVENTS {
+                        self.early.pop_front();
+                    }
+                    self.early.push_back(id);
+                }
+                Ok(None) | Err(_) => return false,
+            }
+        }
+    }
+
+    /// Sends everything before SHUTDOWN's deadline (less a margin), then returns to exit 0.
+    async fn shutdown(mut self, reason: ShutdownReason, deadline_ms: u64) {
+        let left = match time_until(deadline_ms) {
+            d if d.is_zero() && deadline_ms == 0 => SHUTDOWN_FALLBACK,
+            d => d.saturating_sub(SHUTDOWN_MARGIN),
+        };
+        info!("Got SHUTDOWN ({reason}): sending what is buffered within {:.3} seconds", left.as_secs_f64());
+        let deadline = Instant::now() + left;
+        if let Some(previous) = self.background.take() {
+            let _ = tokio::time::timeout_at(deadline, previous).await;
+        }
+        self.stop.cancel();
+        let pipeline = match Arc::try_unwrap(self.pipeline) {
+            Ok(p) => p,
+            Err(shared) => {
+                // A background flush outlived the deadline; send what we can through it.
+                let _ = shared.flush(deadline).await;
+                let held = shared.held();
+                Stats::add(&self.stats.undelivered, held);
+                let report = crate::pipeline::ShutdownReport { undelivered: held, took: Instant::now() - (deadline - left) };
+                log_shutdown(&report, &self.stats, left);
+                return;
+            }
+        };
+        let report = pipeline.shutdown(deadline).await;
+        log_shutdown(&report, &self.stats, left);
+    }
+}

@@ -1,0 +1,338 @@
+//! Lambda extension mode, against the fake Runtime API (`fake_lambda.rs`) and the fake X-Ray.
+//!
+//! The fake freezes the daemon (SIGSTOP) whenever it asks for the next event, as Lambda freezes
+//! the sandbox, so "uploaded before `/next`" is checked strictly: a frozen process cannot
+//! upload anything afterwards.
+
+use crate::daemon::{against, segment, Builder, Daemon};
+use crate::daemon::{ACCESS_KEY, SECRET_KEY};
+use crate::fake_lambda::{FakeLambda, TelemetryMode, EXTENSION_NAME};
+use crate::fake_xray::{Credentials, FakeXray, Fault, Op, RecordedRequest};
+use std::time::{Duration, Instant};
+
+const NEXT: &str = "/extension/event/next";
+const LONG: Duration = Duration::from_secs(20);
+
+fn fakes() -> FakeXray {
+    FakeXray::start(Credentials::new(ACCESS_KEY, SECRET_KEY))
+}
+
+fn extension(xray: &FakeXray, lambda: &FakeLambda) -> Builder {
+    against(xray)
+        .env("AWS_LAMBDA_RUNTIME_API", lambda.runtime_api())
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+}
+
+/// Starts the extension and waits until it asks for its first event (and is frozen).
+async fn booted(b: Builder, lambda: &FakeLambda) -> Daemon {
+    let d = b.spawn().await;
+    lambda.freeze_on_next(d.pid());
+    let nexts = lambda.wait_for_calls(NEXT, 1, LONG).await;
+    assert_eq!(nexts.len(), 1, "no first /next; log:\n{}", d.log_text());
+    d
+}
+
+/// Sends `n` segments numbered from `from`, returns their documents.
+fn send(d: &Daemon, from: usize, n: usize) -> Vec<String> {
+    (from..from + n)
+        .map(|i| {
+            let doc = segment(i);
+            d.send_doc(&doc);
+            doc
+        })
+        .collect()
+}
+
+/// Documents of the PutTraceSegments calls answered 200 before `t`.
+fn delivered_before(xray: &FakeXray, t: Instant) -> Vec<String> {
+    xray.requests()
+        .iter()
+        .filter(|r| r.op() == Some(Op::PutTraceSegments) && r.status == 200 && r.at < t)
+        .flat_map(|r: &RecordedRequest| r.documents().unwrap_or_default())
+        .collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Waits for `/next` call number `n`, which must come.
+async fn nth_next(lambda: &FakeLambda, n: usize, d: &Daemon) -> Instant {
+    let nexts = lambda.wait_for_calls(NEXT, n, LONG).await;
+    assert!(nexts.len() >= n, "no /next #{n}; log:\n{}", d.log_text());
+    nexts[n - 1].at
+}
+
+#[tokio::test]
+async fn registers_by_file_name_subscribes_and_makes_no_aws_call_while_booting() {
+    let xray = fakes();
+    let lambda = FakeLambda::start().await;
+    let mut d = booted(extension(&xray, &lambda), &lambda).await;
+
+    let register = &lambda.calls_to("/extension/register")[0];
+    assert_eq!(register.method, "POST");
+    assert_eq!(register.header("Lambda-Extension-Name"), Some(EXTENSION_NAME));
+    assert_eq!(register.header("Lambda-Extension-Accept-Feature"), Some("accountId"));
+    assert_eq!(register.header("Content-Type"), Some("application/json"));
+    assert_eq!(register.json(), serde_json::json!({"events": ["INVOKE", "SHUTDOWN"]}));
+    assert_eq!(register.status, 200);
+
+    let subscribe = &lambda.calls_to("/2022-07-01/telemetry")[0];
+    assert_eq!(subscribe.method, "PUT");
+    assert_eq!(subscribe.status, 200);
+    let body = subscribe.json();
+    assert_eq!(body["schemaVersion"], "2022-12-13");
+    assert_eq!(body["types"], serde_json::json!(["platform"]));
+    assert_eq!(body["buffering"]["timeoutMs"], 25);
+    assert_eq!(body["destination"]["protocol"], "HTTP");
+    let uri = body["destination"]["URI"].as_str().unwrap();
+    assert!(uri.starts_with("http://sandbox.localdomain:") && uri.ends_with('/'), "{uri}");
+    // Register, then subscribe, then /next; every later call carries the identifier.
+    let calls = lambda.calls();
+    let order: Vec<&str> = calls.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(order, ["/2020-01-01/extension/register", "/2022-07-01/telemetry", "/2020-01-01/extension/event/next"]);
+    assert!(calls[1..].iter().all(|c| c.header("Lambda-Extension-Identifier").is_some_and(|v| v.len() == 36)));
+    // Nothing went to AWS while booting (no credentials check, no IMDS, no telemetry).
+    assert!(xray.requests().is_empty(), "{:?}", xray.requests());
+    assert!(d.log_text().contains("Using buffer memory limit of 16 MB (16 MB, more than 3% of the function's 128 MB)"), "{}", d.log_text());
+
+    // The listener answers 200 to anything, even what it cannot parse.
+    lambda.stop_freezing();
+    d.signal(libc::SIGCONT);
+    for body in [&b"not json"[..], b"{}", b"[]", b"[1, \"x\", {\"type\": 5}]", &[0xff, 0xfe][..]] {
+        assert_eq!(lambda.deliver(body).await, 200);
+    }
+    lambda.shutdown("spindown", Duration::from_millis(1700));
+    let status = d.wait_exit(Duration::from_secs(3)).await.expect("exit after SHUTDOWN");
+    assert_eq!(status.code(), Some(0), "{}", d.log_text());
+}
+
+#[tokio::test]
+async fn end_mode_uploads_every_segment_of_an_invocation_before_asking_for_the_next_event() {
+    let xray = fakes();
+    let lambda = FakeLambda::start().await;
+    let mut d = booted(extension(&xray, &lambda), &lambda).await;
+
+    let mut sent = Vec::new();
+    for (n, request) in ["req-1", "req-2"].into_iter().enumerate() {
+        lambda.invoke(request, Duration::from_secs(10));
+        sent.extend(send(&d, n * 1000, 120));
+        // Without runtimeDone the invocation is not over: no /next yet.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(lambda.calls_to(NEXT).len(), n + 1, "asked for the next event before runtimeDone");
+        let done_at = Instant::now();
+        assert_eq!(lambda.runtime_done(request).await, 200);
+        let next_at = nth_next(&lambda, n + 2, &d).await;
+        assert!(next_at > done_at);
+        assert_eq!(sorted(delivered_before(&xray, next_at)), sorted(sent.clone()), "not everything was uploaded before /next");
+    }
+    lambda.shutdown("spindown", Duration::from_millis(1700));
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).await.and_then(|s| s.code()), Some(0), "{}", d.log_text());
+    let s = d.summary();
+    assert_eq!((s.received, s.sent, s.undelivered), (240, 240, 0));
+    assert_eq!(sorted(xray.accepted_documents()), sorted(sent), "each document exactly once");
+}
+
+#[tokio::test]
+async fn without_the_telemetry_api_segments_go_at_the_next_invoke_and_at_shutdown() {
+    let xray = fakes();
+    let lambda = FakeLambda::start().await;
+    lambda.set_telemetry_mode(TelemetryMode::NotSupported);
+    let mut d = booted(extension(&xray, &lambda), &lambda).await;
+    let fallback = "The Telemetry API is not available (Telemetry.NotSupported: Telemetry API is not supported)";
+    assert!(d.log_text().contains(fallback), "{}", d.log_text());
+
+    lambda.invoke("req-1", Duration::from_secs(10));
+    nth_next(&lambda, 2, &d).await; // at once: nothing to wait for
+                                    // The function's segments arrive while the sandbox is frozen: nothing can be sent.
+    let mut sent = send(&d, 0, 50);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(lambda.is_frozen());
+    assert_eq!(xray.accepted_documents().len(), 0);
+    // The next invocation thaws it and sends them before the extension asks again.
+    lambda.invoke("req-2", Duration::from_secs(10));
+    let next_at = nth_next(&lambda, 3, &d).await;
+    assert_eq!(sorted(delivered_before(&xray, next_at)), sorted(sent.clone()));
+    // And SHUTDOWN sends the rest.
+    sent.extend(send(&d, 100, 20));
+    lambda.shutdown("spindown", Duration::from_millis(1700));
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).await.and_then(|s| s.code()), Some(0), "{}", d.log_text());
+    assert_eq!(sorted(xray.accepted_documents()), sorted(sent));
+    assert_eq!(d.log_text().matches("The Telemetry API is not available").count(), 1, "logged once");
+}
+
+#[tokio::test]
+async fn shutdown_with_any_reason_sends_everything_and_exits_0_before_the_deadline() {
+    let xray = fakes();
+    for (i, reason) in ["spindown", "timeout", "failure", "SandboxTerminated", "SPINDOWN", "Timeout"].into_iter().enumerate() {
+        xray.clear_recordings();
+        let lambda = FakeLambda::start().await;
+        let mut d = booted(extension(&xray, &lambda), &lambda).await;
+        lambda.invoke("req-1", Duration::from_secs(10));
+        let mut sent = send(&d, i * 1000, 40);
+        lambda.runtime_done("req-1").await;
+        nth_next(&lambda, 2, &d).await;
+        // Sent while frozen (a timed-out handler's subsegments): only SHUTDOWN can send them.
+        sent.extend(send(&d, i * 1000 + 500, 60));
+        let budget = Duration::from_millis(1700);
+        let t0 = Instant::now();
+        lambda.shutdown(reason, budget);
+        let status = d.wait_exit(Duration::from_secs(5)).await.expect("exit");
+        let took = t0.elapsed();
+        assert_eq!(status.code(), Some(0), "{reason}: {}", d.log_text());
+        // wait_exit polls every 10 ms and sleeps 50 ms after the exit.
+        assert!(took < budget + Duration::from_millis(100), "{reason}: took {took:?}");
+        assert_eq!(sorted(xray.accepted_documents()), sorted(sent), "{reason}");
+        assert!(
+            d.log_text().contains(&format!("Got SHUTDOWN ({})", reason.to_ascii_lowercase()))
+                || d.log_text().contains(&format!("Got SHUTDOWN ({reason})")),
+            "{}",
+            d.log_text()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_timed_out_invocation_without_runtime_done_is_sent_at_shutdown() {
+    let xray = fakes();
+    let lambda = FakeLambda::start().await;
+    let mut d = booted(extension(&xray, &lambda), &lambda).await;
+    // The handler times out: no runtimeDone ever comes; the extension waits for the deadline.
+    let t0 = Instant::now();
+    lambda.invoke("req-1", Duration::from_millis(800));
+    let sent = send(&d, 0, 30);
+    let next_at = nth_next(&lambda, 2, &d).await;
+    assert!(next_at - t0 >= Duration::from_millis(700), "asked for the next event before the deadline");
+    assert!(d.log_text().contains("No platform.runtimeDone arrived for request req-1 before its deadline"), "{}", d.log_text());
+    lambda.shutdown("timeout", Duration::from_millis(1700));
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).await.and_then(|s| s.code()), Some(0), "{}", d.log_text());
+    assert_eq!(sorted(xray.accepted_documents()), sorted(sent));
+}
+
+#[tokio::test]
+async fn next_failing_with_500_exits_promptly_after_an_exit_error_report() {
+    let xray = fakes();
+    let lambda = FakeLambda::start().await;
+    let mut d = booted(extension(&xray, &lambda), &lambda).await;
+    lambda.invoke("req-1", Duration::from_secs(10));
+    lambda.runtime_done("req-1").await;
+    nth_next(&lambda, 2, &d).await;
+    let t0 = Instant::now();
+    lambda.fail_next(500, "Runtime.Unknown");
+    let status = d.wait_exit(Duration::from_secs(5)).await.expect("exit");
+    assert!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
+    assert_eq!(status.code(), Some(1));
+    let reports = lambda.calls_to("/extension/exit/error");
+    assert_eq!(reports.len(), 1, "{:?}", lambda.calls());
+    assert_eq!(reports[0].header("Lambda-Extension-Function-Error-Type"), Some("Extension.RuntimeApiFailed"));
+    assert_eq!(reports[0].status, 202);
+    assert!(reports[0].json()["errorMessage"].as_str().unwrap().contains("next: HTTP 500"), "{:?}", reports[0].json());
+    assert!(lambda.calls_to("/extension/init/error").is_empty());
+}
+
+#[tokio::test]
+async fn next_failing_during_init_is_reported_as_an_init_error() {
+    let xray = fakes();
+    let lambda = FakeLambda::start().await;
+    lambda.fail_next(500, "Runtime.Unknown");
+    let mut d = extension(&xray, &lambda).start();
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).await.and_then(|s| s.code()), Some(1), "{}", d.log_text());
+    let reports = lambda.calls_to("/extension/init/error");
+    assert_eq!(reports.len(), 1, "{:?}", lambda.calls());
+    assert_eq!(reports[0].header("Lambda-Extension-Function-Error-Type"), Some("Extension.RuntimeApiFailed"));
+}
+
+#[tokio::test]
+async fn a_bad_identifier_gets_403_and_the_extension_exits() {
+    let xray = fakes();
+    let lambda = FakeLambda::start().await;
+    lambda.set_identifier("not-a-uuid");
+    let mut d = extension(&xray, &lambda).start();
+    let status = d.wait_exit(Duration::from_secs(10)).await.expect("exit");
+    assert_eq!(status.code(), Some(1), "{}", d.log_text());
+    let next = lambda.calls_to(NEXT);
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].status, 403);
+    assert!(d.log_text().contains("next: HTTP 403 Forbidden Extension.InvalidExtensionIdentifier"), "{}", d.log_text());
+    // The subscribe was refused the same way; the daemon fell back and said so.
+    assert!(
+        d.log_text().contains("Cannot subscribe to the Telemetry API (subscribe: HTTP 403 Forbidden Extension.InvalidExtensionIdentifier"),
+        "{}",
+        d.log_text()
+    );
+}
+
+#[tokio::test]
+async fn a_bad_setting_is_reported_through_init_error_and_names_the_variable() {
+    let xray = fakes();
+    let lambda = FakeLambda::start().await;
+    let mut d = extension(&xray, &lambda).env("XRAY_DAEMON_LAMBDA_FLUSH", "sometimes").start();
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).await.and_then(|s| s.code()), Some(1), "{}", d.log_text());
+    let reports = lambda.calls_to("/extension/init/error");
+    assert_eq!(reports.len(), 1, "{:?}", lambda.calls());
+    assert_eq!(reports[0].header("Lambda-Extension-Function-Error-Type"), Some("Extension.ConfigInvalid"));
+    let message = reports[0].json()["errorMessage"].as_str().unwrap().to_owned();
+    assert!(message.contains("XRAY_DAEMON_LAMBDA_FLUSH") && message.contains("sometimes"), "{message}");
+    assert!(lambda.calls_to(NEXT).is_empty());
+}
+
+#[tokio::test]
+async fn registering_under_another_file_name_is_refused_and_the_extension_exits() {
+    let xray = fakes();
+    let lambda = FakeLambda::start().await;
+    let dir = std::env::temp_dir().join(format!("xray-ext-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("other-extension");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(crate::daemon::binary(), &link).unwrap();
+    let mut d = extension(&xray, &lambda).start_as(link.to_str().unwrap());
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).await.and_then(|s| s.code()), Some(1), "{}", d.log_text());
+    let register = &lambda.calls_to("/extension/register")[0];
+    assert_eq!(register.header("Lambda-Extension-Name"), Some("other-extension"));
+    assert_eq!(register.status, 403);
+    assert!(d.log_text().contains("Extension.InvalidEventType"), "{}", d.log_text());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn background_mode_asks_for_the_next_event_while_the_upload_runs() {
+    let xray = fakes();
+    xray.set_mode_for(Op::PutTraceSegments, Some(Fault::Delay(Duration::from_millis(800))));
+    let lambda = FakeLambda::start().await;
+    let mut d = booted(extension(&xray, &lambda).env("XRAY_DAEMON_LAMBDA_FLUSH", "background"), &lambda).await;
+
+    lambda.invoke("req-1", Duration::from_secs(10));
+    let first = send(&d, 0, 30);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let done_at = Instant::now();
+    lambda.runtime_done("req-1").await;
+    let next_at = nth_next(&lambda, 2, &d).await;
+    // /next came before the (800 ms) upload could finish: the upload overlaps what follows.
+    assert!(next_at - done_at < Duration::from_millis(700), "/next only after {:?}", next_at - done_at);
+    assert!(delivered_before(&xray, next_at).is_empty());
+
+    // The next invocation thaws the sandbox; the upload completes before the next /next.
+    lambda.invoke("req-2", Duration::from_secs(10));
+    let second = send(&d, 100, 30);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    lambda.runtime_done("req-2").await;
+    let next_at = nth_next(&lambda, 3, &d).await;
+    let early = sorted(delivered_before(&xray, next_at));
+    assert!(first.iter().all(|doc| early.binary_search(doc).is_ok()), "req-1's segments were not awaited");
+
+    lambda.shutdown("spindown", Duration::from_millis(1900));
+    assert_eq!(d.wait_exit(Duration::from_secs(4)).await.and_then(|s| s.code()), Some(0), "{}", d.log_text());
+    assert_eq!(sorted(xray.accepted_documents()), sorted([first, second].concat()));
+}
+
+#[tokio::test]
+async fn sidecar_mode_can_be_forced_inside_lambda() {
+    let xray = fakes();
+    let lambda = FakeLambda::start().await;
+    let mut d = extension(&xray, &lambda).env("XRAY_DAEMON_MODE", "sidecar").spawn().await;
+    assert!(lambda.calls().is_empty());
+    let (status, _) = d.terminate(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
+}
