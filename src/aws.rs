@@ -8,6 +8,7 @@
 //! against endpoints that answer with non-X-Ray error bodies.
 
 use crate::stats::BackendError;
+use std::sync::Arc;
 use crate::telemetry::TelemetryBatch;
 use crate::uploader::{ApiError, Unprocessed, XrayApi};
 use aws_sdk_xray::error::{ProvideErrorMetadata, SdkError};
@@ -75,7 +76,7 @@ pub fn default_endpoint(region: &str) -> String {
 /// with the same credentials for the TCP proxy.
 pub struct Aws {
     pub client: aws_sdk_xray::Client,
-    pub signer: Signer,
+    pub signer: Arc<Signer>,
 }
 
 /// Loads the shared AWS configuration once.
@@ -93,7 +94,49 @@ pub async fn load(settings: &ClientSettings) -> Result<Aws, String> {
             .build();
     }
     let client = xray_client(&shared, settings);
-    Ok(Aws { client, signer: Signer::new(shared.credentials_provider(), settings.region.clone()) })
+    Ok(Aws { client, signer: Arc::new(Signer::new(shared.credentials_provider(), settings.region.clone())) })
+}
+
+/// The AWS clients, built in the background: for a cold start that must not wait on the
+/// credentials chain and the TLS roots. Uploads wait for the build on first use.
+pub struct Deferred {
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Aws, String>>>>,
+    built: tokio::sync::OnceCell<Result<Aws, String>>,
+}
+
+impl Deferred {
+    /// Starts building the clients on the runtime.
+    pub fn spawn(settings: ClientSettings) -> Deferred {
+        let task = tokio::spawn(async move { load(&settings).await });
+        Deferred { task: std::sync::Mutex::new(Some(task)), built: tokio::sync::OnceCell::new() }
+    }
+
+    /// The clients, once built.
+    pub async fn get(&self) -> Result<&Aws, String> {
+        let built = self
+            .built
+            .get_or_init(|| async {
+                let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+                match task {
+                    Some(task) => task.await.unwrap_or_else(|e| Err(format!("building the AWS clients failed: {e}"))),
+                    None => Err("the AWS clients were not built".to_owned()),
+                }
+            })
+            .await;
+        built.as_ref().map_err(Clone::clone)
+    }
+}
+
+impl XrayApi for Deferred {
+    async fn put_trace_segments(&self, docs: Vec<String>) -> Result<Vec<Unprocessed>, ApiError> {
+        let aws = self.get().await.map_err(|detail| ApiError { class: BackendError::Other, retryable: true, detail })?;
+        XrayApi::put_trace_segments(&aws.client, docs).await
+    }
+
+    async fn put_telemetry_records(&self, batch: TelemetryBatch) -> Result<(), ApiError> {
+        let aws = self.get().await.map_err(|detail| ApiError { class: BackendError::Other, retryable: true, detail })?;
+        XrayApi::put_telemetry_records(&aws.client, batch).await
+    }
 }
 
 /// The request could not be signed.

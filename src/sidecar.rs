@@ -195,7 +195,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
     let settings = pipeline_settings(&config);
     let stats = Arc::new(Stats::default());
-    let signer = Arc::new(aws.signer);
+    let signer = aws.signer;
     let pipeline = Pipeline::start(socket, aws.client, settings, stats.clone());
 
     let health = Arc::new(Health::new(pipeline.liveness.clone()));

@@ -140,7 +140,7 @@ struct Prepared {
     socket: ingest::Bound,
     telemetry: Option<TcpListener>,
     tcp: Option<TcpListener>,
-    clients: JoinHandle<Result<aws::Aws, String>>,
+    clients: Arc<aws::Deferred>,
 }
 
 fn prepare(config: Config) -> Result<Prepared, LambdaError> {
@@ -168,9 +168,9 @@ fn prepare(config: Config) -> Result<Prepared, LambdaError> {
             Some(l)
         }
     };
-    // The SDK client (credentials chain, TLS roots) is built on the other worker meanwhile.
-    let settings = client_settings(&config, &region);
-    let clients = tokio::spawn(async move { aws::load(&settings).await });
+    // The SDK client (credentials chain, TLS roots) is built on the other worker meanwhile;
+    // uploads wait for it, the first `/next` does not.
+    let clients = Arc::new(aws::Deferred::spawn(client_settings(&config, &region)));
     Ok(Prepared { config, lambda, region, socket, telemetry, tcp, clients })
 }
 
@@ -192,17 +192,13 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
             }
         }
     }
-    let aws = match p.clients.await {
-        Ok(Ok(aws)) => aws,
-        Ok(Err(e)) => return Err(LambdaError::Client(e)),
-        Err(e) => return Err(LambdaError::Client(format!("building the AWS client failed: {e}"))),
-    };
     let socket = tokio::net::UdpSocket::from_std(p.socket.socket)
         .map_err(|source| ingest::BindError::Bind { address: p.config.udp_address.clone(), source })?;
     let stats = Arc::new(Stats::default());
-    let signer = Arc::new(aws.signer);
-    let pipeline = Pipeline::start(socket, aws.client, pipeline_settings(&p.config), stats.clone());
+    let pipeline = Pipeline::start(socket, p.clients.clone(), pipeline_settings(&p.config), stats.clone());
     if let Some(l) = p.tcp {
+        // The proxy signs with the clients' credentials: with it on, init waits for them.
+        let signer = p.clients.get().await.map_err(LambdaError::Client)?.signer.clone();
         let health = Arc::new(Health::new(pipeline.liveness.clone()));
         spawn_proxy(l, &p.config, &p.region, signer.clone(), &pipeline, health.clone(), stop.clone())?;
         tokio::spawn(sidecar::resolve_credentials(signer, health));

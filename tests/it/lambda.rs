@@ -336,3 +336,19 @@ async fn sidecar_mode_can_be_forced_inside_lambda() {
     let (status, _) = d.terminate(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn the_tcp_port_is_off_in_lambda_unless_asked_for() {
+    let xray = fakes();
+    let lambda = FakeLambda::start().await;
+    let d = booted(extension(&xray, &lambda), &lambda).await;
+    assert!(d.tcp.is_none() && !d.log_text().contains("Starting proxy http server"), "{}", d.log_text());
+    drop(d);
+
+    let lambda = FakeLambda::start().await;
+    let mut d = extension(&xray, &lambda).env("XRAY_DAEMON_LAMBDA_PROXY", "true").spawn().await;
+    let (status, _, body) = crate::daemon::http(d.tcp(), "GET", "/health", &[], "").await;
+    assert_eq!((status, body.trim()), (200, "ok"), "{}", d.log_text());
+    lambda.shutdown("spindown", Duration::from_millis(1700));
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).await.and_then(|s| s.code()), Some(0), "{}", d.log_text());
+}
