@@ -263,7 +263,7 @@ impl Config {
                 if mb < MIN_BUFFER_MB as i64 {
                     return Err(ConfigError::BufferTooSmall { setting: src.to_owned(), value: v.clone() });
                 }
-                (mb as u64 * MB, src.to_owned())
+                ((mb as u64).saturating_mul(MB), src.to_owned())
             }
             None => default_buffer_memory(),
         };

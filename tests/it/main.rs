@@ -5,5 +5,6 @@ mod config;
 mod daemon;
 mod fake_xray;
 mod fake_xray_selftest;
+mod fuzz;
 mod proxy;
 mod upload;
