@@ -3,8 +3,10 @@
 mod cli;
 mod config;
 mod daemon;
+mod fake_creds;
 mod fake_xray;
 mod fake_xray_selftest;
 mod fuzz;
 mod proxy;
+mod reliability;
 mod upload;
