@@ -9,4 +9,5 @@ mod fake_xray_selftest;
 mod fuzz;
 mod proxy;
 mod reliability;
+mod security;
 mod upload;
