@@ -10,4 +10,5 @@ mod fuzz;
 mod proxy;
 mod reliability;
 mod security;
+mod soak;
 mod upload;
