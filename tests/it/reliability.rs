@@ -238,7 +238,10 @@ pub async fn flood_scenario(name: &str, length: Duration, buffer_mb: u32, sender
         sent as u64 - s.received
     );
     assert_eq!(s.received, s.sent + s.spillover + s.rejected + s.undelivered, "{s:?}");
-    assert_eq!(s.sent as usize, delivered.len(), "{s:?}");
+    // Calls cut off by the shutdown deadline count as not delivered, though the fake X-Ray may
+    // have taken them just before: never fewer than `sent`, never more than sent + cut off.
+    let d_count = delivered.len() as u64;
+    assert!(s.sent <= d_count && d_count <= s.sent + s.undelivered, "delivered {d_count}: {s:?}");
     assert!(s.spillover > 0, "a 10x overload must spill: {s:?}");
     assert!(s.received <= sent as u64);
     figures
