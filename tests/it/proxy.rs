@@ -144,7 +144,8 @@ async fn an_unreachable_xray_gives_502_and_is_counted() {
     assert!(d.logs().iter().any(|l| l.contains("[Warn] proxy error: cannot reach X-Ray")));
 }
 
-fn metric(text: &str, name: &str) -> f64 {
+/// A metric's value from `/metrics` text.
+pub fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
         .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
