@@ -352,3 +352,26 @@ async fn the_tcp_port_is_off_in_lambda_unless_asked_for() {
     lambda.shutdown("spindown", Duration::from_millis(1700));
     assert_eq!(d.wait_exit(Duration::from_secs(3)).await.and_then(|s| s.code()), Some(0), "{}", d.log_text());
 }
+
+#[tokio::test]
+async fn a_connection_broken_across_a_freeze_is_retried_after_the_thaw() {
+    let xray = fakes();
+    let lambda = FakeLambda::start().await;
+    let mut d = booted(extension(&xray, &lambda).env("XRAY_DAEMON_LAMBDA_FLUSH", "background"), &lambda).await;
+    // The first upload's connection dies (as a pooled connection does across a freeze).
+    xray.push_fault_for(Op::PutTraceSegments, Fault::Disconnect);
+    lambda.invoke("req-1", Duration::from_secs(10));
+    let first = send(&d, 0, 20);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    lambda.runtime_done("req-1").await;
+    nth_next(&lambda, 2, &d).await;
+    lambda.invoke("req-2", Duration::from_secs(10));
+    lambda.runtime_done("req-2").await;
+    let next_at = nth_next(&lambda, 3, &d).await;
+    assert_eq!(sorted(delivered_before(&xray, next_at)), sorted(first.clone()), "{}", d.log_text());
+    let puts = xray.requests_to("/TraceSegments");
+    assert!(puts.len() >= 2 && puts[0].status == 0, "the first attempt was cut off, a retry delivered: {puts:?}");
+    lambda.shutdown("spindown", Duration::from_millis(1700));
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).await.and_then(|s| s.code()), Some(0), "{}", d.log_text());
+    assert_eq!(sorted(xray.accepted_documents()), sorted(first), "exactly once");
+}
