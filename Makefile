@@ -8,7 +8,7 @@ BIN_RELEASE := target/release/xray-daemon
 VENV := target/venv
 PYTEST_ARGS ?= -q
 
-.PHONY: all build release run test test-rust test-e2e test-chart peers fmt lint clean
+.PHONY: all build release run test test-rust test-e2e test-chart peers bench bench-micro fmt lint clean
 
 all: build
 
@@ -39,6 +39,15 @@ test-e2e: build peers
 
 test-chart: peers
 	$(VENV)/bin/python -m pytest tests/chart $(PYTEST_ARGS)
+
+## bench: load test of the release binary (CPU, RSS, delivery per rate; table in target/bench/results.md),
+## then the criterion micro-benchmarks of the hot path. About 10 minutes; not part of `make test`.
+bench: release
+	$(CARGO) bench --bench load
+	$(MAKE) bench-micro
+
+bench-micro:
+	$(CARGO) bench --bench hot_path -- --warm-up-time 1 --measurement-time 3
 
 fmt:
 	$(CARGO) fmt
