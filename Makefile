@@ -43,7 +43,7 @@ test-chart: peers
 ## bench: load test of the release binary (CPU, RSS, delivery per rate; table in target/bench/results.md),
 ## then the criterion micro-benchmarks of the hot path. About 10 minutes; not part of `make test`.
 bench: release
-	$(CARGO) bench --bench load
+	$(CARGO) run --release --example load -- --bench
 	$(MAKE) bench-micro
 
 bench-micro:

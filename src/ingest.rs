@@ -24,6 +24,15 @@ use tracing::{debug, enabled, info, warn, Level};
 /// Datagrams read in one go before checking for shutdown and drain requests.
 const READS_PER_WAKE: usize = 256;
 
+/// After emptying the socket, the reader waits this long before it asks to be woken again, so
+/// that datagrams arriving one by one are read a few at a time instead of costing a wake-up
+/// each. Only done when the kernel buffer is large enough to hold far more than this pause
+/// brings in (see [`COALESCE_MIN_BUFFER`]).
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(1);
+/// The receive buffer (as the kernel reports it) needed for [`COALESCE`]: 1 ms at 100,000
+/// datagrams/s of 1 KB is about 250 KB of kernel memory.
+const COALESCE_MIN_BUFFER: usize = 1 << 20;
+
 /// Binding failed; the message names the address.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -182,6 +191,7 @@ pub async fn run(
     mut drain: mpsc::Receiver<oneshot::Sender<()>>,
 ) {
     let mut buf = vec![0u8; 65_536];
+    let coalesce = socket2::SockRef::from(&socket).recv_buffer_size().is_ok_and(|b| b >= COALESCE_MIN_BUFFER);
     loop {
         tokio::select! {
             biased;
@@ -199,16 +209,23 @@ pub async fn run(
                     warn!("UDP socket error: {e}");
                     continue;
                 }
+                let mut emptied = false;
                 for _ in 0..READS_PER_WAKE {
                     match socket.try_recv(&mut buf) {
                         Ok(n) => sink.accept(&buf[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            emptied = true;
+                            break;
+                        }
                         Err(e) => {
                             // ICMP errors and the like: nothing to do but go on reading.
                             debug!("UDP receive error: {e}");
                             break;
                         }
                     }
+                }
+                if emptied && coalesce {
+                    tokio::time::sleep(COALESCE).await;
                 }
             }
         }

@@ -9,11 +9,11 @@
 //! at the start of the step), delivered/sent, PutTraceSegments calls, and the datagrams the
 //! kernel dropped on receive sockets (`RcvbufErrors` in `/proc/net/snmp`).
 //!
-//! Under `cargo test --all-targets` (no `--bench` argument) it only checks its own pieces: that
+//! Without a `--bench` argument it only checks its own pieces: that
 //! the generated datagrams are segments the daemon accepts and that the sink finds their ids.
 //!
 //! Environment: `XRAY_BENCH_STEP_SECS` (default 10), `XRAY_BENCH_ONLY` (`table`, `sizes`,
-//! `search`, `overload`: run one part), `XRAY_BENCH_OUT` (default `target/bench/results.md`).
+//! `search`, `overload`: run one part), `XRAY_BENCH_RATES` (the table's rates, comma-separated), `XRAY_BENCH_OUT` (default `target/bench/results.md`).
 
 mod gen;
 mod sink;
@@ -64,13 +64,25 @@ fn main() {
     if part("table") {
         let _ = writeln!(out, "#### 1 KB segments, default settings, {step_secs} s per rate\n");
         let _ = writeln!(out, "{}", Row::header_with_upstream());
-        for rate in [0, 100, 1_000, 4_000, 10_000, 20_000, 40_000, 50_000, 80_000] {
+        let rates: Vec<u64> = match std::env::var("XRAY_BENCH_RATES") {
+            Ok(list) => list.split(',').filter_map(|r| r.trim().parse().ok()).collect(),
+            Err(_) => vec![0, 100, 1_000, 4_000, 10_000, 20_000, 40_000, 50_000, 80_000],
+        };
+        for rate in rates {
             let row = bench.step(1024, rate, secs, &[], Duration::ZERO);
             eprintln!("{}", row.markdown_with_upstream());
             let _ = writeln!(out, "{}", row.markdown_with_upstream());
             table.push(row);
         }
-        let _ = writeln!(out);
+        // mimalloc madvises its arenas for transparent huge pages: at idle that is four
+        // resident 2 MB pages. The same idle daemon without them:
+        let env = [("MIMALLOC_ARENA_EAGER_COMMIT", "0"), ("MIMALLOC_ALLOW_LARGE_OS_PAGES", "0")];
+        let row = bench.step_env(1024, 0, secs, &[], &env, Duration::ZERO);
+        let _ = writeln!(
+            out,
+            "\nIdle with `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_ALLOW_LARGE_OS_PAGES=0` (no huge pages for mimalloc's arena): RSS {:.1} MB.\n",
+            row.rss_mb
+        );
     }
     if part("search") {
         // The highest rate delivered with zero loss: bisect between the table's last lossless
@@ -244,7 +256,7 @@ struct Daemon {
 }
 
 impl Bench {
-    fn spawn(&self, extra: &[&str]) -> Daemon {
+    fn spawn(&self, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(&self.bin);
         cmd.env_clear()
             .env("AWS_CONFIG_FILE", "/dev/null")
@@ -256,6 +268,7 @@ impl Bench {
             .env("XRAY_DAEMON_ENDPOINT", self.sink.endpoint())
             .args(["-b", "127.0.0.1:0", "-t", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -285,10 +298,14 @@ impl Bench {
 
     /// One step: a fresh daemon, `rate` segments/s of `size` bytes for `duration`.
     fn step(&mut self, size: usize, rate: u64, duration: Duration, extra: &[&str], sink_delay: Duration) -> Row {
+        self.step_env(size, rate, duration, extra, &[], sink_delay)
+    }
+
+    fn step_env(&mut self, size: usize, rate: u64, duration: Duration, extra: &[&str], env: &[(&str, &str)], sink_delay: Duration) -> Row {
         self.step += 1;
         self.sink.reset(self.step);
         self.sink.set_delay(sink_delay);
-        let mut d = self.spawn(extra);
+        let mut d = self.spawn(extra, env);
         let pid = d.child.id();
         std::thread::sleep(Duration::from_millis(500));
         // Reset VmHWM so the peak is this step's.
@@ -423,14 +440,17 @@ fn zipped_size(bin: &str) -> Option<u64> {
     size
 }
 
-/// What `cargo test --all-targets` runs: the harness's own pieces, without a daemon.
+/// What `cargo test --all-targets` runs: the harness's own pieces, without a daemon. (It does
+/// not call into the daemon's library on purpose: linking it would make the fat-LTO `bench`
+/// build of this harness as slow as the daemon's own release build.)
 fn self_check() {
-    use xray_daemon::segment::{classify, Datagram};
     for size in [200, 1024, 8192] {
         let mut t = gen::Template::new(size);
         t.set_id(gen::id(7, 123_456));
         assert_eq!(t.body_len(), size, "body size");
-        let Datagram::Segment(body) = classify(&t.bytes) else { panic!("the daemon would reject the generated datagram") };
+        let (header, body) = t.bytes.split_at(gen::HEADER.len());
+        assert_eq!(header, gen::HEADER);
+        let body = body.strip_prefix(b"\n").expect("a newline after the header");
         let doc: serde_json::Value = serde_json::from_slice(body).expect("the body is JSON");
         assert_eq!(doc["id"], format!("{:016x}", gen::id(7, 123_456)));
         // As the request carries it: a JSON string inside the TraceSegmentDocuments array.
