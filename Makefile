@@ -30,7 +30,7 @@ LAYER_TEST := target/layer-test/xray-daemon-layer-x86_64.zip
 
 .PHONY: all build release static static-x86_64 static-aarch64 static-test zig-tools docker docker-tools \
 	docker-tools-arm64 layer run test test-rust test-e2e test-chart test-packaging test-release peers fmt lint clean \
-	deny deny-tool fuzz soak
+	deny deny-tool fuzz soak bench bench-micro
 
 all: build
 
@@ -156,6 +156,16 @@ fuzz:
 ##       two 60 s outages at 500 segments/s and a 30 s UDP flood; prints the figures: lines
 soak: release
 	XRAY_TEST_BIN=$(BIN_RELEASE) $(CARGO) test --test it soak:: -- --ignored --nocapture --test-threads=1
+
+## bench: load test of the release binary (CPU, RSS, delivery per rate; table in target/bench/results.md),
+## then the Lambda extension's cold start, then the criterion micro-benchmarks of the hot path. About 10 minutes; not part of `make test`.
+bench: release
+	$(CARGO) run --release --example load -- --bench
+	python3 bench/lambda_cold_start.py $(BIN_RELEASE)
+	$(MAKE) bench-micro
+
+bench-micro:
+	$(CARGO) bench --bench hot_path -- --warm-up-time 1 --measurement-time 3
 
 fmt:
 	$(CARGO) fmt

@@ -1,0 +1,126 @@
+//! Criterion micro-benchmarks of the data path: header split/validate, buffer push/pop, and
+//! the PutTraceSegments request built and signed by the SDK (against an in-memory HTTP client
+//! that answers 200 at once, so only the daemon's and the SDK's own work is measured).
+//!
+//! `cargo bench --bench hot_path` measures; `cargo test --all-targets` runs each once.
+
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::{Response, StatusCode};
+use aws_smithy_types::body::SdkBody;
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use std::hint::black_box;
+use xray_daemon::buffer::SegmentBuffer;
+use xray_daemon::segment::classify;
+use xray_daemon::uploader::XrayApi;
+
+fn segment(i: usize, size: usize) -> Vec<u8> {
+    let head = format!(
+        r#"{{"trace_id":"1-6b070b79-{i:024x}","id":"{:016x}","name":"bench","start_time":1795623800.611,"end_time":1795623800.613,"annotations":{{"pad":""#,
+        0x2000_0000_0000_0000u64 + i as u64
+    );
+    let mut doc = head.into_bytes();
+    doc.resize(size.saturating_sub(3), b'x');
+    doc.extend_from_slice(b"\"}}");
+    doc
+}
+
+fn datagram(header: &str, size: usize) -> Vec<u8> {
+    let mut d = header.as_bytes().to_vec();
+    d.push(b'\n');
+    d.extend_from_slice(&segment(1, size));
+    d
+}
+
+fn header(c: &mut Criterion) {
+    let mut g = c.benchmark_group("header");
+    for (name, h) in [
+        ("common_1KB", r#"{"format":"json","version":1}"#),
+        ("sdk_spaces_1KB", r#"{"format": "json", "version": 1}"#),
+        ("unusual_1KB", r#"{ "version" : 1 , "format" : "JSON" }"#),
+    ] {
+        let d = datagram(h, 1024);
+        g.throughput(Throughput::Bytes(d.len() as u64));
+        g.bench_function(name, |b| b.iter(|| black_box(classify(black_box(&d)))));
+    }
+    g.finish();
+}
+
+fn buffer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("buffer");
+    let body = Bytes::from(segment(1, 1024));
+    g.throughput(Throughput::Elements(50));
+    g.bench_function("push_50_take_complete_1KB", |b| {
+        let buf = SegmentBuffer::new(64 << 20, 50);
+        b.iter(|| {
+            for _ in 0..50 {
+                black_box(buf.push(body.clone()));
+            }
+            let batch = buf.take_batch(50, 1 << 20).expect("a batch");
+            buf.complete(&batch.docs);
+        })
+    });
+    g.bench_function("copy_in_push_50_1KB", |b| {
+        let raw = datagram(r#"{"format":"json","version":1}"#, 1024);
+        let buf = SegmentBuffer::new(64 << 20, 50);
+        b.iter(|| {
+            for _ in 0..50 {
+                if let xray_daemon::segment::Datagram::Segment(s) = classify(&raw) {
+                    black_box(buf.push(Bytes::copy_from_slice(s)));
+                }
+            }
+            let batch = buf.take_batch(50, 1 << 20).expect("a batch");
+            buf.complete(&batch.docs);
+        })
+    });
+    g.finish();
+}
+
+/// Answers every request with an empty PutTraceSegments result.
+#[derive(Debug, Clone)]
+struct Ok200;
+
+impl HttpConnector for Ok200 {
+    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+        let status = StatusCode::try_from(200u16).expect("200");
+        HttpConnectorFuture::ready(Ok(Response::new(status, SdkBody::from(r#"{"UnprocessedTraceSegments":[]}"#))))
+    }
+}
+
+impl HttpClient for Ok200 {
+    fn http_connector(&self, _: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
+        SharedHttpConnector::new(self.clone())
+    }
+}
+
+fn request(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let config = aws_sdk_xray::Config::builder()
+        .behavior_version(aws_sdk_xray::config::BehaviorVersion::latest())
+        .region(aws_sdk_xray::config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::for_tests())
+        .http_client(Ok200)
+        .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
+        .build();
+    let client = aws_sdk_xray::Client::from_conf(config);
+    let mut g = c.benchmark_group("put_trace_segments");
+    for size in [200, 1024, 8192] {
+        let docs: Vec<String> = (0..50).map(|i| String::from_utf8(segment(i, size)).expect("UTF-8")).collect();
+        g.throughput(Throughput::Bytes(docs.iter().map(|d| d.len() as u64).sum()));
+        g.bench_function(format!("encode_sign_50x{size}B"), |b| {
+            b.iter_batched(
+                || docs.clone(),
+                |docs| rt.block_on(XrayApi::put_trace_segments(&client, docs)).expect("ok"),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, header, buffer, request);
+criterion_main!(benches);

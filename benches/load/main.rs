@@ -1,0 +1,461 @@
+//! `make bench`: the daemon's throughput, CPU and memory under load, as a markdown table.
+//!
+//! Runs the release binary (`target/release/xray-daemon`, or `XRAY_BENCH_BIN`) as a separate
+//! process against [`sink::Sink`], a fast local PutTraceSegments endpoint on loopback that
+//! counts the distinct segment ids it receives, and feeds it with [`gen::run`], a fixed-rate
+//! UDP sender. Every step starts a fresh daemon with default settings (except where a row says
+//! otherwise) and reports, for the daemon process only: CPU as % of one core (user+sys from
+//! `/proc/<pid>/stat` over the sending window), RSS when sending ends, peak RSS (`VmHWM`, reset
+//! at the start of the step), delivered/sent, PutTraceSegments calls, and the datagrams the
+//! kernel dropped on receive sockets (`RcvbufErrors` in `/proc/net/snmp`).
+//!
+//! Without a `--bench` argument it only checks its own pieces: that
+//! the generated datagrams are segments the daemon accepts and that the sink finds their ids.
+//!
+//! Environment: `XRAY_BENCH_STEP_SECS` (default 10), `XRAY_BENCH_ONLY` (`table`, `sizes`,
+//! `search`, `overload`: run one part), `XRAY_BENCH_RATES` (the table's rates, comma-separated), `XRAY_BENCH_OUT` (default `target/bench/results.md`).
+
+mod gen;
+mod sink;
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Upstream 3.5 on a 2-core machine, local HTTP sink, 1 KB segments:
+/// (segments/s, CPU % of one core, RSS MB, delivered %).
+const UPSTREAM: [(u64, f64, f64, Option<f64>); 8] = [
+    (0, 0.0, 24.0, None),
+    (100, 2.5, 30.0, Some(100.0)),
+    (1_000, 17.0, 86.0, Some(100.0)),
+    (4_000, 51.0, 204.0, Some(100.0)),
+    (10_000, 65.0, 259.0, Some(100.0)),
+    (20_000, 81.0, 246.0, Some(99.5)),
+    (40_000, 88.0, 284.0, Some(88.0)),
+    (80_000, 67.0, 294.0, Some(36.0)),
+];
+
+fn main() {
+    let bench_mode = std::env::args().any(|a| a == "--bench");
+    if !bench_mode {
+        self_check();
+        return;
+    }
+    let bin = std::env::var("XRAY_BENCH_BIN")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/xray-daemon").to_owned());
+    if !std::path::Path::new(&bin).exists() {
+        eprintln!("{bin} does not exist: run `cargo build --release` first (make bench does)");
+        std::process::exit(1);
+    }
+    let step_secs: u64 = std::env::var("XRAY_BENCH_STEP_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let only = std::env::var("XRAY_BENCH_ONLY").ok();
+    let part = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|p| p == name));
+    let secs = Duration::from_secs(step_secs);
+    let sink = sink::Sink::start();
+    let mut bench = Bench { bin, sink, step: 0 };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}\n", machine(&bench.bin));
+
+    let mut table: Vec<Row> = Vec::new();
+    if part("table") {
+        let _ = writeln!(out, "#### 1 KB segments, default settings, {step_secs} s per rate\n");
+        let _ = writeln!(out, "{}", Row::header_with_upstream());
+        let rates: Vec<u64> = match std::env::var("XRAY_BENCH_RATES") {
+            Ok(list) => list.split(',').filter_map(|r| r.trim().parse().ok()).collect(),
+            Err(_) => vec![0, 100, 1_000, 4_000, 10_000, 20_000, 40_000, 50_000, 80_000],
+        };
+        for rate in rates {
+            let row = bench.step(1024, rate, secs, &[], Duration::ZERO);
+            eprintln!("{}", row.markdown_with_upstream());
+            let _ = writeln!(out, "{}", row.markdown_with_upstream());
+            table.push(row);
+        }
+        // mimalloc madvises its arenas for transparent huge pages: at idle that is four
+        // resident 2 MB pages. The same idle daemon without them:
+        let env = [("MIMALLOC_ARENA_EAGER_COMMIT", "0"), ("MIMALLOC_ALLOW_LARGE_OS_PAGES", "0")];
+        let row = bench.step_env(1024, 0, secs, &[], &env, Duration::ZERO);
+        let _ = writeln!(
+            out,
+            "\nIdle with `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_ALLOW_LARGE_OS_PAGES=0` (no huge pages for mimalloc's arena): RSS {:.1} MB.\n",
+            row.rss_mb
+        );
+    }
+    if part("search") {
+        // The highest rate delivered with zero loss: bisect between the table's last lossless
+        // rate and its first lossy one (or 50,000 and 160,000 when the table did not run).
+        let mut lo = table.iter().filter(|r| r.rate > 0 && r.lossless()).map(|r| r.rate).max().unwrap_or(50_000);
+        let mut hi = table.iter().filter(|r| r.rate > lo && !r.lossless()).map(|r| r.rate).min().unwrap_or(160_000);
+        let _ = writeln!(out, "#### Highest rate with zero loss (1 KB, {step_secs} s per try)\n");
+        let _ = writeln!(out, "{}", Row::header());
+        let mut tries = Vec::new();
+        for _ in 0..4 {
+            if hi - lo <= 5_000 {
+                break;
+            }
+            let mid = (lo + hi) / 2 / 1000 * 1000;
+            let row = bench.step(1024, mid, secs, &[], Duration::ZERO);
+            eprintln!("{}", row.markdown());
+            let _ = writeln!(out, "{}", row.markdown());
+            if row.lossless() {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+            tries.push(row);
+        }
+        let _ = writeln!(out, "\nHighest zero-loss rate found: **{lo} segments/s** (first loss seen at {hi}/s).\n");
+    }
+    if part("sizes") {
+        for size in [200, 8192] {
+            let _ = writeln!(out, "#### {} segments, default settings, {step_secs} s per rate\n", size_name(size));
+            let _ = writeln!(out, "{}", Row::header());
+            for rate in [4_000, 20_000, 50_000] {
+                let row = bench.step(size, rate, secs, &[], Duration::ZERO);
+                eprintln!("{}", row.markdown());
+                let _ = writeln!(out, "{}", row.markdown());
+            }
+            let _ = writeln!(out);
+        }
+    }
+    if part("overload") {
+        // 10x overload: the sink answers each call after 250 ms, so 8 connections take at most
+        // 8 × 50 / 0.25 = 1,600 segments/s, and we send 16,000/s into a 20 MB buffer.
+        let over = Duration::from_secs(step_secs * 3);
+        let _ = writeln!(
+            out,
+            "#### 10x overload: `-m 20`, the sink answers after 250 ms (at most 1,600 segments/s get through), 16,000 segments/s of 1 KB for {} s\n",
+            over.as_secs()
+        );
+        let row = bench.step(1024, 16_000, over, &["-m", "20"], Duration::from_millis(250));
+        let _ = writeln!(out, "{}", Row::header());
+        let _ = writeln!(out, "{}", row.markdown());
+        let samples: Vec<String> = row.rss_samples.iter().map(|(t, mb)| format!("{t:.0} s: {mb:.1}")).collect();
+        let _ = writeln!(out, "\nRSS (MB) while overloaded: {}. Limit: 20 MB buffer + 10 MB = 30 MB.\n", samples.join(", "));
+    }
+    print!("{out}");
+    let path = std::env::var("XRAY_BENCH_OUT").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench/results.md").to_owned());
+    if let Some(dir) = std::path::Path::new(&path).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::write(&path, &out) {
+        Ok(()) => eprintln!("written to {path}"),
+        Err(e) => eprintln!("cannot write {path}: {e}"),
+    }
+}
+
+fn size_name(size: usize) -> String {
+    if size >= 1024 {
+        format!("{} KB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+struct Bench {
+    bin: String,
+    sink: Arc<sink::Sink>,
+    step: u64,
+}
+
+#[derive(Debug, Default)]
+struct Row {
+    rate: u64,
+    sent: u64,
+    sent_per_sec: f64,
+    cpu: f64,
+    rss_mb: f64,
+    peak_mb: f64,
+    delivered: u64,
+    calls: u64,
+    kernel_drops: u64,
+    spillover: Option<u64>,
+    rss_samples: Vec<(f64, f64)>,
+}
+
+impl Row {
+    fn lossless(&self) -> bool {
+        self.sent > 0 && self.delivered >= self.sent
+    }
+
+    fn delivered_pct(&self) -> String {
+        if self.rate == 0 {
+            "–".into()
+        } else {
+            let pct = 100.0 * self.delivered as f64 / self.sent.max(1) as f64;
+            if self.delivered >= self.sent {
+                "100%".into()
+            } else {
+                format!("{pct:.2}%")
+            }
+        }
+    }
+
+    fn header() -> &'static str {
+        "| segments/s | sent/s achieved | CPU (% of one core) | RSS at end | peak RSS | delivered | PutTraceSegments calls | kernel drops | spillover |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    }
+
+    fn markdown(&self) -> String {
+        format!(
+            "| {} | {:.0} | {:.1} | {:.1} MB | {:.1} MB | {} | {} | {} | {} |",
+            fmt_int(self.rate),
+            self.sent_per_sec,
+            self.cpu,
+            self.rss_mb,
+            self.peak_mb,
+            self.delivered_pct(),
+            fmt_int(self.calls),
+            fmt_int(self.kernel_drops),
+            self.spillover.map(fmt_int).unwrap_or_else(|| "?".into())
+        )
+    }
+
+    fn header_with_upstream() -> &'static str {
+        "| segments/s | CPU (% of one core) | upstream CPU | RSS at end | peak RSS | upstream RSS | delivered | upstream delivered | PutTraceSegments calls | kernel drops |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    }
+
+    fn markdown_with_upstream(&self) -> String {
+        let up = UPSTREAM.iter().find(|u| u.0 == self.rate);
+        let (ucpu, urss, udel) = match up {
+            Some((_, c, r, d)) => (format!("{c}"), format!("{r} MB"), d.map(|d| format!("{d}%")).unwrap_or_else(|| "–".into())),
+            None => ("".into(), "".into(), "".into()),
+        };
+        format!(
+            "| {} | {:.1} | {ucpu} | {:.1} MB | {:.1} MB | {urss} | {} | {udel} | {} | {} |",
+            fmt_int(self.rate),
+            self.cpu,
+            self.rss_mb,
+            self.peak_mb,
+            self.delivered_pct(),
+            fmt_int(self.calls),
+            fmt_int(self.kernel_drops)
+        )
+    }
+}
+
+fn fmt_int(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+struct Daemon {
+    child: Child,
+    udp: SocketAddr,
+    summary: Arc<Mutex<Option<String>>>,
+    problems: Arc<Mutex<Vec<String>>>,
+}
+
+impl Bench {
+    fn spawn(&self, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(&self.bin);
+        cmd.env_clear()
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", "AKIDBENCHFAKE0001")
+            .env("AWS_SECRET_ACCESS_KEY", "bench-fake-secret-key")
+            .env("AWS_REGION", "us-east-1")
+            .env("XRAY_DAEMON_ENDPOINT", self.sink.endpoint())
+            .args(["-b", "127.0.0.1:0", "-t", "127.0.0.1:0"])
+            .args(extra)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        let summary = Arc::new(Mutex::new(None));
+        let problems = Arc::new(Mutex::new(Vec::new()));
+        let (s, p) = (summary.clone(), problems.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("Listening on UDP ").nth(1) {
+                    let _ = tx.send(rest.trim().to_owned());
+                } else if line.contains("Shutdown finished") {
+                    *s.lock().unwrap() = Some(line);
+                } else if line.contains("[Error]") || line.contains("[Warn]") {
+                    let mut p = p.lock().unwrap();
+                    if p.len() < 3 {
+                        p.push(line);
+                    }
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("the daemon did not start"));
+        Daemon { child, udp: addr.parse().expect("UDP address"), summary, problems }
+    }
+
+    /// One step: a fresh daemon, `rate` segments/s of `size` bytes for `duration`.
+    fn step(&mut self, size: usize, rate: u64, duration: Duration, extra: &[&str], sink_delay: Duration) -> Row {
+        self.step_env(size, rate, duration, extra, &[], sink_delay)
+    }
+
+    fn step_env(&mut self, size: usize, rate: u64, duration: Duration, extra: &[&str], env: &[(&str, &str)], sink_delay: Duration) -> Row {
+        self.step += 1;
+        self.sink.reset(self.step);
+        self.sink.set_delay(sink_delay);
+        let mut d = self.spawn(extra, env);
+        let pid = d.child.id();
+        std::thread::sleep(Duration::from_millis(500));
+        // Reset VmHWM so the peak is this step's.
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        let drops0 = rcvbuf_errors();
+        let cpu0 = cpu_ticks(pid);
+        let t0 = Instant::now();
+        let mut rss_samples = Vec::new();
+        let sent = if rate == 0 {
+            std::thread::sleep(duration);
+            gen::Sent { elapsed: duration, ..Default::default() }
+        } else {
+            let (udp, step) = (d.udp, self.step);
+            let sender = std::thread::spawn(move || gen::run(udp, size, step, rate, duration));
+            while !sender.is_finished() {
+                std::thread::sleep(Duration::from_millis(100));
+                if rss_samples.last().is_none_or(|(t, _)| t + 1.0 <= t0.elapsed().as_secs_f64()) {
+                    rss_samples.push((t0.elapsed().as_secs_f64().round(), status_kb(pid, "VmRSS") as f64 / 1024.0));
+                }
+            }
+            sender.join().expect("sender")
+        };
+        let window = t0.elapsed();
+        let cpu1 = cpu_ticks(pid);
+        let rss_mb = status_kb(pid, "VmRSS") as f64 / 1024.0;
+        // Wait for delivery: partial batches leave within a second; stop when everything
+        // arrived or nothing more arrived for 3 s.
+        let (mut last, mut since) = (self.sink.snapshot().distinct, Instant::now());
+        while self.sink.snapshot().distinct < sent.datagrams && since.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = self.sink.snapshot().distinct;
+            if now != last {
+                (last, since) = (now, Instant::now());
+            }
+        }
+        let peak_mb = status_kb(pid, "VmHWM") as f64 / 1024.0;
+        let drops = rcvbuf_errors().saturating_sub(drops0);
+        let snap = self.sink.snapshot();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let _ = d.child.wait();
+        self.sink.set_delay(Duration::ZERO);
+        let spillover = d.summary.lock().unwrap().as_deref().and_then(|l| number_after(l, "spilled over:"));
+        for p in d.problems.lock().unwrap().iter() {
+            eprintln!("  daemon said: {p}");
+        }
+        let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        eprintln!(
+            "  {} B at {rate}/s: sent {} ({} send errors), sink: {} distinct, {} duplicates, {} foreign ids, {} calls, {} bytes, {} telemetry calls",
+            size, sent.datagrams, sent.errors, snap.distinct, snap.duplicates, snap.foreign, snap.calls, snap.bytes, snap.telemetry_calls
+        );
+        Row {
+            rate,
+            sent: sent.datagrams,
+            sent_per_sec: sent.datagrams as f64 / sent.elapsed.as_secs_f64().max(1e-9),
+            cpu: 100.0 * (cpu1 - cpu0) as f64 / tck / window.as_secs_f64(),
+            rss_mb,
+            peak_mb,
+            delivered: snap.distinct,
+            calls: snap.calls,
+            kernel_drops: drops,
+            spillover,
+            rss_samples,
+        }
+    }
+}
+
+fn number_after(line: &str, key: &str) -> Option<u64> {
+    let rest = &line[line.find(key)? + key.len()..];
+    rest.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// utime + stime of the whole process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
+}
+
+fn status_kb(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// UDP receive-buffer drops on the whole machine so far.
+fn rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else { return 0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One line about the machine and the binary.
+fn machine(bin: &str) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned()).unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gb = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0 / 1024.0;
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let size = std::fs::metadata(bin).map(|m| m.len()).unwrap_or(0);
+    let zipped = zipped_size(bin).map(|z| format!(", {:.2} MB zipped (`zip -9`)", z as f64 / 1e6)).unwrap_or_default();
+    let rev = Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+    format!(
+        "Machine: {model}, {cores} cores, {mem_gb:.0} GB RAM, Linux {}. xray-daemon {rev}, release build {:.2} MB{zipped}. Sender and sink run on the same 2 cores.",
+        kernel.trim(),
+        size as f64 / 1e6
+    )
+}
+
+fn zipped_size(bin: &str) -> Option<u64> {
+    if std::fs::metadata(bin).ok()?.len() > 32 << 20 {
+        return None; // a debug build; zipping it takes minutes and tells nothing
+    }
+    let dir = std::env::temp_dir().join(format!("xray-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let zip = dir.join("daemon.zip");
+    let ok = Command::new("zip").arg("-9").arg("-q").arg("-j").arg(&zip).arg(bin).status().ok()?.success();
+    let size = ok.then(|| std::fs::metadata(&zip).ok().map(|m| m.len())).flatten();
+    let _ = std::fs::remove_dir_all(&dir);
+    size
+}
+
+/// What `cargo test --all-targets` runs: the harness's own pieces, without a daemon. (It does
+/// not call into the daemon's library on purpose: linking it would make the fat-LTO `bench`
+/// build of this harness as slow as the daemon's own release build.)
+fn self_check() {
+    for size in [200, 1024, 8192] {
+        let mut t = gen::Template::new(size);
+        t.set_id(gen::id(7, 123_456));
+        assert_eq!(t.body_len(), size, "body size");
+        let (header, body) = t.bytes.split_at(gen::HEADER.len());
+        assert_eq!(header, gen::HEADER);
+        let body = body.strip_prefix(b"\n").expect("a newline after the header");
+        let doc: serde_json::Value = serde_json::from_slice(body).expect("the body is JSON");
+        assert_eq!(doc["id"], format!("{:016x}", gen::id(7, 123_456)));
+        // As the request carries it: a JSON string inside the TraceSegmentDocuments array.
+        let request = serde_json::json!({ "TraceSegmentDocuments": [std::str::from_utf8(body).unwrap()] }).to_string();
+        assert_eq!(sink::ids_in(request.as_bytes()), vec![Some(gen::id(7, 123_456))]);
+    }
+    println!("load harness self-check: 1 passed, 0 failed (run `make bench` for the measurements)");
+}
