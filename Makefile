@@ -19,16 +19,18 @@ IMAGE ?= ghcr.io/xray-daemon/xray-daemon
 DOCKER_PLATFORMS ?= linux/amd64,linux/arm64
 DOCKER_ARGS ?=
 
-# `make test` checks the image and the Lambda layer on a static x86_64 debug build (minutes, not the
-# half hour per arch of a cold static release build on 2 cores); `make test-release` on both
-# release binaries.
+# `make test` builds once, for the static x86_64 target: the unit and integration tests, the
+# end-to-end tests, the image and the Lambda layer all use that one static debug build (a second
+# build of the AWS SDK for the host target would cost CI ~10 minutes on 2 cores). `make
+# test-release` checks the layers and the image on both static release binaries.
 BIN_STATIC_TEST := target/$(MUSL_X86_64)/debug/xray-daemon
+ZIG_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 LAYER_DIR := target/layer
 LAYER_X86_64 := $(LAYER_DIR)/xray-daemon-layer-x86_64.zip
 LAYER_ARM64 := $(LAYER_DIR)/xray-daemon-layer-arm64.zip
 LAYER_TEST := target/layer-test/xray-daemon-layer-x86_64.zip
 
-.PHONY: all build release static static-x86_64 static-aarch64 static-test zig-tools docker docker-tools \
+.PHONY: all build release static static-x86_64 static-aarch64 static-test build-tests zig-tools docker docker-tools \
 	docker-tools-arm64 layer run test test-rust test-e2e test-chart test-packaging test-release peers fmt lint clean \
 	deny deny-tool fuzz soak bench bench-micro
 
@@ -53,11 +55,15 @@ static-aarch64: zig-tools
 	rustup target add $(MUSL_AARCH64)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) zigbuild --locked --release --bin xray-daemon --target $(MUSL_AARCH64)
 
-# The static x86_64 binary `make test` packages: the dev profile, so it reuses the host build's
-# build scripts and proc macros.
+# The static x86_64 debug binary that `make test` runs and packages (the tests' own build).
 static-test: zig-tools
 	rustup target add $(MUSL_X86_64)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) zigbuild --locked --bin xray-daemon --target $(MUSL_X86_64)
+	$(ZIG_ENV) $(CARGO) zigbuild --locked --bin xray-daemon --target $(MUSL_X86_64)
+
+# Compiles everything `make test-rust` runs, without running it (.ci/run overlaps this with `make peers`).
+build-tests: zig-tools
+	rustup target add $(MUSL_X86_64)
+	$(ZIG_ENV) cargo-zigbuild test --locked --target $(MUSL_X86_64) --all-targets --no-run
 
 ## layer: the Lambda layer zips, target/layer/xray-daemon-layer-{x86_64,arm64}.zip, checked
 layer: static peers docker-tools-arm64
@@ -110,11 +116,11 @@ run: build peers
 ##       official SDKs, Helm chart, the Lambda layer and the image, cargo-deny
 test: test-rust test-e2e test-chart test-packaging deny
 
-test-rust:
-	$(CARGO) test --all-targets
+test-rust: build-tests
+	$(ZIG_ENV) cargo-zigbuild test --locked --target $(MUSL_X86_64) --all-targets
 
-test-e2e: build peers
-	XRAY_DAEMON_BIN=$(BIN_DEBUG) $(VENV)/bin/python -m pytest tests/e2e $(PYTEST_ARGS)
+test-e2e: static-test peers
+	XRAY_DAEMON_BIN=$(BIN_STATIC_TEST) $(VENV)/bin/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 test-chart: peers
 	$(VENV)/bin/python -m pytest tests/chart $(PYTEST_ARGS)
@@ -149,13 +155,15 @@ FUZZ_CASES ?= 5000
 FUZZ_SECONDS ?= 1200
 ## fuzz: every fuzz target in tests/it/fuzz.rs with FUZZ_CASES cases each (make test runs 256),
 ##       stopped after FUZZ_SECONDS at the latest. A failure prints the shrunk input.
-fuzz:
-	PROPTEST_CASES=$(FUZZ_CASES) timeout $(FUZZ_SECONDS) $(CARGO) test --test it fuzz:: -- --test-threads=2
+fuzz: build-tests
+	PROPTEST_CASES=$(FUZZ_CASES) timeout $(FUZZ_SECONDS) $(ZIG_ENV) cargo-zigbuild test --locked \
+		--target $(MUSL_X86_64) --test it fuzz:: -- --test-threads=2
 
-## soak: the long reliability runs (tests/it/soak.rs) on the release build, one at a time:
+## soak: the long reliability runs (tests/it/soak.rs) on the static release build, one at a time:
 ##       two 60 s outages at 500 segments/s and a 30 s UDP flood; prints the figures: lines
-soak: release
-	XRAY_TEST_BIN=$(BIN_RELEASE) $(CARGO) test --test it soak:: -- --ignored --nocapture --test-threads=1
+soak: static-x86_64 build-tests
+	XRAY_TEST_BIN=$(BIN_STATIC_X86_64) $(ZIG_ENV) cargo-zigbuild test --locked --target $(MUSL_X86_64) \
+		--test it soak:: -- --ignored --nocapture --test-threads=1
 
 ## bench: load test of the release binary (CPU, RSS, delivery per rate; table in target/bench/results.md),
 ## then the Lambda extension's cold start, then the criterion micro-benchmarks of the hot path. About 10 minutes; not part of `make test`.
