@@ -5,6 +5,7 @@ use crate::fake_xray::FakeXray;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -61,8 +62,10 @@ impl Builder {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn xray-daemon");
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let open_streams = Arc::new(AtomicUsize::new(2));
         for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
             let lines = lines.clone();
+            let open_streams = open_streams.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if std::env::var_os("XRAY_TEST_ECHO").is_some() {
@@ -70,9 +73,11 @@ impl Builder {
                     }
                     lines.lock().unwrap().push(line);
                 }
+                open_streams.fetch_sub(1, Ordering::SeqCst);
             });
         }
-        Daemon { child, udp: "127.0.0.1:0".parse().unwrap(), tcp: None, lines, sender: UdpSocket::bind("127.0.0.1:0").unwrap() }
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Daemon { child, udp: "127.0.0.1:0".parse().unwrap(), tcp: None, lines, open_streams, sender }
     }
 }
 
@@ -105,6 +110,8 @@ pub struct Daemon {
     /// The TCP port (proxy, health, metrics), when it is served.
     pub tcp: Option<SocketAddr>,
     lines: Arc<Mutex<Vec<String>>>,
+    /// stdout and stderr readers still running: each stops at the end of its stream.
+    open_streams: Arc<AtomicUsize>,
     sender: UdpSocket,
 }
 
@@ -200,8 +207,12 @@ impl Daemon {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Give the reader threads a moment to collect the last lines.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Let the readers collect the last lines: the pipes end when the process has gone
+                // (bounded, in case a child of the daemon still holds them).
+                let drained = Instant::now() + Duration::from_secs(5);
+                while self.open_streams.load(Ordering::SeqCst) > 0 && Instant::now() < drained {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 return Some(status);
             }
             if Instant::now() >= deadline {
