@@ -1,69 +1,31 @@
-#!/usr/bin/env python3
 """Lambda extension cold start, against a fake Runtime API on loopback.
 
     python3 bench/lambda_cold_start.py BINARY [LAYER_ZIP] [--runs N]
 
-For each run it starts BINARY as Lambda would (argv[0] /opt/extensions-style path, the Lambda
-environment variables) and timestamps, on the fake's side, the arrival of `register` and of the
-first `/event/next`, measured from just before the process is spawned (so fork/exec, the dynamic
-loader if any, runtime start-up, binding the ports and building the AWS client all count). The
-fake answers the Telemetry API subscription with 200, then SHUTDOWN on the first /next, and the
-run ends when the process exits. Prints a markdown table (min, median, p90, max over the runs) and
-the binary and layer sizes.
+Each run forks, takes the CLOCK_MONOTONIC time in the child just before `execve` of BINARY (as
+Lambda starts it: argv[0] its path, the Lambda environment variables), and the fake
+(`tests/peers/fake_runtime.py`, on the same clock) notes the arrival of `register` and of the first
+`/event/next`. So "exec →" counts the kernel's exec, the runtime start-up, binding the ports and the
+calls themselves, and not the harness's fork. The fake answers the Telemetry API subscription with
+200, then SHUTDOWN on the first /next, and the run ends when the process exits.
+
+As a floor for this machine it also times the same fork → exec → exit of a static program that
+does nothing (`BINARY --version`, which exits before the runtime starts). Prints markdown tables
+(min, median, p90, max over the runs) and the binary and layer sizes.
 """
 import argparse
-import json
 import os
 import platform
 import socket
 import statistics
-import subprocess
+import struct
 import sys
-import threading
+import tempfile
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ID = "2b8e1b2c-6b5c-4a8e-9d3c-0f1e2d3c4b5a"
-
-
-class Fake(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    marks = {}
-
-    def log_message(self, *args):
-        pass
-
-    def reply(self, status, body, headers=()):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def handle_call(self):
-        now = time.perf_counter()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        if self.path.endswith("/extension/register"):
-            Fake.marks.setdefault("register", now)
-            self.reply(200, {"functionName": "bench", "functionVersion": "$LATEST", "handler": "h"},
-                       [("Lambda-Extension-Identifier", ID)])
-        elif self.path.endswith("/telemetry"):
-            Fake.marks.setdefault("subscribe", now)
-            self.reply(200, "OK")
-        elif self.path.endswith("/event/next"):
-            Fake.marks.setdefault("next", now)
-            self.reply(200, {"eventType": "SHUTDOWN", "shutdownReason": "spindown",
-                             "deadlineMs": int((time.time() + 1.7) * 1000)})
-        else:
-            self.reply(404, {})
-
-    do_GET = do_POST = do_PUT = handle_call
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "peers"))
+from fake_runtime import NEXT, REGISTER, FakeRuntime  # noqa: E402
 
 
 def free_udp_port():
@@ -72,22 +34,57 @@ def free_udp_port():
         return s.getsockname()[1]
 
 
-def one_run(binary, api):
-    Fake.marks = {}
+def spawn(argv, env):
+    """fork + execve(argv); returns (pid, the child's clock just before execve, stderr file)."""
+    err = tempfile.TemporaryFile()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: nothing but dup2, one write and execve
+        try:
+            os.close(r)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(err.fileno(), 2)
+            os.write(w, struct.pack("d", time.perf_counter()))
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    os.close(w)
+    data = os.read(r, 8)
+    os.close(r)
+    return pid, struct.unpack("d", data)[0], err
+
+
+def wait(pid, err, what):
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        err.seek(0)
+        sys.exit(f"{what} failed (exit {code}): {err.read().decode(errors='replace')}")
+    return time.perf_counter()
+
+
+def one_run(binary, runtime):
+    runtime.calls.clear()
     env = {
-        "AWS_LAMBDA_RUNTIME_API": api, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_RUNTIME_API": runtime.address, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "AKIDBENCH", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_SESSION_TOKEN": "token",
         "AWS_LAMBDA_FUNCTION_NAME": "bench", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
         "XRAY_DAEMON_UDP_ADDRESS": f"127.0.0.1:{free_udp_port()}", "XRAY_DAEMON_ENDPOINT": "http://127.0.0.1:9",
         "XRAY_DAEMON_LOG_LEVEL": "warn", "PATH": os.environ.get("PATH", ""),
     }
-    t0 = time.perf_counter()
-    p = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, err = p.communicate(timeout=30)
-    if p.returncode != 0 or "next" not in Fake.marks:
-        sys.exit(f"run failed (exit {p.returncode}): {err.decode(errors='replace')}")
-    return (Fake.marks["register"] - t0) * 1000, (Fake.marks["next"] - t0) * 1000
+    pid, t0, err = spawn([binary], env)
+    wait(pid, err, "run")
+    register, first_next = runtime.first(REGISTER), runtime.first(NEXT)
+    if not (register and first_next):
+        sys.exit(f"run made the calls {[c.path for c in runtime.calls]}")
+    return (register.at - t0) * 1000, (first_next.at - t0) * 1000
+
+
+def floor_run(binary):
+    pid, t0, err = spawn([binary, "--version"], {})
+    return (wait(pid, err, "--version") - t0) * 1000
 
 
 def row(name, values):
@@ -102,23 +99,23 @@ def main():
     ap.add_argument("layer", nargs="?")
     ap.add_argument("--runs", type=int, default=30)
     a = ap.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Fake)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    api = f"127.0.0.1:{server.server_port}"
-    one_run(a.binary, api)  # warm the page cache
-    registered, first_next = [], []
-    for _ in range(a.runs):
-        r, n = one_run(a.binary, api)
-        registered.append(r)
-        first_next.append(n)
-    server.shutdown()
+    binary = str(Path(a.binary).resolve())
+    registered, first_next, floor = [], [], []
+    with FakeRuntime() as runtime:
+        one_run(binary, runtime)  # warm the page cache
+        for _ in range(a.runs):
+            r, n = one_run(binary, runtime)
+            registered.append(r)
+            first_next.append(n)
+            floor.append(floor_run(binary))
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
     print(f"Lambda extension cold start, {a.runs} runs, fake Runtime API on loopback; {os.cpu_count()} cores ({cpu}), "
           f"load average {os.getloadavg()[0]:.1f}; binary {a.binary}\n")
-    print("| process start → | min ms | median ms | p90 ms | max ms |")
+    print("| exec → | min ms | median ms | p90 ms | max ms |")
     print("|---|---|---|---|---|")
     print(row("registered", registered))
     print(row("first /next", first_next))
+    print(row("exit of `--version` (this machine's floor)", floor))
     print()
     print(f"| artefact | bytes | MB |\n|---|---|---|")
     size = Path(a.binary).stat().st_size

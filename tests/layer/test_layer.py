@@ -17,15 +17,16 @@ import shutil
 import socket
 import stat
 import subprocess
-import threading
-import time
+import sys
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "peers"))
+from fake_runtime import NEXT, REGISTER, TELEMETRY, FakeRuntime  # noqa: E402
+
 VERSION = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
 ARCHES = {
     "x86_64": ("XRAY_DAEMON_LAYER_X86_64", "Advanced Micro Devices X86-64"),
@@ -129,67 +130,26 @@ def test_wrapper_points_every_sdk_at_the_extension(tmp_path):
     assert p.stdout == "a b|c\n"
 
 
-class Runtime(BaseHTTPRequestHandler):
-    """Just enough of the Extensions API for one boot: register, a 202 Telemetry.NotSupported
-    (as the Runtime Interface Emulator answers), then SHUTDOWN on the first /next."""
-
-    calls = []
-
-    def log_message(self, *args):
-        pass
-
-    def reply(self, status, body, headers=()):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def handle_call(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        Runtime.calls.append((self.command, self.path, dict(self.headers), body))
-        if self.path == "/2020-01-01/extension/register":
-            self.reply(200, {"functionName": "f", "functionVersion": "$LATEST", "handler": "h"},
-                       [("Lambda-Extension-Identifier", "2b8e1b2c-6b5c-4a8e-9d3c-0f1e2d3c4b5a")])
-        elif self.path == "/2022-07-01/telemetry":
-            self.reply(202, {"errorType": "Telemetry.NotSupported", "errorMessage": "Telemetry API is not supported"})
-        elif self.path == "/2020-01-01/extension/event/next":
-            deadline = int((time.time() + 1.7) * 1000)
-            self.reply(200, {"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": deadline})
-        else:
-            self.reply(404, {"errorType": "NotFound", "errorMessage": self.path})
-
-    do_GET = do_POST = do_PUT = handle_call
-
-
 def test_unpacked_extension_boots_in_lambda_and_exits_0_at_shutdown(tmp_path):
     root = unpack("x86_64", tmp_path)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Runtime)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    Runtime.calls = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {
-        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{server.server_port}",
-        "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIDLAYERTEST", "AWS_SECRET_ACCESS_KEY": "layer-test",
-        "AWS_SESSION_TOKEN": "token", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
-        "XRAY_DAEMON_UDP_ADDRESS": f"127.0.0.1:{port}", "AWS_EC2_METADATA_DISABLED": "true",
-        "XRAY_DAEMON_ENDPOINT": "http://127.0.0.1:9",
-    }
-    try:
+    # As the Runtime Interface Emulator does: 202 Telemetry.NotSupported to the subscription.
+    with FakeRuntime(telemetry=202) as runtime:
+        env = {
+            "AWS_LAMBDA_RUNTIME_API": runtime.address,
+            "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIDLAYERTEST", "AWS_SECRET_ACCESS_KEY": "layer-test",
+            "AWS_SESSION_TOKEN": "token", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "XRAY_DAEMON_UDP_ADDRESS": f"127.0.0.1:{port}", "AWS_EC2_METADATA_DISABLED": "true",
+            "XRAY_DAEMON_ENDPOINT": "http://127.0.0.1:9",
+        }
         # Lambda starts /opt/extensions/<file> with that path as argv[0].
         p = subprocess.run([str(root / "extensions/xray-daemon")], env=env, capture_output=True, text=True, timeout=20)
-    finally:
-        server.shutdown()
     out = p.stdout + p.stderr
     assert p.returncode == 0, out
-    paths = [c[1] for c in Runtime.calls]
-    assert paths == ["/2020-01-01/extension/register", "/2022-07-01/telemetry", "/2020-01-01/extension/event/next"], paths
-    assert {k.lower(): v for k, v in Runtime.calls[0][2].items()}.get("lambda-extension-name") == "xray-daemon"
-    assert json.loads(Runtime.calls[0][3]) == {"events": ["INVOKE", "SHUTDOWN"]}
+    paths = [c.path for c in runtime.calls]
+    assert paths == [REGISTER, TELEMETRY, NEXT], paths
+    assert runtime.calls[0].header("Lambda-Extension-Name") == "xray-daemon"
+    assert json.loads(runtime.calls[0].body) == {"events": ["INVOKE", "SHUTDOWN"]}
     assert "Got SHUTDOWN (spindown)" in out and "Shutdown finished" in out, out
