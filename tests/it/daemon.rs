@@ -24,6 +24,8 @@ pub fn clean_env(cmd: &mut Command) {
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_EC2_METADATA_DISABLED", "true");
+    // The allocator's own settings pass through, for memory experiments (`MIMALLOC_VERBOSE=1`, …).
+    cmd.envs(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")));
 }
 
 pub struct Builder {

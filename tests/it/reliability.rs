@@ -30,7 +30,9 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn start(to: SocketAddr, per_sec: u32, make: fn(usize) -> String) -> Sender {
+    /// Sends `make(first)`, `make(first + 1)`, … (so senders with their own `first` send
+    /// distinct documents) until stopped; `per_sec` 0 means as fast as it can.
+    pub fn start(to: SocketAddr, per_sec: u32, first: usize, make: fn(usize) -> String) -> Sender {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
@@ -38,7 +40,7 @@ impl Sender {
             let t0 = Instant::now();
             let mut i = 0;
             while !flag.load(Ordering::Relaxed) {
-                let datagram = format!("{}\n{}", daemon::HEADER, make(i));
+                let datagram = format!("{}\n{}", daemon::HEADER, make(first + i));
                 if socket.send_to(datagram.as_bytes(), to).is_ok() {
                     i += 1;
                 }
@@ -113,7 +115,7 @@ pub async fn outage_scenario(name: &str, phase: Duration, buffer_mb: u32, doc: f
         .env("XRAY_DAEMON_UPLOAD_TIMEOUT", "5s")
         .spawn()
         .await;
-    let sender = Sender::start(d.udp, 500, doc);
+    let sender = Sender::start(d.udp, 500, 0, doc);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let (cpu0, t0) = (d.cpu_seconds(), Instant::now());
@@ -200,7 +202,8 @@ pub async fn flood_scenario(name: &str, length: Duration, buffer_mb: u32, sender
         .spawn()
         .await;
     let idle_rss = d.status_kb("VmRSS");
-    let flood: Vec<Sender> = (0..senders).map(|_| Sender::start(d.udp, 0, |i| padded_segment(i, 700))).collect();
+    // Each sender its own ids: the fake X-Ray counts distinct documents.
+    let flood: Vec<Sender> = (0..senders).map(|k| Sender::start(d.udp, 0, k << 32, |i| padded_segment(i, 700))).collect();
     let t0 = Instant::now();
     let (mut probes, mut slowest) = (0, Duration::ZERO);
     while t0.elapsed() < length {
