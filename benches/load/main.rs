@@ -74,15 +74,6 @@ fn main() {
             let _ = writeln!(out, "{}", row.markdown_with_upstream());
             table.push(row);
         }
-        // mimalloc madvises its arenas for transparent huge pages: at idle that is four
-        // resident 2 MB pages. The same idle daemon without them:
-        let env = [("MIMALLOC_ARENA_EAGER_COMMIT", "0"), ("MIMALLOC_ALLOW_LARGE_OS_PAGES", "0")];
-        let row = bench.step_env(1024, 0, secs, &[], &env, Duration::ZERO);
-        let _ = writeln!(
-            out,
-            "\nIdle with `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_ALLOW_LARGE_OS_PAGES=0` (no huge pages for mimalloc's arena): RSS {:.1} MB.\n",
-            row.rss_mb
-        );
     }
     if part("search") {
         // The highest rate delivered with zero loss: bisect between the table's last lossless
@@ -107,7 +98,10 @@ fn main() {
             }
             tries.push(row);
         }
-        let _ = writeln!(out, "\nHighest zero-loss rate found: **{lo} segments/s** (first loss seen at {hi}/s).\n");
+        let _ = writeln!(
+            out,
+            "\nHighest zero-loss rate found: **{lo} segments/s** (at {hi}/s segments were lost, or the generator could not send that fast).\n"
+        );
     }
     if part("sizes") {
         for size in [200, 8192] {
@@ -177,8 +171,10 @@ struct Row {
 }
 
 impl Row {
+    /// Everything delivered, at (95 % of) the rate asked for: a step whose generator could not
+    /// keep the rate on these cores says nothing about that rate.
     fn lossless(&self) -> bool {
-        self.sent > 0 && self.delivered >= self.sent
+        self.sent > 0 && self.delivered >= self.sent && self.sent_per_sec >= 0.95 * self.rate as f64
     }
 
     fn delivered_pct(&self) -> String {
