@@ -152,26 +152,25 @@ fn prepare(config: Config) -> Result<Prepared, LambdaError> {
         None
     } else {
         let address = "0.0.0.0:0";
-        let l = std::net::TcpListener::bind(address)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .and_then(TcpListener::from_std)
-            .map_err(|source| LambdaError::Listener { address: address.to_owned(), source })?;
-        Some(l)
+        Some(listen(address).map_err(|source| LambdaError::Listener { address: address.to_owned(), source })?)
     };
     let tcp = match lambda.proxy {
         false => None,
-        true => {
-            let l = std::net::TcpListener::bind(&config.tcp_address)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .and_then(TcpListener::from_std)
-                .map_err(|source| sidecar::StartError::Tcp { address: config.tcp_address.clone(), source })?;
-            Some(l)
-        }
+        true => Some(
+            listen(&config.tcp_address).map_err(|source| sidecar::StartError::Tcp { address: config.tcp_address.clone(), source })?,
+        ),
     };
     // The SDK client (credentials chain, TLS roots) is built on the other worker meanwhile;
     // uploads wait for it, the first `/next` does not.
     let clients = Arc::new(aws::Deferred::spawn(client_settings(&config, &region)));
     Ok(Prepared { config, lambda, region, socket, telemetry, tcp, clients })
+}
+
+/// Binds a TCP listener synchronously (before registering), for the runtime to serve.
+fn listen(address: &str) -> std::io::Result<TcpListener> {
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
 }
 
 /// Subscribes to the Telemetry API and starts the pipeline.
@@ -194,8 +193,7 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
     }
     let socket = tokio::net::UdpSocket::from_std(p.socket.socket)
         .map_err(|source| ingest::BindError::Bind { address: p.config.udp_address.clone(), source })?;
-    let stats = Arc::new(Stats::default());
-    let pipeline = Pipeline::start(socket, p.clients.clone(), pipeline_settings(&p.config), stats.clone());
+    let pipeline = Pipeline::start(socket, p.clients.clone(), pipeline_settings(&p.config), Arc::new(Stats::default()));
     if let Some(l) = p.tcp {
         // The proxy signs with the clients' credentials: with it on, init waits for them.
         let signer = p.clients.get().await.map_err(LambdaError::Client)?.signer.clone();
@@ -218,7 +216,6 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
     let flush = if telemetry_ok { p.lambda.flush } else { LambdaFlush::NextInvoke };
     Ok(Runner {
         pipeline: Arc::new(pipeline),
-        stats,
         flush,
         events: events_rx,
         early: VecDeque::new(),
@@ -231,7 +228,6 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
 /// The event loop, from the first `/next` to SHUTDOWN.
 struct Runner {
     pipeline: Arc<Pipeline>,
-    stats: Arc<Stats>,
     /// The strategy in force: the configured one, or `NextInvoke` without telemetry.
     flush: LambdaFlush,
     events: mpsc::Receiver<PlatformEvent>,
@@ -333,7 +329,9 @@ impl Runner {
             d => d.saturating_sub(SHUTDOWN_MARGIN),
         };
         info!("Got SHUTDOWN ({reason}): sending what is buffered within {:.3} seconds", left.as_secs_f64());
-        let deadline = Instant::now() + left;
+        let started = Instant::now();
+        let deadline = started + left;
+        let stats = self.pipeline.stats.clone();
         if let Some(previous) = self.background.take() {
             let _ = tokio::time::timeout_at(deadline, previous).await;
         }
@@ -344,13 +342,13 @@ impl Runner {
                 // A background flush outlived the deadline; send what we can through it.
                 let _ = shared.flush(deadline).await;
                 let held = shared.held();
-                Stats::add(&self.stats.undelivered, held);
-                let report = crate::pipeline::ShutdownReport { undelivered: held, took: Instant::now() - (deadline - left) };
-                log_shutdown(&report, &self.stats, left);
+                Stats::add(&stats.undelivered, held);
+                let report = crate::pipeline::ShutdownReport { undelivered: held, took: started.elapsed() };
+                log_shutdown(&report, &stats, left);
                 return;
             }
         };
         let report = pipeline.shutdown(deadline).await;
-        log_shutdown(&report, &self.stats, left);
+        log_shutdown(&report, &stats, left);
     }
 }
