@@ -252,7 +252,7 @@ struct Daemon {
 }
 
 impl Bench {
-    fn spawn(&self, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+    fn spawn(&self, extra: &[&str]) -> Daemon {
         let mut cmd = Command::new(&self.bin);
         cmd.env_clear()
             .env("AWS_CONFIG_FILE", "/dev/null")
@@ -264,7 +264,6 @@ impl Bench {
             .env("XRAY_DAEMON_ENDPOINT", self.sink.endpoint())
             .args(["-b", "127.0.0.1:0", "-t", "127.0.0.1:0"])
             .args(extra)
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -294,14 +293,10 @@ impl Bench {
 
     /// One step: a fresh daemon, `rate` segments/s of `size` bytes for `duration`.
     fn step(&mut self, size: usize, rate: u64, duration: Duration, extra: &[&str], sink_delay: Duration) -> Row {
-        self.step_env(size, rate, duration, extra, &[], sink_delay)
-    }
-
-    fn step_env(&mut self, size: usize, rate: u64, duration: Duration, extra: &[&str], env: &[(&str, &str)], sink_delay: Duration) -> Row {
         self.step += 1;
         self.sink.reset(self.step);
         self.sink.set_delay(sink_delay);
-        let mut d = self.spawn(extra, env);
+        let mut d = self.spawn(extra);
         let pid = d.child.id();
         std::thread::sleep(Duration::from_millis(500));
         // Reset VmHWM so the peak is this step's.
