@@ -49,11 +49,11 @@ static: static-x86_64 static-aarch64
 
 static-x86_64: zig-tools
 	rustup target add $(MUSL_X86_64)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) zigbuild --locked --release --bin xray-daemon --target $(MUSL_X86_64)
+	$(ZIG_ENV) $(CARGO) zigbuild --locked --release --bin xray-daemon --target $(MUSL_X86_64)
 
 static-aarch64: zig-tools
 	rustup target add $(MUSL_AARCH64)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) zigbuild --locked --release --bin xray-daemon --target $(MUSL_AARCH64)
+	$(ZIG_ENV) $(CARGO) zigbuild --locked --release --bin xray-daemon --target $(MUSL_AARCH64)
 
 # The static x86_64 debug binary that `make test` runs and packages (the tests' own build).
 static-test: zig-tools
