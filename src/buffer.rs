@@ -1,11 +1,11 @@
 //! The one place segments wait between the UDP reader and the uploader.
 //!
-//! It is bounded by the bytes it actually holds (each segment's length plus a small fixed
-//! overhead), not by a slot per segment, so 1 KB segments cost about 1 KB. Segments taken for
-//! upload stay charged until they are delivered or given up, so memory stays within the limit
-//! even while batches are being retried. When a new segment does not fit, the oldest waiting
-//! segments are dropped and reported as spillover. Pushing never blocks on the uploader: the
-//! lock is held only for a few pointer moves.
+//! It is bounded by the memory it actually holds: each segment's allocation (its length rounded
+//! up to the allocator's size class) plus its queue slot, not a slot per segment, so 1 KB
+//! segments cost about 1 KB. Segments taken for upload stay charged until they are delivered or
+//! given up, so memory stays within the limit even while batches are being retried. When a new
+//! segment does not fit, the oldest waiting segments are dropped and reported as spillover.
+//! Pushing never blocks on the uploader: the lock is held only for a few pointer moves.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -13,13 +13,20 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Bytes charged per segment on top of its body: the queue slot, the `Bytes` handle and the
-/// allocator's header, rounded up.
-pub const ENTRY_OVERHEAD: usize = 64;
+/// Bytes charged per segment on top of its allocation: its queue slot twice over, because the
+/// queue's capacity doubles when it grows and so may be up to twice its length.
+pub const ENTRY_OVERHEAD: usize = 2 * std::mem::size_of::<Entry>();
 
 /// The cost of holding one body.
 pub fn cost(body: &Bytes) -> usize {
-    body.len() + ENTRY_OVERHEAD
+    allocation(body.len()) + ENTRY_OVERHEAD
+}
+
+/// What the allocator really reserves for `len` bytes: mimalloc (like jemalloc) rounds a small
+/// request up to one of four size classes per power of two, so a 700-byte body takes 768.
+fn allocation(len: usize) -> usize {
+    let step = (len.next_power_of_two() / 8).max(8);
+    len.div_ceil(step) * step
 }
 
 /// The result of [`SegmentBuffer::push`].
@@ -207,6 +214,14 @@ mod tests {
     }
 
     #[test]
+    fn a_body_costs_its_size_class_and_its_slot() {
+        let sizes: Vec<usize> = [1, 8, 9, 64, 65, 100, 512, 513, 700, 1000, 1024, 1025, 65_507].map(allocation).into();
+        assert_eq!(sizes, [8, 8, 16, 64, 80, 112, 512, 640, 768, 1024, 1024, 1280, 65_536]);
+        assert_eq!(ENTRY_OVERHEAD, 96);
+        assert_eq!(cost(&body(700, 0)), 768 + 96);
+    }
+
+    #[test]
     fn bounded_by_bytes_held_not_slots() {
         // 10 KB holds about nine 1 KB segments (plus overhead), not 0 or 10 000.
         let buf = SegmentBuffer::new(10 * 1024, 50);
@@ -215,20 +230,21 @@ mod tests {
         }
         let level = buf.level();
         assert_eq!(level.queued, 9);
-        assert_eq!(level.bytes, 9 * (1000 + ENTRY_OVERHEAD));
+        assert_eq!(level.bytes, 9 * cost(&body(1000, 0)));
         assert!(level.bytes <= buf.limit());
     }
 
     #[test]
     fn full_buffer_drops_oldest_first() {
-        let per = 100 + ENTRY_OVERHEAD;
+        let per = cost(&body(100, 0));
         let buf = SegmentBuffer::new(per * 3, 50);
         for i in 0..3 {
             buf.push(body(100, i));
         }
         assert_eq!(buf.push(body(100, 3)), Push::Stored { evicted: 1 });
-        // A body twice as large evicts two more.
-        assert_eq!(buf.push(body(100 + per, 4)), Push::Stored { evicted: 2 });
+        // A body that costs twice as much evicts two more.
+        assert_eq!(cost(&body(320, 0)), 2 * per);
+        assert_eq!(buf.push(body(320, 4)), Push::Stored { evicted: 2 });
         let batch = buf.take_batch(50, usize::MAX).unwrap();
         let tags: Vec<u8> = batch.docs.iter().map(|d| d[0]).collect();
         assert_eq!(tags, vec![3, 4]);
@@ -237,7 +253,7 @@ mod tests {
 
     #[test]
     fn in_flight_bytes_stay_charged_until_complete() {
-        let per = 100 + ENTRY_OVERHEAD;
+        let per = cost(&body(100, 0));
         let buf = SegmentBuffer::new(per * 2, 50);
         buf.push(body(100, 0));
         buf.push(body(100, 1));
@@ -252,7 +268,7 @@ mod tests {
 
     #[test]
     fn requeued_batch_goes_out_first_and_is_evicted_first() {
-        let per = 10 + ENTRY_OVERHEAD;
+        let per = cost(&body(10, 0));
         let buf = SegmentBuffer::new(per * 4, 50);
         for i in 0..3 {
             buf.push(body(10, i));

@@ -163,7 +163,7 @@ pub async fn outage_scenario(name: &str, phase: Duration, buffer_mb: u32, doc: f
     assert_eq!(missing.len(), s.spillover as usize);
     // Oldest first: whatever was dropped is older than everything that arrived in the last
     // half buffer's worth of segments.
-    let per_doc = doc(sent).len() + 64;
+    let per_doc = xray_daemon::buffer::cost(&doc(sent).into());
     let newest = (buffer_mb as usize * 1024 * 1024 / 2) / per_doc;
     if let Some(&last_missing) = missing.last() {
         assert!(last_missing < sent.saturating_sub(newest), "dropped #{last_missing} of {sent}, newer than the newest {newest}");
@@ -228,6 +228,7 @@ pub async fn flood_scenario(name: &str, length: Duration, buffer_mb: u32, sender
     assert!((received - accounted).abs() <= 64.0, "received {received} vs accounted {accounted}\n{m}");
     fake.clear_mode();
     let peak_rss_kb = d.status_kb("VmHWM");
+    let (anon_kb, file_kb) = (d.status_kb("RssAnon"), d.status_kb("RssFile"));
     let (status, _) = d.terminate(Duration::from_secs(40)).await;
     assert!(status.success());
     let s = d.summary();
@@ -235,7 +236,7 @@ pub async fn flood_scenario(name: &str, length: Duration, buffer_mb: u32, sender
     let figures = Figures { sent, delivered: delivered.len(), summary: s, peak_rss_kb };
     figures.print(name);
     println!(
-        "figures: {name}: {:.0} datagrams/s offered for {:.0} s, kernel drops {}, idle RSS {idle_rss} KiB, {probes} /health probes, slowest {slowest:?}",
+        "figures: {name}: {:.0} datagrams/s offered for {:.0} s, kernel drops {}, idle RSS {idle_rss} KiB, at the end {anon_kb} KiB anonymous + {file_kb} KiB file-backed, {probes} /health probes, slowest {slowest:?}",
         sent as f64 / length.as_secs_f64(),
         length.as_secs_f64(),
         sent as u64 - s.received
