@@ -9,7 +9,7 @@
 //! Boot order, for cold start: bind the UDP port and the telemetry listener, register, subscribe,
 //! then the first `/next`. No AWS call, no IMDS and no TLS handshake happens on that path: the
 //! region and credentials come from Lambda's environment variables, and the SDK client is built
-//! on the other worker thread while registration runs.
+//! on a worker thread once registered and subscribed, while the first `/next` waits.
 
 pub mod events;
 pub mod listener;
@@ -140,7 +140,6 @@ struct Prepared {
     socket: ingest::Bound,
     telemetry: Option<TcpListener>,
     tcp: Option<TcpListener>,
-    clients: Arc<aws::Deferred>,
 }
 
 fn prepare(config: Config) -> Result<Prepared, LambdaError> {
@@ -160,10 +159,7 @@ fn prepare(config: Config) -> Result<Prepared, LambdaError> {
             listen(&config.tcp_address).map_err(|source| sidecar::StartError::Tcp { address: config.tcp_address.clone(), source })?,
         ),
     };
-    // The SDK client (credentials chain, TLS roots) is built on the other worker meanwhile;
-    // uploads wait for it, the first `/next` does not.
-    let clients = Arc::new(aws::Deferred::spawn(client_settings(&config, &region)));
-    Ok(Prepared { config, lambda, region, socket, telemetry, tcp, clients })
+    Ok(Prepared { config, lambda, region, socket, telemetry, tcp })
 }
 
 /// Binds a TCP listener synchronously (before registering), for the runtime to serve.
@@ -191,12 +187,17 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
             }
         }
     }
+    // The SDK client (credentials chain, TLS roots: PEM-decoding the system's CA files is most
+    // of a boot's CPU) is built on a worker from here on, after registering and subscribing, so
+    // it does not compete with them for the function's fraction of a vCPU. Uploads wait for it;
+    // the first `/next` does not.
+    let clients = Arc::new(aws::Deferred::spawn(client_settings(&p.config, &p.region)));
     let socket = tokio::net::UdpSocket::from_std(p.socket.socket)
         .map_err(|source| ingest::BindError::Bind { address: p.config.udp_address.clone(), source })?;
-    let pipeline = Pipeline::start(socket, p.clients.clone(), pipeline_settings(&p.config), Arc::new(Stats::default()));
+    let pipeline = Pipeline::start(socket, clients.clone(), pipeline_settings(&p.config), Arc::new(Stats::default()));
     if let Some(l) = p.tcp {
         // The proxy signs with the clients' credentials: with it on, init waits for them.
-        let signer = p.clients.get().await.map_err(LambdaError::Client)?.signer.clone();
+        let signer = clients.get().await.map_err(LambdaError::Client)?.signer.clone();
         let health = Arc::new(Health::new(pipeline.liveness.clone()));
         spawn_proxy(l, &p.config, &p.region, signer.clone(), &pipeline, health.clone(), stop.clone())?;
         tokio::spawn(sidecar::resolve_credentials(signer, health));
