@@ -1,6 +1,7 @@
-//! Criterion micro-benchmarks of the data path: header split/validate, buffer push/pop, and
-//! the PutTraceSegments request built and signed by the SDK (against an in-memory HTTP client
-//! that answers 200 at once, so only the daemon's and the SDK's own work is measured).
+//! Criterion micro-benchmarks of the data path: header split/validate, buffer push/pop, the
+//! PutTraceSegments body written from the received bytes, and the whole request as the SDK
+//! signs and sends it (to an in-memory HTTP client that answers 200 at once, so only the
+//! daemon's and the SDK's own work is measured).
 //!
 //! `cargo bench --bench hot_path` measures; `cargo test --all-targets` runs each once.
 
@@ -12,10 +13,11 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use xray_daemon::buffer::SegmentBuffer;
 use xray_daemon::segment::classify;
+use xray_daemon::trace_segments_body;
 use xray_daemon::uploader::XrayApi;
 
 fn segment(i: usize, size: usize) -> Vec<u8> {
@@ -109,14 +111,11 @@ fn request(c: &mut Criterion) {
     let client = aws_sdk_xray::Client::from_conf(config);
     let mut g = c.benchmark_group("put_trace_segments");
     for size in [200, 1024, 8192] {
-        let docs: Vec<String> = (0..50).map(|i| String::from_utf8(segment(i, size)).expect("UTF-8")).collect();
+        let docs: Vec<Bytes> = (0..50).map(|i| Bytes::from(segment(i, size))).collect();
         g.throughput(Throughput::Bytes(docs.iter().map(|d| d.len() as u64).sum()));
+        g.bench_function(format!("encode_50x{size}B"), |b| b.iter(|| trace_segments_body::encode(&docs)));
         g.bench_function(format!("encode_sign_50x{size}B"), |b| {
-            b.iter_batched(
-                || docs.clone(),
-                |docs| rt.block_on(XrayApi::put_trace_segments(&client, docs)).expect("ok"),
-                BatchSize::SmallInput,
-            )
+            b.iter(|| rt.block_on(XrayApi::put_trace_segments(&client, &docs)).expect("ok"))
         });
     }
     g.finish();

@@ -10,6 +10,7 @@
 use crate::stats::BackendError;
 use std::sync::Arc;
 use crate::telemetry::TelemetryBatch;
+use crate::trace_segments_body;
 use crate::uploader::{ApiError, Unprocessed, XrayApi};
 use aws_sdk_xray::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_xray::types::{BackendConnectionErrors, TelemetryRecord};
@@ -18,7 +19,9 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
+use bytes::Bytes;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
@@ -128,7 +131,7 @@ impl Deferred {
 }
 
 impl XrayApi for Deferred {
-    async fn put_trace_segments(&self, docs: Vec<String>) -> Result<Vec<Unprocessed>, ApiError> {
+    async fn put_trace_segments(&self, docs: &[Bytes]) -> Result<Vec<Unprocessed>, ApiError> {
         let aws = self.get().await.map_err(|detail| ApiError { class: BackendError::Other, retryable: true, detail })?;
         XrayApi::put_trace_segments(&aws.client, docs).await
     }
@@ -317,10 +320,18 @@ impl Intercept for DaemonHeaders {
 }
 
 impl XrayApi for aws_sdk_xray::Client {
-    async fn put_trace_segments(&self, docs: Vec<String>) -> Result<Vec<Unprocessed>, ApiError> {
+    async fn put_trace_segments(&self, docs: &[Bytes]) -> Result<Vec<Unprocessed>, ApiError> {
+        let body = trace_segments_body::encode(docs);
         let out = self
             .put_trace_segments()
-            .set_trace_segment_documents(Some(docs))
+            // The SDK serializes an empty list, and the body written from the received bytes
+            // replaces it before the request is signed (and before each retry is signed again).
+            .set_trace_segment_documents(Some(Vec::new()))
+            .customize()
+            .mutate_request(move |request| {
+                request.headers_mut().insert("content-length", body.len().to_string());
+                *request.body_mut() = SdkBody::from(body.clone());
+            })
             .send()
             .await
             .map_err(classify)?;

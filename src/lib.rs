@@ -35,4 +35,5 @@ pub mod segment;
 pub mod sidecar;
 pub mod stats;
 pub mod telemetry;
+pub mod trace_segments_body;
 pub mod uploader;

@@ -142,7 +142,7 @@ mod tests {
     }
 
     impl XrayApi for Recorder {
-        async fn put_trace_segments(&self, _: Vec<String>) -> Result<Vec<Unprocessed>, ApiError> {
+        async fn put_trace_segments(&self, _: &[bytes::Bytes]) -> Result<Vec<Unprocessed>, ApiError> {
             Ok(vec![])
         }
         async fn put_telemetry_records(&self, batch: TelemetryBatch) -> Result<(), ApiError> {
