@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use xray_daemon::cli::{self, Action, Usage};
 use xray_daemon::config::{self, Config, LogFormat, LogLevel, DEFAULT_TCP_ADDRESS};
-use xray_daemon::{health, lambda, logging, sidecar};
+use xray_daemon::{health, lambda, logging, outbound, sidecar};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -33,6 +33,8 @@ fn main() -> ExitCode {
         println!("xray-daemon {} (a drop-in replacement written in Rust)", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    // Before any thread starts (it sets an environment variable).
+    outbound::prefer_ca_bundle();
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = Config::load(&flags, &env);
     if let Some(runtime_api) = config::lambda_runtime_api(&env) {

@@ -27,6 +27,22 @@ use tokio::net::TcpStream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Points `SSL_CERT_FILE` at the system's CA bundle when neither it nor `SSL_CERT_DIR` is set.
+///
+/// Without them rustls-native-certs (under both the SDK's client and ours) reads the bundle
+/// *and* every file of the certificate directory, which holds the same certificates again:
+/// PEM-decoding them twice was most of a Lambda cold start's CPU. With the variable it reads
+/// the bundle alone. Where no bundle file exists the directory is still used. Call it before
+/// any thread starts: it changes the process environment.
+pub fn prefer_ca_bundle() {
+    if std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some() {
+        return;
+    }
+    if let Some(bundle) = openssl_probe::probe().cert_file {
+        std::env::set_var("SSL_CERT_FILE", bundle);
+    }
+}
+
 /// Settings for the outbound stack.
 #[derive(Debug, Clone, Default)]
 pub struct Outbound {
