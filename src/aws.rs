@@ -101,21 +101,36 @@ pub async fn load(settings: &ClientSettings) -> Result<Aws, String> {
 }
 
 /// The AWS clients, built in the background: for a cold start that must not wait on the
-/// credentials chain and the TLS roots. Uploads wait for the build on first use.
+/// credentials chain and the TLS roots. Uploads wait for the build.
 pub struct Deferred {
+    /// The settings until the build starts.
+    settings: std::sync::Mutex<Option<ClientSettings>>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Aws, String>>>>,
     built: tokio::sync::OnceCell<Result<Aws, String>>,
 }
 
 impl Deferred {
-    /// Starts building the clients on the runtime.
-    pub fn spawn(settings: ClientSettings) -> Deferred {
-        let task = tokio::spawn(async move { load(&settings).await });
-        Deferred { task: std::sync::Mutex::new(Some(task)), built: tokio::sync::OnceCell::new() }
+    /// Clients built when [`Deferred::start`] is called, or else on first use.
+    pub fn new(settings: ClientSettings) -> Deferred {
+        Deferred {
+            settings: std::sync::Mutex::new(Some(settings)),
+            task: std::sync::Mutex::new(None),
+            built: tokio::sync::OnceCell::new(),
+        }
     }
 
-    /// The clients, once built.
+    /// Starts building the clients in a task of their own, unless that has started already.
+    pub fn start(&self) {
+        let settings = self.settings.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(settings) = settings {
+            let task = tokio::spawn(async move { load(&settings).await });
+            *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        }
+    }
+
+    /// The clients, once built (starting the build if nothing has yet).
     pub async fn get(&self) -> Result<&Aws, String> {
+        self.start();
         let built = self
             .built
             .get_or_init(|| async {

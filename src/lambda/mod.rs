@@ -9,7 +9,7 @@
 //! Boot order, for cold start: bind the UDP port and the telemetry listener, register, subscribe,
 //! then the first `/next`. No AWS call, no IMDS and no TLS handshake happens on that path: the
 //! region and credentials come from Lambda's environment variables, and the SDK client is built
-//! on a worker thread once registered and subscribed, while the first `/next` waits.
+//! once the first event has arrived.
 
 pub mod events;
 pub mod listener;
@@ -187,11 +187,11 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
             }
         }
     }
-    // The SDK client (credentials chain, TLS roots: PEM-decoding the system's CA files is most
-    // of a boot's CPU) is built on a worker from here on, after registering and subscribing, so
-    // it does not compete with them for the function's fraction of a vCPU. Uploads wait for it;
-    // the first `/next` does not.
-    let clients = Arc::new(aws::Deferred::spawn(client_settings(&p.config, &p.region)));
+    // The SDK client (credentials chain, TLS roots: PEM-decoding the system's CA bundle is most
+    // of a boot's CPU) is built once the first event arrives, so that it does not delay init:
+    // on the one-thread runtime, a build queued before the first `/next` would run before that
+    // request is written. An upload that comes earlier starts it itself.
+    let clients = Arc::new(aws::Deferred::new(client_settings(&p.config, &p.region)));
     let socket = tokio::net::UdpSocket::from_std(p.socket.socket)
         .map_err(|source| ingest::BindError::Bind { address: p.config.udp_address.clone(), source })?;
     let pipeline = Pipeline::start(socket, clients.clone(), pipeline_settings(&p.config), Arc::new(Stats::default()));
@@ -216,6 +216,7 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
     ingest::log_bound(p.socket.local_addr, p.socket.receive_buffer, p.config.receive_buffer);
     let flush = if telemetry_ok { p.lambda.flush } else { LambdaFlush::NextInvoke };
     Ok(Runner {
+        clients,
         pipeline: Arc::new(pipeline),
         flush,
         events: events_rx,
@@ -228,6 +229,8 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
 
 /// The event loop, from the first `/next` to SHUTDOWN.
 struct Runner {
+    /// Started at the first event.
+    clients: Arc<aws::Deferred>,
     pipeline: Arc<Pipeline>,
     /// The strategy in force: the configured one, or `NextInvoke` without telemetry.
     flush: LambdaFlush,
@@ -253,6 +256,7 @@ impl Runner {
                 }
             };
             initialising = false;
+            self.clients.start();
             match event {
                 NextEvent::Invoke { request_id, deadline_ms } => self.invoke(&request_id, deadline_ms).await,
                 NextEvent::Shutdown { reason, deadline_ms } => return Ok(self.shutdown(reason, deadline_ms).await),
