@@ -17,10 +17,12 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, enabled, info, warn, Level};
+use tracing::{debug, enabled, error, info, warn, Level};
 
 /// Datagrams read in one go before checking for shutdown and drain requests.
 const READS_PER_WAKE: usize = 256;
@@ -183,73 +185,128 @@ impl Sink {
 
 /// Reads the socket until `shutdown`, then drains what the kernel already holds and returns.
 /// A message on `drain` asks for the same drain without stopping; the reply is sent after it.
+///
+/// The socket is registered for readiness only while the reader waits for traffic. Once
+/// datagrams flow it reads, pauses, reads again, with the socket unregistered: a registered
+/// socket wakes the thread for every datagram that arrives, even while the reader pauses.
 pub async fn run(
     socket: UdpSocket,
     sink: Sink,
     shutdown: CancellationToken,
     mut drain: mpsc::Receiver<oneshot::Sender<()>>,
 ) {
+    let mut socket = match socket.into_std() {
+        Ok(socket) => socket,
+        Err(e) => {
+            error!("Cannot read the UDP socket: {e}");
+            return;
+        }
+    };
     let mut buf = vec![0u8; 65_536];
     // What one pause may leave in the kernel: an eighth of its buffer, the rest is for bursts.
     // A wake that read more means the traffic would fill it; then the reader does not pause.
     let pause_bytes = socket2::SockRef::from(&socket).recv_buffer_size().unwrap_or(0) / 8;
+    let mut waiting = true;
     loop {
-        let mut pause = false;
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => {
+        let event = if waiting {
+            // SAFETY: the std socket owns its descriptor, which stays open and the same while
+            // the AsyncFd owns the socket; into_inner deregisters it before handing it back.
+            let registered = match unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) } {
+                Ok(registered) => registered,
+                Err(e) => {
+                    let (_, e) = e.into_parts();
+                    error!("Cannot wait for UDP datagrams: {e}");
+                    return;
+                }
+            };
+            let event = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => Event::Shutdown,
+                Some(reply) = drain.recv() => Event::Drain(reply),
+                ready = registered.readable() => match ready {
+                    Ok(mut guard) => {
+                        guard.clear_ready();
+                        Event::Traffic
+                    }
+                    Err(e) => Event::Failed(e),
+                },
+            };
+            socket = registered.into_inner();
+            event
+        } else if shutdown.is_cancelled() {
+            Event::Shutdown
+        } else if let Ok(reply) = drain.try_recv() {
+            Event::Drain(reply)
+        } else {
+            Event::Traffic
+        };
+        match event {
+            Event::Shutdown => {
                 let n = drain_socket(&socket, &sink, &mut buf);
                 debug!("UDP reader stopped; read {n} datagrams that were still queued");
                 return;
             }
-            Some(reply) = drain.recv() => {
+            Event::Drain(reply) => {
                 drain_socket(&socket, &sink, &mut buf);
                 let _ = reply.send(());
             }
-            ready = socket.readable() => {
-                if let Err(e) = ready {
-                    warn!("UDP socket error: {e}");
-                    continue;
-                }
-                let (mut datagrams, mut bytes) = (0, 0);
-                for _ in 0..READS_PER_WAKE {
-                    match socket.try_recv(&mut buf) {
-                        Ok(n) => {
-                            sink.accept(&buf[..n]);
-                            datagrams += 1;
-                            bytes += n;
+            Event::Failed(e) => {
+                warn!("UDP socket error: {e}");
+                tokio::time::sleep(PAUSE).await;
+            }
+            Event::Traffic => {
+                let (datagrams, bytes) = read_some(&socket, &sink, &mut buf);
+                waiting = datagrams == 0;
+                if datagrams > 0 && datagrams < READS_PER_WAKE && bytes < pause_bytes {
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => {}
+                        Some(reply) = drain.recv() => {
+                            drain_socket(&socket, &sink, &mut buf);
+                            let _ = reply.send(());
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            // ICMP errors and the like: nothing to do but go on reading.
-                            debug!("UDP receive error: {e}");
-                            break;
-                        }
+                        _ = tokio::time::sleep(PAUSE) => {}
                     }
                 }
-                pause = datagrams > 0 && datagrams < READS_PER_WAKE && bytes < pause_bytes;
-            }
-        }
-        if pause {
-            // A shutdown during the pause is taken at the top of the loop.
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => {}
-                Some(reply) = drain.recv() => {
-                    drain_socket(&socket, &sink, &mut buf);
-                    let _ = reply.send(());
-                }
-                _ = tokio::time::sleep(PAUSE) => {}
             }
         }
     }
 }
 
+/// What the reader does next.
+enum Event {
+    Shutdown,
+    Drain(oneshot::Sender<()>),
+    Traffic,
+    Failed(io::Error),
+}
+
+/// Up to [`READS_PER_WAKE`] non-blocking reads; returns the datagrams and bytes read.
+fn read_some(socket: &std::net::UdpSocket, sink: &Sink, buf: &mut [u8]) -> (usize, usize) {
+    let (mut datagrams, mut bytes) = (0, 0);
+    for _ in 0..READS_PER_WAKE {
+        match socket.recv(buf) {
+            Ok(n) => {
+                sink.accept(&buf[..n]);
+                datagrams += 1;
+                bytes += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                // ICMP errors and the like: nothing to do but go on reading.
+                debug!("UDP receive error: {e}");
+                break;
+            }
+        }
+    }
+    (datagrams, bytes)
+}
+
 /// Non-blocking reads until the socket is empty. Returns how many datagrams were read.
-fn drain_socket(socket: &UdpSocket, sink: &Sink, buf: &mut [u8]) -> usize {
+fn drain_socket(socket: &std::net::UdpSocket, sink: &Sink, buf: &mut [u8]) -> usize {
     let (mut n, mut errors) = (0, 0);
     loop {
-        match socket.try_recv(buf) {
+        match socket.recv(buf) {
             Ok(len) => {
                 sink.accept(&buf[..len]);
                 n += 1;
