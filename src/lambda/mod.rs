@@ -259,7 +259,10 @@ impl Runner {
             self.clients.start();
             match event {
                 NextEvent::Invoke { request_id, deadline_ms } => self.invoke(&request_id, deadline_ms).await,
-                NextEvent::Shutdown { reason, deadline_ms } => return Ok(self.shutdown(reason, deadline_ms).await),
+                NextEvent::Shutdown { reason, deadline_ms } => {
+                    self.shutdown(reason, deadline_ms).await;
+                    return Ok(());
+                }
             }
         }
     }
