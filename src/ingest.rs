@@ -27,6 +27,10 @@ use tracing::{debug, enabled, error, info, warn, Level};
 /// Datagrams read in one go before checking for shutdown and drain requests.
 const READS_PER_WAKE: usize = 256;
 
+/// The most one drain reads: more than a full 8 MiB kernel buffer holds (the kernel charges
+/// each datagram several hundred bytes of overhead at least), a fraction of a second of reading.
+const DRAIN_MAX: usize = 16_384;
+
 /// After emptying the socket, the reader waits this long before it looks again, so it wakes
 /// 50 times a second whatever the rate instead of once per datagram: each wake is a context
 /// switch, and on a VM often a vCPU halt and an interrupt, which cost far more than reading a
@@ -257,7 +261,11 @@ pub async fn run(
             Event::Traffic => {
                 let (datagrams, bytes) = read_some(&socket, &sink, &mut buf);
                 waiting = datagrams == 0;
-                if datagrams > 0 && datagrams < READS_PER_WAKE && bytes < pause_bytes {
+                if datagrams == READS_PER_WAKE || bytes >= pause_bytes {
+                    // More is coming than a pause could hold: read on, but let the batcher, the
+                    // uploads and the TCP port run first (they share this thread).
+                    tokio::task::yield_now().await;
+                } else if datagrams > 0 {
                     tokio::select! {
                         biased;
                         _ = shutdown.cancelled() => {}
@@ -302,10 +310,12 @@ fn read_some(socket: &std::net::UdpSocket, sink: &Sink, buf: &mut [u8]) -> (usiz
     (datagrams, bytes)
 }
 
-/// Non-blocking reads until the socket is empty. Returns how many datagrams were read.
+/// Non-blocking reads until the socket is empty, or until [`DRAIN_MAX`] datagrams were read
+/// (under a flood it would never be: the drain must end, it runs on the only thread). Returns
+/// how many datagrams were read.
 fn drain_socket(socket: &std::net::UdpSocket, sink: &Sink, buf: &mut [u8]) -> usize {
     let (mut n, mut errors) = (0, 0);
-    loop {
+    while n < DRAIN_MAX {
         match socket.recv(buf) {
             Ok(len) => {
                 sink.accept(&buf[..len]);
@@ -318,6 +328,7 @@ fn drain_socket(socket: &std::net::UdpSocket, sink: &Sink, buf: &mut [u8]) -> us
             Err(_) => return n,
         }
     }
+    n
 }
 
 /// Logs the bound address and the receive buffer, as the startup lines do.
@@ -329,5 +340,45 @@ pub fn log_bound(local_addr: SocketAddr, granted: usize, requested: usize) {
         );
     } else {
         info!("UDP receive buffer: {granted} bytes");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reader shares the runtime's one thread: with more datagrams waiting than one wake
+    /// reads, it must let the other tasks run before it reads on.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_busy_reader_lets_the_other_tasks_run() {
+        let bound = bind("127.0.0.1:0", 4 << 20).expect("bind");
+        let to = bound.local_addr;
+        let socket = UdpSocket::from_std(bound.socket).expect("tokio socket");
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("sender");
+        for _ in 0..2_000 {
+            sender.send_to(b"{\"format\":\"json\",\"version\":1}\n{}", to).expect("send");
+        }
+        let stats = Arc::new(Stats::default());
+        let sink = Sink::new(Arc::new(SegmentBuffer::new(64 << 20, 50)), stats.clone());
+        let shutdown = CancellationToken::new();
+        let (_drain, requests) = mpsc::channel(1);
+        let reader = tokio::spawn(run(socket, sink, shutdown.clone(), requests));
+        let seen = tokio::spawn({
+            let stats = stats.clone();
+            async move {
+                loop {
+                    tokio::task::yield_now().await;
+                    let received = stats.snapshot().received;
+                    if received > 0 {
+                        return received;
+                    }
+                }
+            }
+        });
+        let seen = seen.await.expect("task");
+        assert!(seen < 2_000, "the reader read all {seen} datagrams before any other task ran");
+        shutdown.cancel();
+        reader.await.expect("reader");
+        assert_eq!(stats.snapshot().received, 2_000);
     }
 }
