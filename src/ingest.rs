@@ -4,8 +4,9 @@
 //! that drops the oldest segments when the buffer is full. After each wake-up it empties the
 //! kernel queue with non-blocking reads, then pauses 20 ms (unless that would fill the kernel's
 //! buffer), so it wakes 50 times a second rather than once per datagram. It asks the kernel for
-//! a large receive buffer so bursts are not lost before it gets to them. On shutdown (or on a drain request from a Lambda
-//! flush) it reads whatever is already queued in the socket before it returns or answers.
+//! a large receive buffer so bursts are not lost before it gets to them. On shutdown (or on a
+//! drain request from a Lambda flush) it reads whatever is already queued in the socket before
+//! it returns or answers.
 
 use crate::buffer::{Push, SegmentBuffer};
 use crate::segment::{self, Datagram, Reject};
@@ -13,13 +14,12 @@ use crate::stats::Stats;
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, enabled, error, info, warn, Level};
@@ -49,7 +49,7 @@ pub enum BindError {
 
 /// A bound socket and the receive buffer size the kernel granted.
 pub struct Bound {
-    pub socket: std::net::UdpSocket,
+    pub socket: UdpSocket,
     pub local_addr: SocketAddr,
     pub receive_buffer: usize,
 }
@@ -71,7 +71,7 @@ pub fn bind(address: &str, receive_buffer: usize) -> Result<Bound, BindError> {
     }
     socket.set_nonblocking(true).map_err(bind_err)?;
     socket.bind(&addr.into()).map_err(bind_err)?;
-    let socket: std::net::UdpSocket = socket.into();
+    let socket: UdpSocket = socket.into();
     let local_addr = socket.local_addr().map_err(bind_err)?;
     let granted = Socket::from(socket.try_clone().map_err(bind_err)?).recv_buffer_size().unwrap_or(0);
     Ok(Bound { socket, local_addr, receive_buffer: granted })
@@ -194,18 +194,11 @@ impl Sink {
 /// datagrams flow it reads, pauses, reads again, with the socket unregistered: a registered
 /// socket wakes the thread for every datagram that arrives, even while the reader pauses.
 pub async fn run(
-    socket: UdpSocket,
+    mut socket: UdpSocket,
     sink: Sink,
     shutdown: CancellationToken,
     mut drain: mpsc::Receiver<oneshot::Sender<()>>,
 ) {
-    let mut socket = match socket.into_std() {
-        Ok(socket) => socket,
-        Err(e) => {
-            error!("Cannot read the UDP socket: {e}");
-            return;
-        }
-    };
     let mut buf = vec![0u8; 65_536];
     // What one pause may leave in the kernel: an eighth of its buffer, the rest is for bursts.
     // A wake that read more means the traffic would fill it; then the reader does not pause.
@@ -290,7 +283,7 @@ enum Event {
 }
 
 /// Up to [`READS_PER_WAKE`] non-blocking reads; returns the datagrams and bytes read.
-fn read_some(socket: &std::net::UdpSocket, sink: &Sink, buf: &mut [u8]) -> (usize, usize) {
+fn read_some(socket: &UdpSocket, sink: &Sink, buf: &mut [u8]) -> (usize, usize) {
     let (mut datagrams, mut bytes) = (0, 0);
     for _ in 0..READS_PER_WAKE {
         match socket.recv(buf) {
@@ -313,7 +306,7 @@ fn read_some(socket: &std::net::UdpSocket, sink: &Sink, buf: &mut [u8]) -> (usiz
 /// Non-blocking reads until the socket is empty, or until [`DRAIN_MAX`] datagrams were read
 /// (under a flood it would never be: the drain must end, it runs on the only thread). Returns
 /// how many datagrams were read.
-fn drain_socket(socket: &std::net::UdpSocket, sink: &Sink, buf: &mut [u8]) -> usize {
+fn drain_socket(socket: &UdpSocket, sink: &Sink, buf: &mut [u8]) -> usize {
     let (mut n, mut errors) = (0, 0);
     while n < DRAIN_MAX {
         match socket.recv(buf) {
@@ -353,8 +346,8 @@ mod tests {
     async fn a_busy_reader_lets_the_other_tasks_run() {
         let bound = bind("127.0.0.1:0", 4 << 20).expect("bind");
         let to = bound.local_addr;
-        let socket = UdpSocket::from_std(bound.socket).expect("tokio socket");
-        let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("sender");
+        let socket = bound.socket;
+        let sender = UdpSocket::bind("127.0.0.1:0").expect("sender");
         for _ in 0..2_000 {
             sender.send_to(b"{\"format\":\"json\",\"version\":1}\n{}", to).expect("send");
         }

@@ -14,7 +14,7 @@ use crate::telemetry::{Reporter, Telemetry};
 use crate::uploader::{RetryPolicy, Uploader, XrayApi};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::UdpSocket;
+use std::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};

@@ -190,8 +190,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let bound = ingest::bind(&config.udp_address, config.receive_buffer)?;
     let local_addr = bound.local_addr;
     let granted = bound.receive_buffer;
-    let socket = tokio::net::UdpSocket::from_std(bound.socket)
-        .map_err(|source| ingest::BindError::Bind { address: config.udp_address.clone(), source })?;
+    let socket = bound.socket;
 
     let settings = pipeline_settings(&config);
     let stats = Arc::new(Stats::default());

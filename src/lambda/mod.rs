@@ -192,9 +192,7 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
     // on the one-thread runtime, a build queued before the first `/next` would run before that
     // request is written. An upload that comes earlier starts it itself.
     let clients = Arc::new(aws::Deferred::new(client_settings(&p.config, &p.region)));
-    let socket = tokio::net::UdpSocket::from_std(p.socket.socket)
-        .map_err(|source| ingest::BindError::Bind { address: p.config.udp_address.clone(), source })?;
-    let pipeline = Pipeline::start(socket, clients.clone(), pipeline_settings(&p.config), Arc::new(Stats::default()));
+    let pipeline = Pipeline::start(p.socket.socket, clients.clone(), pipeline_settings(&p.config), Arc::new(Stats::default()));
     if let Some(l) = p.tcp {
         // The proxy signs with the clients' credentials: with it on, init waits for them.
         let signer = clients.get().await.map_err(LambdaError::Client)?.signer.clone();
