@@ -10,7 +10,7 @@
 //!
 //! Around it: [`pipeline`] wires the core and owns the one shutdown path, [`sidecar`] is the
 //! long-lived runner, [`lambda`] the Lambda extension's runner, [`aws`] is the only module that
-//! knows the AWS SDK, [`telemetry`] sends PutTelemetryRecords, [`stats`] holds the counters, [`config`] and [`cli`] read the settings,
+//! knows the AWS SDK, [`code_pages`] unmaps the start-up code once the daemon is ready, [`telemetry`] sends PutTelemetryRecords, [`stats`] holds the counters, [`config`] and [`cli`] read the settings,
 //! and [`logging`] writes upstream-compatible log lines.
 //!
 //! The TCP port: [`proxy`] signs and forwards the SDKs' sampling calls and serves `/health`,
@@ -20,6 +20,7 @@ pub mod aws;
 pub mod batcher;
 pub mod buffer;
 pub mod cli;
+pub mod code_pages;
 pub mod config;
 pub mod config_file;
 pub mod health;

@@ -3,6 +3,7 @@
 
 use crate::aws::{self, ClientSettings, Signer};
 use crate::batcher::FlushPolicy;
+use crate::code_pages;
 use crate::config::Config;
 use crate::health::Health;
 use crate::ingest;
@@ -202,7 +203,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     if let Some(listener) = tcp {
         spawn_proxy(listener, &config, &region, signer.clone(), &pipeline, health.clone(), stop_proxy.clone())?;
     }
-    tokio::spawn(resolve_credentials(signer, health));
+    tokio::spawn(async move {
+        resolve_credentials(signer, health).await;
+        // Start-up is over: only the code that runs from now on needs to stay mapped.
+        let released = code_pages::unmap_startup_code();
+        debug!("Unmapped {} KiB of start-up code", released / 1024);
+    });
     // Everything runs: the UDP address is announced last, as the sign the daemon is up.
     ingest::log_bound(local_addr, granted, config.receive_buffer);
 
