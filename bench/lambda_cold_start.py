@@ -2,15 +2,18 @@
 
     python3 bench/lambda_cold_start.py BINARY [LAYER_ZIP] [--runs N]
 
-Each run forks, takes the CLOCK_MONOTONIC time in the child just before `execve` of BINARY (as
-Lambda starts it: argv[0] its path, the Lambda environment variables), and the fake
+Each run starts BINARY with `posix_spawn` (as Lambda starts it: argv[0] its path, the Lambda
+environment variables), taking the CLOCK_MONOTONIC time just before the call. The fake
 (`tests/peers/fake_runtime.py`, on the same clock) notes the arrival of `register` and of the first
-`/event/next`. So "exec →" counts the kernel's exec, the runtime start-up, binding the ports and the
-calls themselves, and not the harness's fork. The fake answers the Telemetry API subscription with
-200, then SHUTDOWN on the first /next, and the run ends when the process exits.
+`/event/next`. So "exec →" counts the clone and the kernel's exec, the runtime start-up, binding the
+ports and the calls themselves. (`posix_spawn` shares the harness's memory until the exec, as
+`vfork` does. A `fork` would copy the page tables of this Python process, and the exec would then
+spend milliseconds tearing them down: time that belongs to the harness, not to the extension.) The
+fake answers the Telemetry API subscription with 200, then SHUTDOWN on the first /next, and the run
+ends when the process exits.
 
-As a floor for this machine it also times the same fork → exec → exit of a static program that
-does nothing (`BINARY --version`, which exits before the runtime starts). Prints markdown tables
+As a floor for this machine it also times the same spawn → exit of a static program that does
+nothing (`BINARY --version`, which exits before the runtime starts). Prints markdown tables
 (min, median, p90, max over the runs) and the binary and layer sizes.
 """
 import argparse
@@ -18,7 +21,6 @@ import os
 import platform
 import socket
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -35,24 +37,12 @@ def free_udp_port():
 
 
 def spawn(argv, env):
-    """fork + execve(argv); returns (pid, the child's clock just before execve, stderr file)."""
+    """posix_spawn(argv); returns (pid, the clock just before the call, stderr file)."""
     err = tempfile.TemporaryFile()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: nothing but dup2, one write and execve
-        try:
-            os.close(r)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.dup2(err.fileno(), 2)
-            os.write(w, struct.pack("d", time.perf_counter()))
-            os.execve(argv[0], argv, env)
-        finally:
-            os._exit(127)
-    os.close(w)
-    data = os.read(r, 8)
-    os.close(r)
-    return pid, struct.unpack("d", data)[0], err
+    actions = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0), (os.POSIX_SPAWN_DUP2, err.fileno(), 2)]
+    t0 = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
+    return pid, t0, err
 
 
 def wait(pid, err, what):
