@@ -156,7 +156,7 @@ pub fn metric(text: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_ready_and_metrics_report_what_happened() {
     let fake = fake();
-    let d = daemon::against(&fake).spawn().await;
+    let d = daemon::against(&fake).arg("-l").arg("debug").spawn().await;
     let (status, _, body) = http(d.tcp(), "GET", "/health", &[], "").await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     // Credentials resolve in the background; ready soon after start.
@@ -170,6 +170,11 @@ async fn health_ready_and_metrics_report_what_happened() {
         assert!(Instant::now() < deadline, "never ready: {body}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Once ready, the start-up code is unmapped (code_pages.rs); what follows runs on code
+    // mapped again on first use.
+    let line = d.wait_for_log(|l| l.contains("of start-up code"), WAIT).await.expect("no unmap line");
+    let kib: u64 = line.split("Unmapped ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(kib > 0, "{line}");
     for i in 0..7 {
         d.send_doc(&segment(i));
     }
