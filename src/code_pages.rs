@@ -42,7 +42,7 @@ fn clean_read_only_mappings(smaps: &str, exe: &Path) -> Vec<(usize, usize)> {
     for line in smaps.lines() {
         let mut fields = line.split_whitespace();
         let first = fields.next().unwrap_or("");
-        if let Some((start, end)) = first.split_once('-').and_then(|(s, e)| Some((usize::from_str_radix(s, 16).ok()?, usize::from_str_radix(e, 16).ok()?))) {
+        if let Some((start, end)) = address_range(first) {
             // A mapping's header: "start-end perms offset dev inode path".
             let perms = fields.next().unwrap_or("");
             let path = fields.nth(3).unwrap_or("");
@@ -57,6 +57,12 @@ fn clean_read_only_mappings(smaps: &str, exe: &Path) -> Vec<(usize, usize)> {
         }
     }
     found
+}
+
+/// `start-end` in hexadecimal, as a mapping's header line begins; `None` for any other line.
+fn address_range(field: &str) -> Option<(usize, usize)> {
+    let (start, end) = field.split_once('-')?;
+    Some((usize::from_str_radix(start, 16).ok()?, usize::from_str_radix(end, 16).ok()?))
 }
 
 #[cfg(test)]

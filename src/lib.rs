@@ -10,8 +10,9 @@
 //!
 //! Around it: [`pipeline`] wires the core and owns the one shutdown path, [`sidecar`] is the
 //! long-lived runner, [`lambda`] the Lambda extension's runner, [`aws`] is the only module that
-//! knows the AWS SDK, [`code_pages`] unmaps the start-up code once the daemon is ready, [`telemetry`] sends PutTelemetryRecords, [`stats`] holds the counters, [`config`] and [`cli`] read the settings,
-//! and [`logging`] writes upstream-compatible log lines.
+//! knows the AWS SDK, [`code_pages`] unmaps the start-up code once the daemon is ready,
+//! [`telemetry`] sends PutTelemetryRecords, [`stats`] holds the counters, [`config`] and [`cli`]
+//! read the settings, and [`logging`] writes upstream-compatible log lines.
 //!
 //! The TCP port: [`proxy`] signs and forwards the SDKs' sampling calls and serves `/health`,
 //! `/ready` and `/metrics`, with [`health`] and [`metrics`] behind the last three.
