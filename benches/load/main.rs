@@ -130,6 +130,7 @@ fn main() {
         let samples: Vec<String> = row.rss_samples.iter().map(|(t, mb)| format!("{t:.0} s: {mb:.1}")).collect();
         let _ = writeln!(out, "\nRSS (MB) while overloaded: {}. Limit: 20 MB buffer + 10 MB = 30 MB.\n", samples.join(", "));
     }
+    let _ = writeln!(out, "Speed of one core at the end: SHA-256 at {:.0} MB/s.", sha256_mb_per_s());
     print!("{out}");
     let path = std::env::var("XRAY_BENCH_OUT").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench/results.md").to_owned());
     if let Some(dir) = std::path::Path::new(&path).parent() {
@@ -412,10 +413,26 @@ fn machine(bin: &str) -> String {
     let zipped = zipped_size(bin).map(|z| format!(", {:.2} MB zipped (`zip -9`)", z as f64 / 1e6)).unwrap_or_default();
     let rev = Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
     format!(
-        "Machine: {model}, {cores} cores, {mem_gb:.0} GB RAM, Linux {}. xray-daemon {rev}, release build {:.2} MB{zipped}. Sender and sink run on the same 2 cores.",
+        "Machine: {model}, {cores} cores, {mem_gb:.0} GB RAM, Linux {}. xray-daemon {rev}, release build {:.2} MB{zipped}. Sender and sink run on the same 2 cores. Speed of one core at the start: SHA-256 at {:.0} MB/s.",
         kernel.trim(),
-        size as f64 / 1e6
+        size as f64 / 1e6,
+        sha256_mb_per_s()
     )
+}
+
+/// How fast one core is right now: SHA-256 throughput of the `sha2` crate, which the daemon's
+/// SigV4 signing uses for every request body. A shared VM's speed drifts through the day, and
+/// every CPU figure of a run scales with it; the harness measures it at the start and the end.
+fn sha256_mb_per_s() -> f64 {
+    use sha2::Digest;
+    let data = vec![0x5au8; 1 << 20];
+    let start = Instant::now();
+    let mut hashed = 0u64;
+    while start.elapsed() < Duration::from_millis(500) {
+        std::hint::black_box(sha2::Sha256::digest(std::hint::black_box(&data)));
+        hashed += data.len() as u64;
+    }
+    hashed as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
 fn zipped_size(bin: &str) -> Option<u64> {

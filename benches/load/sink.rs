@@ -172,25 +172,12 @@ impl Sink {
 
 /// The ids of the documents in a request body (`None` for an id that is not 16 hex digits).
 pub fn ids_in(body: &[u8]) -> Vec<Option<u64>> {
-    let mut out = Vec::with_capacity(64);
-    let mut rest = body;
-    while let Some(at) = find(rest, ID_KEY) {
-        let digits = &rest[at + ID_KEY.len()..];
-        out.push(digits.get(..16).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u64::from_str_radix(d, 16).ok()));
-        rest = &rest[at + ID_KEY.len()..];
-    }
-    out
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = needle[0];
-    let mut from = 0;
-    while let Some(i) = haystack[from..].iter().position(|&b| b == first) {
-        let at = from + i;
-        if haystack[at..].starts_with(needle) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
+    let finder = memchr::memmem::Finder::new(ID_KEY);
+    finder
+        .find_iter(body)
+        .map(|at| {
+            let digits = &body[at + ID_KEY.len()..];
+            digits.get(..16).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u64::from_str_radix(d, 16).ok())
+        })
+        .collect()
 }
