@@ -267,7 +267,7 @@ pub async fn run(
             Event::Traffic => {
                 let turn = receiver.read(&socket, &sink, READ_BUDGET);
                 waiting = turn.datagrams == 0;
-                if !turn.emptied || turn.bytes >= pause_bytes {
+                if turn.end == End::Budget || turn.bytes >= pause_bytes {
                     // More is coming than a pause could hold: read on, but let the batcher, the
                     // uploads and the TCP port run first (they share this thread).
                     tokio::task::yield_now().await;
@@ -296,14 +296,22 @@ enum Event {
 }
 
 /// What one turn of reading did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Turn {
     datagrams: usize,
     bytes: usize,
-    /// The kernel had nothing more, or the socket reported an error.
-    emptied: bool,
-    /// The turn ended on an error other than "nothing queued".
-    failed: bool,
+    end: End,
+}
+
+/// Why a turn of reading ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// It read as many datagrams as it was allowed; more may be queued.
+    Budget,
+    /// The kernel had nothing more.
+    Empty,
+    /// The socket reported an error (a queued ICMP report and the like).
+    Failed,
 }
 
 /// Reads datagrams with non-blocking calls, [`RECV_BATCH`] per call where the OS allows it.
@@ -318,7 +326,7 @@ impl Receiver {
 
     /// Reads until the socket is empty or `max` datagrams were read, and hands each to `sink`.
     fn read(&mut self, socket: &UdpSocket, sink: &Sink, max: usize) -> Turn {
-        let mut turn = Turn::default();
+        let mut turn = Turn { datagrams: 0, bytes: 0, end: End::Budget };
         let mut lens = [0usize; RECV_BATCH];
         while turn.datagrams < max {
             let want = (max - turn.datagrams).min(RECV_BATCH);
@@ -330,13 +338,14 @@ impl Receiver {
                     }
                     turn.datagrams += n;
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    turn.end = End::Empty;
+                    break;
+                }
                 Err(e) => {
-                    if e.kind() != io::ErrorKind::WouldBlock {
-                        // ICMP errors and the like: nothing to do but go on reading later.
-                        debug!("UDP receive error: {e}");
-                        turn.failed = true;
-                    }
-                    turn.emptied = true;
+                    // ICMP errors and the like: nothing to do but go on reading later.
+                    debug!("UDP receive error: {e}");
+                    turn.end = End::Failed;
                     break;
                 }
             }
@@ -354,10 +363,10 @@ impl Receiver {
             n += turn.datagrams;
             // Errors such as a queued ICMP report are one-off; a socket that keeps failing is
             // given up on.
-            match (turn.emptied, turn.failed) {
-                (false, _) => {}
-                (true, true) if errors < 16 => errors += 1,
-                (true, _) => return n,
+            match turn.end {
+                End::Budget => {}
+                End::Failed if errors < 16 => errors += 1,
+                End::Empty | End::Failed => return n,
             }
         }
         n
@@ -473,13 +482,13 @@ mod tests {
         let mut receiver = Receiver::new();
         let turn = receiver.read(&bound.socket, &sink, READ_BUDGET);
         assert_eq!(turn.datagrams, sizes.len());
-        assert!(turn.emptied && !turn.failed, "{turn:?}");
+        assert_eq!(turn.end, End::Empty, "{turn:?}");
         let got: Vec<Vec<u8>> = std::iter::from_fn(|| buffer.take_batch(50, usize::MAX))
             .flat_map(|b| b.docs)
             .map(|d| d.to_vec())
             .collect();
         assert_eq!(got, sent);
         let again = receiver.read(&bound.socket, &sink, READ_BUDGET);
-        assert_eq!(again, Turn { datagrams: 0, bytes: 0, emptied: true, failed: false });
+        assert_eq!(again, Turn { datagrams: 0, bytes: 0, end: End::Empty });
     }
 }
