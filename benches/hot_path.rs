@@ -15,10 +15,12 @@ use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
-use xray_daemon::buffer::SegmentBuffer;
-use xray_daemon::segment::classify;
+use std::sync::Arc;
+use xray_daemon::backend::Sink;
+use xray_daemon::pipeline::buffer::Buffer;
+use xray_daemon::signal::segments::{classify, Datagram};
+use xray_daemon::signal::Segments;
 use xray_daemon::trace_segments_body;
-use xray_daemon::uploader::XrayApi;
 
 fn segment(i: usize, size: usize) -> Vec<u8> {
     let head = format!(
@@ -57,26 +59,26 @@ fn buffer(c: &mut Criterion) {
     let body = Bytes::from(segment(1, 1024));
     g.throughput(Throughput::Elements(50));
     g.bench_function("push_50_take_complete_1KB", |b| {
-        let buf = SegmentBuffer::new(64 << 20, 50);
+        let buf = Arc::new(Buffer::new(64 << 20, 50));
         b.iter(|| {
             for _ in 0..50 {
                 black_box(buf.push(body.clone()));
             }
-            let batch = buf.take_batch(50, 1 << 20).expect("a batch");
-            buf.complete(&batch.docs);
+            // Dropping the batch returns its bytes, as a delivered batch does.
+            drop(buf.take_batch(50, 1 << 20).expect("a batch"));
         })
     });
     g.bench_function("copy_in_push_50_1KB", |b| {
         let raw = datagram(r#"{"format":"json","version":1}"#, 1024);
-        let buf = SegmentBuffer::new(64 << 20, 50);
+        let buf = Arc::new(Buffer::new(64 << 20, 50));
         b.iter(|| {
             for _ in 0..50 {
-                if let xray_daemon::segment::Datagram::Segment(s) = classify(&raw) {
+                if let Datagram::Segment(s) = classify(&raw) {
                     black_box(buf.push(Bytes::copy_from_slice(s)));
                 }
             }
-            let batch = buf.take_batch(50, 1 << 20).expect("a batch");
-            buf.complete(&batch.docs);
+            // Dropping the batch returns its bytes, as a delivered batch does.
+            drop(buf.take_batch(50, 1 << 20).expect("a batch"));
         })
     });
     g.finish();
@@ -115,7 +117,7 @@ fn request(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(docs.iter().map(|d| d.len() as u64).sum()));
         g.bench_function(format!("encode_50x{size}B"), |b| b.iter(|| trace_segments_body::encode(&docs)));
         g.bench_function(format!("encode_sign_50x{size}B"), |b| {
-            b.iter(|| rt.block_on(XrayApi::put_trace_segments(&client, &docs)).expect("ok"))
+            b.iter(|| rt.block_on(Sink::<Segments>::send(&client, &docs)).expect("ok"))
         });
     }
     g.finish();

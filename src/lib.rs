@@ -1,41 +1,39 @@
 //! xray-daemon: a drop-in replacement for the AWS X-Ray daemon.
 //!
-//! # Layout
-//! The data path, in order:
-//! - [`ingest`]: the UDP port; reads datagrams and never waits on the uploader.
-//! - [`segment`]: the wire format; what is a segment, what is rejected, and why.
-//! - [`buffer`]: the byte-bounded queue between the reader and the uploads.
-//! - [`batcher`]: *when* to send a batch.
-//! - [`uploader`]: *how* a batch is sent: PutTraceSegments, retries, unprocessed entries.
+//! # The path of a datagram
+//! A segment travels from the UDP socket to an HTTP request through five files, in one
+//! direction:
+//! 1. [`ingest::udp`]: reads datagrams and never waits on an upload;
+//! 2. [`signal::segments`]: the wire format: what is a segment, what is rejected, and why;
+//! 3. [`pipeline::buffer`]: the byte-bounded queue between ingest and the uploads;
+//! 4. [`pipeline::flush`]: *when* a batch leaves, and *how* it is sent, retried and settled;
+//! 5. [`aws::put_trace_segments`]: the request body written from the received bytes, the
+//!    PutTraceSegments call, and its answer read.
 //!
-//! Around it: [`pipeline`] wires the core and owns the one shutdown path, [`sidecar`] is the
-//! long-lived runner, [`lambda`] the Lambda extension's runner, [`aws`] is the only module that
-//! knows the AWS SDK, [`code_pages`] unmaps the start-up code once the daemon is ready,
-//! [`telemetry`] sends PutTelemetryRecords, [`stats`] holds the counters, [`config`] and [`cli`]
-//! read the settings, and [`logging`] writes upstream-compatible log lines.
+//! `docs/architecture.md` walks the same path with the reasons behind each step.
 //!
-//! The TCP port: [`proxy`] signs and forwards the SDKs' sampling calls and serves `/health`,
-//! `/ready` and `/metrics`, with [`health`] and [`metrics`] behind the last three.
+//! # Around it
+//! - [`pipeline`] wires the core and hands it out as a handle with `flush` and `shutdown`;
+//!   [`signal`] says what differs between the kinds of telemetry it carries;
+//! - [`backend`] is the port the pipeline sends through, with a neutral error; [`aws`] is the
+//!   only code that knows the AWS SDK;
+//! - [`runner`] holds the two ways the daemon runs, the sidecar and the Lambda extension, and
+//!   their one shutdown path;
+//! - [`proxy`] answers the TCP port: it signs and forwards the SDKs' sampling calls and serves
+//!   `/health`, `/ready` and `/metrics`; [`serve`] runs the accept loops;
+//! - [`observe`] holds the counters, metrics, logging, health and telemetry records;
+//! - [`config`] reads the settings from flags, environment variables and the config file.
 
 pub mod aws;
-pub mod batcher;
-pub mod buffer;
+pub mod backend;
 pub mod cli;
-pub mod code_pages;
 pub mod config;
 pub mod config_file;
-pub mod health;
 pub mod ingest;
-pub mod lambda;
-pub mod logging;
-pub mod metrics;
-pub mod outbound;
+pub mod observe;
 pub mod pipeline;
 pub mod proxy;
-pub mod region;
-pub mod segment;
-pub mod sidecar;
-pub mod stats;
-pub mod telemetry;
+pub mod runner;
+pub mod serve;
+pub mod signal;
 pub mod trace_segments_body;
-pub mod uploader;

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use xray_daemon::cli::{self, Action, Usage};
 use xray_daemon::config::{self, Config, LogFormat, LogLevel, DEFAULT_TCP_ADDRESS};
-use xray_daemon::{health, lambda, logging, outbound, sidecar};
+use xray_daemon::aws::outbound;
+use xray_daemon::observe::{health, logging};
+use xray_daemon::runner::{lambda, sidecar};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -10,11 +10,11 @@
 //! paths are forwarded unless `XRAY_DAEMON_PROXY_ALLOW_ALL` restores upstream's behaviour.
 //! Bodies are limited, slow clients are cut off, and an unreachable X-Ray answers 502.
 
-use crate::aws::Signer;
-use crate::buffer::SegmentBuffer;
-use crate::health::Health;
-use crate::metrics;
-use crate::stats::{ProxyOutcome, Stats};
+use crate::aws::signer::Signer;
+use crate::pipeline::buffer::Buffer;
+use crate::observe::health::Health;
+use crate::observe::metrics;
+use crate::observe::stats::{ProxyOutcome, Stats};
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -22,12 +22,10 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
 /// The X-Ray API paths the SDKs call through the daemon (all `POST`).
@@ -55,7 +53,7 @@ pub struct ProxySettings {
 }
 
 type Body = BoxBody<Bytes, hyper::Error>;
-type HttpsClient = Client<crate::outbound::Https, Full<Bytes>>;
+type HttpsClient = Client<crate::aws::outbound::Https, Full<Bytes>>;
 
 /// Serves the TCP port.
 pub struct TcpService {
@@ -63,7 +61,7 @@ pub struct TcpService {
     signer: Arc<Signer>,
     client: HttpsClient,
     stats: Arc<Stats>,
-    buffer: Arc<SegmentBuffer>,
+    buffer: Arc<Buffer>,
     health: Arc<Health>,
     user_agent: HeaderValue,
 }
@@ -78,10 +76,10 @@ impl TcpService {
     /// certificates.
     pub fn new(
         settings: ProxySettings,
-        outbound: &crate::outbound::Outbound,
+        outbound: &crate::aws::outbound::Outbound,
         signer: Arc<Signer>,
         stats: Arc<Stats>,
-        buffer: Arc<SegmentBuffer>,
+        buffer: Arc<Buffer>,
         health: Arc<Health>,
     ) -> Result<Self, TlsError> {
         let https = outbound.connector().map_err(TlsError)?;
@@ -240,46 +238,15 @@ fn json_error(status: StatusCode, message: &str) -> Response<Body> {
     r
 }
 
-/// Accepts connections until `shutdown`; each is served on its own task.
-pub async fn run(listener: TcpListener, service: Arc<TcpService>, shutdown: CancellationToken) {
-    accept_until(listener, shutdown, "proxy http server", move |stream| serve_connection(stream, service.clone())).await
-}
+impl crate::serve::Handler for TcpService {
+    type Body = Body;
+    const NAME: &'static str = "proxy http server";
 
-/// Accepts connections until `shutdown`, spawning `serve` for each. After an accept error
-/// (out of file descriptors and the like) it waits a little rather than spin.
-pub async fn accept_until<F, Fut>(listener: TcpListener, shutdown: CancellationToken, server: &str, serve: F)
-where
-    F: Fn(tokio::net::TcpStream) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                tokio::spawn(serve(stream));
-            }
-            Err(e) => {
-                warn!("{server} failed to accept a connection: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+    fn handle(&self, request: Request<Incoming>) -> impl std::future::Future<Output = Response<Body>> + Send {
+        TcpService::handle(self, request)
     }
-}
 
-async fn serve_connection(stream: tokio::net::TcpStream, service: Arc<TcpService>) {
-    let timeout = service.settings.client_timeout;
-    let handler = hyper::service::service_fn(move |req| {
-        let service = service.clone();
-        async move { Ok::<_, Infallible>(service.handle(req).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeout)
-        .serve_connection(TokioIo::new(stream), handler);
-    if let Err(e) = conn.await {
-        debug!("proxy connection closed: {e}");
+    fn header_timeout(&self) -> Option<Duration> {
+        Some(self.settings.client_timeout)
     }
 }

@@ -1,6 +1,9 @@
 //! Self-tests of the fake X-Ray endpoint: it must be able to make the tests built on it fail.
 //! Clients: the real aws-sdk-xray client (retries disabled) and raw HTTP/1.1 requests signed
 //! with the aws-sigv4 crate. Loopback only, each test well under 2 s.
+//!
+//! This file is over 500 lines: one short test per fault, check and recording of the fake,
+//! kept together so that what the fake can catch is listed in one place.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};

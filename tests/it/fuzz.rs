@@ -12,14 +12,14 @@ use proptest::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use xray_daemon::buffer::SegmentBuffer;
+use xray_daemon::pipeline::buffer::Buffer;
 use xray_daemon::cli::{self, Flags};
 use xray_daemon::config::Config;
 use xray_daemon::config_file;
-use xray_daemon::lambda::events::{self, NextEvent, PlatformEvent};
-use xray_daemon::ingest::Sink;
-use xray_daemon::segment::{self, Datagram, Reject};
-use xray_daemon::stats::Stats;
+use xray_daemon::runner::lambda::events::{self, NextEvent, PlatformEvent};
+use xray_daemon::ingest::udp::Intake;
+use xray_daemon::signal::segments::{self, Datagram, Reject};
+use xray_daemon::observe::stats::Stats;
 
 const HEADER: &[u8] = br#"{"format":"json","version":1}"#;
 
@@ -63,7 +63,7 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
             b
         }),
         prop_oneof![Just("T1S"), Just("T1U"), Just("M1")].prop_map(|p| format!("{p}CgYKBAoC").into_bytes()),
-        (1usize..=segment::MAX_DATAGRAM - HEADER.len() - 1).prop_map(|n| vec![b'x'; n]),
+        (1usize..=segments::MAX_DATAGRAM - HEADER.len() - 1).prop_map(|n| vec![b'x'; n]),
     ]
 }
 
@@ -79,29 +79,29 @@ proptest! {
     #[test]
     fn fuzz_datagram_parser(d in datagram()) {
         let first_newline = d.iter().position(|&b| b == b'\n');
-        match segment::classify(&d) {
+        match segments::classify(&d) {
             Datagram::Segment(body) => {
                 let nl = first_newline.expect("a segment has a header line");
                 prop_assert_eq!(body, &d[nl + 1..], "the body is everything after the first newline");
                 prop_assert!(!body.is_empty());
                 prop_assert!(std::str::from_utf8(body).is_ok(), "only UTF-8 bodies are forwarded");
-                prop_assert!(segment::header_is_valid(&d[..nl]));
+                prop_assert!(segments::header_is_valid(&d[..nl]));
             }
             Datagram::Otlp(_) => {
                 let nl = first_newline.expect("OTLP has a header line");
-                prop_assert!(segment::header_is_valid(&d[..nl]));
+                prop_assert!(segments::header_is_valid(&d[..nl]));
             }
             Datagram::Rejected(Reject::MissingNewline) => prop_assert!(first_newline.is_none()),
             Datagram::Rejected(Reject::EmptyBody) => prop_assert_eq!(first_newline, Some(d.len() - 1)),
             Datagram::Rejected(Reject::InvalidHeader) => {
-                prop_assert!(!segment::header_is_valid(&d[..first_newline.unwrap()]));
+                prop_assert!(!segments::header_is_valid(&d[..first_newline.unwrap()]));
             }
             Datagram::Rejected(Reject::InvalidUtf8) => {
                 prop_assert!(std::str::from_utf8(&d[first_newline.unwrap() + 1..]).is_err());
             }
         }
         // The debug preview is bounded whatever the input.
-        prop_assert!(segment::preview(&d, 256).len() <= 256 * 4 + 32);
+        prop_assert!(segments::preview(&d, 256).len() <= 256 * 4 + 32);
     }
 
     /// Metamorphic header rules: any extra key, any case of `json`, whitespace around the
@@ -115,18 +115,18 @@ proptest! {
         version in any::<i64>(),
     ) {
         let ok = format!(r#"{ws}{{"{key}":{value},"format":"{json}","version":1}}{ws}"#);
-        prop_assert!(segment::header_is_valid(ok.as_bytes()), "{}", ok);
+        prop_assert!(segments::header_is_valid(ok.as_bytes()), "{}", ok);
         let other = format!(r#"{{"format":"json","version":{version}}}"#);
-        prop_assert_eq!(segment::header_is_valid(other.as_bytes()), version == 1);
+        prop_assert_eq!(segments::header_is_valid(other.as_bytes()), version == 1);
     }
 
     /// The whole ingest step (count, classify, store) on arbitrary datagrams: never panics,
     /// and every datagram ends in exactly one counter.
     #[test]
     fn fuzz_ingest_counters_add_up(ds in prop::collection::vec(datagram(), 1..20)) {
-        let buffer = Arc::new(SegmentBuffer::new(64 << 20, 50));
+        let buffer = Arc::new(Buffer::new(64 << 20, 50));
         let stats = Arc::new(Stats::default());
-        let sink = Sink::new(buffer.clone(), stats.clone());
+        let sink = Intake::new(buffer.clone(), stats.clone());
         for d in &ds {
             sink.accept(d);
         }
@@ -240,8 +240,8 @@ fn env_value() -> impl Strategy<Value = String> {
 /// A datagram of only newlines: the header is empty, the body is the rest.
 #[test]
 fn regression_newlines_only() {
-    assert_eq!(segment::classify(b"\n"), Datagram::Rejected(Reject::EmptyBody));
-    assert_eq!(segment::classify(b"\n\n"), Datagram::Rejected(Reject::InvalidHeader));
+    assert_eq!(segments::classify(b"\n"), Datagram::Rejected(Reject::EmptyBody));
+    assert_eq!(segments::classify(b"\n\n"), Datagram::Rejected(Reject::InvalidHeader));
 }
 
 // The Lambda extension's parsers: whatever reaches /event/next's answer or the telemetry

@@ -9,6 +9,7 @@ mod fake_xray_selftest;
 mod fake_lambda;
 mod lambda;
 mod fuzz;
+mod layout;
 mod proxy;
 mod reliability;
 mod security;

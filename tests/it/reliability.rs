@@ -163,7 +163,7 @@ pub async fn outage_scenario(name: &str, phase: Duration, buffer_mb: u32, doc: f
     assert_eq!(missing.len(), s.spillover as usize);
     // Oldest first: whatever was dropped is older than everything that arrived in the last
     // half buffer's worth of segments.
-    let per_doc = xray_daemon::buffer::cost(&doc(sent).into());
+    let per_doc = xray_daemon::pipeline::buffer::cost(&doc(sent).into());
     let newest = (buffer_mb as usize * 1024 * 1024 / 2) / per_doc;
     if let Some(&last_missing) = missing.last() {
         assert!(last_missing < sent.saturating_sub(newest), "dropped #{last_missing} of {sent}, newer than the newest {newest}");

@@ -1,15 +1,16 @@
-//! Counters for everything that happens to a segment, kept in one place.
+//! Counters for everything that happens to a datagram and to what it carries, kept in one place.
 //!
 //! Every datagram ends in exactly one of: sent (accepted by X-Ray), rejected (bad datagram, or
 //! refused by X-Ray for good), spilled over (dropped because the buffer was full), OTLP
 //! (recognised and not forwarded), undelivered (still held when a shutdown deadline passed) or
-//! still buffered. Telemetry, logs and (later) metrics all read these monotonic counters.
+//! still buffered. Telemetry, logs and `/metrics` all read these monotonic counters. What
+//! happens after ingest is counted per signal, in a [`Delivery`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// The classes of backend error that upstream's telemetry reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendError {
+pub enum ErrorClass {
     Timeout,
     ConnectionRefused,
     Http4xx,
@@ -18,24 +19,24 @@ pub enum BackendError {
     Other,
 }
 
-impl BackendError {
-    pub const ALL: [BackendError; 6] = [
-        BackendError::Timeout,
-        BackendError::ConnectionRefused,
-        BackendError::Http4xx,
-        BackendError::Http5xx,
-        BackendError::UnknownHost,
-        BackendError::Other,
+impl ErrorClass {
+    pub const ALL: [ErrorClass; 6] = [
+        ErrorClass::Timeout,
+        ErrorClass::ConnectionRefused,
+        ErrorClass::Http4xx,
+        ErrorClass::Http5xx,
+        ErrorClass::UnknownHost,
+        ErrorClass::Other,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            BackendError::Timeout => "timeout",
-            BackendError::ConnectionRefused => "connection_refused",
-            BackendError::Http4xx => "http_4xx",
-            BackendError::Http5xx => "http_5xx",
-            BackendError::UnknownHost => "unknown_host",
-            BackendError::Other => "other",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::ConnectionRefused => "connection_refused",
+            ErrorClass::Http4xx => "http_4xx",
+            ErrorClass::Http5xx => "http_5xx",
+            ErrorClass::UnknownHost => "unknown_host",
+            ErrorClass::Other => "other",
         }
     }
 
@@ -87,7 +88,7 @@ impl ProxyOutcome {
     }
 }
 
-/// Upper bounds (seconds) of the PutTraceSegments latency histogram.
+/// Upper bounds (seconds) of the call latency histograms.
 pub const LATENCY_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// A fixed-bucket latency histogram (cumulative counts are computed when read).
@@ -116,6 +117,27 @@ impl Histogram {
     }
 }
 
+/// What happened to one signal's items after ingest.
+#[derive(Default, Debug)]
+pub struct Delivery {
+    /// Items the backend accepted.
+    pub sent: AtomicU64,
+    /// Items the backend refused for good (non-retryable entries or 4xx answers).
+    pub rejected: AtomicU64,
+    /// Items the backend reported as not processed (retried or refused).
+    pub unprocessed: AtomicU64,
+    /// Items dropped because the buffer was full.
+    pub spillover: AtomicU64,
+    /// Items still held when a shutdown deadline passed.
+    pub undelivered: AtomicU64,
+    /// Calls that were retries of an earlier attempt.
+    pub retries: AtomicU64,
+    /// Calls that completed, successfully or not (for metrics and benchmarks).
+    pub calls: AtomicU64,
+    /// Latency of the calls, successful or not.
+    pub latency: Histogram,
+}
+
 /// Process-wide counters. All monotonic; readers compute deltas.
 #[derive(Default, Debug)]
 pub struct Stats {
@@ -123,30 +145,16 @@ pub struct Stats {
     pub received: AtomicU64,
     /// Datagrams rejected at ingest (bad header, no body, not UTF-8).
     pub rejected_datagrams: AtomicU64,
-    /// Segments X-Ray refused for good (non-retryable unprocessed entries or 4xx responses).
-    pub rejected_by_xray: AtomicU64,
-    /// Segments dropped because the buffer was full.
-    pub spillover: AtomicU64,
-    /// Segments X-Ray accepted.
-    pub sent: AtomicU64,
-    /// UnprocessedTraceSegments entries reported by X-Ray (retryable or not).
-    pub unprocessed: AtomicU64,
     /// OTLP datagrams recognised and not forwarded.
     pub otlp: AtomicU64,
-    /// PutTraceSegments attempts that were retried.
-    pub retries: AtomicU64,
-    /// Segments still held when a shutdown deadline passed.
-    pub undelivered: AtomicU64,
-    /// PutTraceSegments calls that completed (for metrics and benchmarks).
-    pub put_calls: AtomicU64,
-    /// Latency of PutTraceSegments calls, successful or not.
-    pub put_latency: Histogram,
+    /// Segments after ingest.
+    pub segments: Delivery,
     backend_errors: [AtomicU64; 6],
     proxy: [AtomicU64; 7],
     first_datagram: AtomicBool,
 }
 
-/// A plain copy of the counters at one moment.
+/// A plain copy of the counters at one moment; delivery counts are the segments'.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Snapshot {
     pub received: u64,
@@ -168,7 +176,7 @@ impl Snapshot {
         self.rejected_datagrams + self.rejected_by_xray
     }
 
-    pub fn backend_error(&self, class: BackendError) -> u64 {
+    pub fn backend_error(&self, class: ErrorClass) -> u64 {
         self.backend_errors[class.index()]
     }
 
@@ -199,7 +207,7 @@ impl Stats {
         counter.fetch_add(n, Relaxed);
     }
 
-    pub fn backend_error(&self, class: BackendError) {
+    pub fn backend_error(&self, class: ErrorClass) {
         self.backend_errors[class.index()].fetch_add(1, Relaxed);
     }
 
@@ -227,17 +235,18 @@ impl Stats {
         for (i, v) in be.iter_mut().enumerate() {
             *v = self.backend_errors[i].load(Relaxed);
         }
+        let segments = &self.segments;
         Snapshot {
             received: self.received.load(Relaxed),
             rejected_datagrams: self.rejected_datagrams.load(Relaxed),
-            rejected_by_xray: self.rejected_by_xray.load(Relaxed),
-            spillover: self.spillover.load(Relaxed),
-            sent: self.sent.load(Relaxed),
-            unprocessed: self.unprocessed.load(Relaxed),
+            rejected_by_xray: segments.rejected.load(Relaxed),
+            spillover: segments.spillover.load(Relaxed),
+            sent: segments.sent.load(Relaxed),
+            unprocessed: segments.unprocessed.load(Relaxed),
             otlp: self.otlp.load(Relaxed),
-            retries: self.retries.load(Relaxed),
-            undelivered: self.undelivered.load(Relaxed),
-            put_calls: self.put_calls.load(Relaxed),
+            retries: segments.retries.load(Relaxed),
+            undelivered: segments.undelivered.load(Relaxed),
+            put_calls: segments.calls.load(Relaxed),
             backend_errors: be,
         }
     }

@@ -6,8 +6,8 @@
 //! of the daemon's monotonic counters, so they are right where upstream's are not: "sent" means
 //! accepted by X-Ray, and backend errors are classified by what actually happened.
 
-use crate::stats::{BackendError, Snapshot, Stats};
-use crate::uploader::XrayApi;
+use crate::backend::{Reporter, TelemetryApi, TelemetryBatch, TelemetryRecord as Record};
+use crate::observe::stats::{Snapshot, Stats};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -16,47 +16,6 @@ use tracing::debug;
 
 const MAX_QUEUED_RECORDS: usize = 30;
 const RECORDS_PER_CALL: usize = 10;
-
-/// One minute's counters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    /// Epoch seconds.
-    pub timestamp: f64,
-    pub counts: Snapshot,
-}
-
-impl Record {
-    pub fn received(&self) -> u64 {
-        self.counts.received
-    }
-    pub fn sent(&self) -> u64 {
-        self.counts.sent
-    }
-    pub fn spillover(&self) -> u64 {
-        self.counts.spillover
-    }
-    pub fn rejected(&self) -> u64 {
-        self.counts.rejected()
-    }
-    pub fn backend_error(&self, class: BackendError) -> u64 {
-        self.counts.backend_error(class)
-    }
-}
-
-/// Who is reporting: the top-level strings of the request, empty when unknown.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Reporter {
-    pub ec2_instance_id: String,
-    pub hostname: String,
-    pub resource_arn: String,
-}
-
-/// One PutTelemetryRecords request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TelemetryBatch {
-    pub reporter: Reporter,
-    pub records: Vec<Record>,
-}
 
 /// Collects records and sends them.
 pub struct Telemetry<A> {
@@ -67,7 +26,7 @@ pub struct Telemetry<A> {
     last: Snapshot,
 }
 
-impl<A: XrayApi> Telemetry<A> {
+impl<A: TelemetryApi> Telemetry<A> {
     pub fn new(api: A, stats: Arc<Stats>, reporter: Reporter) -> Self {
         Telemetry { api, stats, reporter, queue: VecDeque::new(), last: Snapshot::default() }
     }
@@ -101,7 +60,7 @@ impl<A: XrayApi> Telemetry<A> {
                     debug!("Send {take} telemetry record(s)");
                 }
                 Err(e) => {
-                    self.stats.backend_error(e.class);
+                    self.stats.backend_error(e.class());
                     debug!("Failed to send telemetry {} record(s). Re-queue records. {e}", self.queue.len());
                     return;
                 }
@@ -132,7 +91,8 @@ impl<A: XrayApi> Telemetry<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::uploader::{ApiError, Unprocessed};
+    use crate::backend::{BackendError, ErrorKind};
+    use crate::observe::stats::ErrorClass;
     use std::sync::Mutex;
 
     #[derive(Default)]
@@ -141,15 +101,12 @@ mod tests {
         fail: Mutex<u32>,
     }
 
-    impl XrayApi for Recorder {
-        async fn put_trace_segments(&self, _: &[bytes::Bytes]) -> Result<Vec<Unprocessed>, ApiError> {
-            Ok(vec![])
-        }
-        async fn put_telemetry_records(&self, batch: TelemetryBatch) -> Result<(), ApiError> {
+    impl TelemetryApi for Recorder {
+        async fn put_telemetry_records(&self, batch: TelemetryBatch) -> Result<(), BackendError> {
             let mut fail = self.fail.lock().unwrap();
             if *fail > 0 {
                 *fail -= 1;
-                return Err(ApiError { class: BackendError::Timeout, retryable: true, detail: "t".into() });
+                return Err(BackendError::new(ErrorKind::Timeout, "t"));
             }
             self.batches.lock().unwrap().push(batch);
             Ok(())
@@ -168,16 +125,16 @@ mod tests {
         stats.datagram_seen();
         Stats::add(&stats.received, 17);
         Stats::add(&stats.rejected_datagrams, 7);
-        Stats::add(&stats.sent, 9);
-        stats.backend_error(BackendError::Http5xx);
+        Stats::add(&stats.segments.sent, 9);
+        stats.backend_error(ErrorClass::Http5xx);
         t.cut_record();
         t.send_queued().await;
         t.cut_record();
         t.send_queued().await;
         let batches = api.batches.lock().unwrap();
         assert_eq!(batches.len(), 2);
-        let r = &batches[0].records[0];
-        assert_eq!((r.received(), r.rejected(), r.sent(), r.backend_error(BackendError::Http5xx)), (17, 7, 9, 1));
+        let r = &batches[0].records[0].counts;
+        assert_eq!((r.received, r.rejected(), r.sent, r.backend_error(ErrorClass::Http5xx)), (17, 7, 9, 1));
         assert_eq!(batches[1].records[0].counts, Snapshot::default());
     }
 
@@ -189,14 +146,14 @@ mod tests {
         let mut t = Telemetry::new(api.clone(), stats.clone(), Reporter::default());
         t.cut_record();
         t.send_queued().await;
-        assert_eq!(stats.snapshot().backend_error(BackendError::Timeout), 1);
+        assert_eq!(stats.snapshot().backend_error(ErrorClass::Timeout), 1);
         t.cut_record();
         t.send_queued().await;
         let batches = api.batches.lock().unwrap();
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].records.len(), 2);
         // The timeout of the first attempt shows up in the second record.
-        assert_eq!(batches[0].records[1].backend_error(BackendError::Timeout), 1);
+        assert_eq!(batches[0].records[1].counts.backend_error(ErrorClass::Timeout), 1);
     }
 
     #[tokio::test]

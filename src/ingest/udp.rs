@@ -1,4 +1,4 @@
-//! The UDP port: reads datagrams, classifies them, and stores segment bodies in the buffer.
+//! The UDP port: reads datagrams, classifies them, and stores segment bodies in their buffer.
 //!
 //! The reader never waits on the uploader: storing a body is a short, non-blocking buffer push
 //! that drops the oldest segments when the buffer is full. After each wake-up it empties the
@@ -10,9 +10,10 @@
 //! kernel's, takes the backlog. On shutdown (or on a drain request from a Lambda flush) it reads
 //! whatever is already queued in the socket before it returns or answers.
 
-use crate::buffer::{Push, SegmentBuffer};
-use crate::segment::{self, Datagram, Reject};
-use crate::stats::Stats;
+use crate::pipeline::buffer::{Buffer, Push};
+use crate::signal::segments::{self, Datagram, Reject};
+use crate::signal::{Segments, Signal};
+use crate::observe::stats::Stats;
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -142,17 +143,18 @@ fn suffix(suppressed: u64) -> String {
     }
 }
 
-/// Where datagrams go once read.
-pub struct Sink {
-    pub buffer: Arc<SegmentBuffer>,
-    pub stats: Arc<Stats>,
+/// What the reader hands each datagram to: counts, classifies and stores it.
+pub struct Intake {
+    buffer: Arc<Buffer>,
+    stats: Arc<Stats>,
     rejected_warn: RateLimitedWarn,
     spill_warn: RateLimitedWarn,
 }
 
-impl Sink {
-    pub fn new(buffer: Arc<SegmentBuffer>, stats: Arc<Stats>) -> Self {
-        Sink { buffer, stats, rejected_warn: RateLimitedWarn::new(10), spill_warn: RateLimitedWarn::new(10) }
+impl Intake {
+    /// Segments go to `buffer`.
+    pub fn new(buffer: Arc<Buffer>, stats: Arc<Stats>) -> Self {
+        Intake { buffer, stats, rejected_warn: RateLimitedWarn::new(10), spill_warn: RateLimitedWarn::new(10) }
     }
 
     /// Handles one datagram: count, classify, store.
@@ -162,7 +164,7 @@ impl Sink {
         }
         Stats::add(&self.stats.received, 1);
         self.stats.datagram_seen();
-        match segment::classify(datagram) {
+        match segments::classify(datagram) {
             Datagram::Segment(body) => match self.buffer.push(Bytes::copy_from_slice(body)) {
                 Push::Stored { evicted: 0 } => {}
                 Push::Stored { evicted } => self.spilled(evicted as u64, "Dropping oldest segment document"),
@@ -180,7 +182,7 @@ impl Sink {
     }
 
     fn spilled(&self, n: u64, what: &str) {
-        Stats::add(&self.stats.spillover, n);
+        Stats::add(&Segments::delivery(&self.stats).spillover, n);
         if let Some(suppressed) = self.spill_warn.check() {
             warn!(
                 "Segment buffer is full ({} bytes). {what}. Consider increasing memory limit{}",
@@ -195,7 +197,7 @@ impl Sink {
             warn!("{reason}: rejected a datagram of {} bytes{}", datagram.len(), suffix(suppressed));
         }
         if enabled!(Level::DEBUG) {
-            debug!("Rejected datagram ({}): {}", reason.as_str(), segment::preview(datagram, 256));
+            debug!("Rejected datagram ({}): {}", reason.as_str(), segments::preview(datagram, 256));
         }
     }
 }
@@ -208,7 +210,7 @@ impl Sink {
 /// socket wakes the thread for every datagram that arrives, even while the reader pauses.
 pub async fn run(
     mut socket: UdpSocket,
-    sink: Sink,
+    sink: Intake,
     shutdown: CancellationToken,
     mut drain: mpsc::Receiver<oneshot::Sender<()>>,
 ) {
@@ -325,7 +327,7 @@ impl Receiver {
     }
 
     /// Reads until the socket is empty or `max` datagrams were read, and hands each to `sink`.
-    fn read(&mut self, socket: &UdpSocket, sink: &Sink, max: usize) -> Turn {
+    fn read(&mut self, socket: &UdpSocket, sink: &Intake, max: usize) -> Turn {
         let mut turn = Turn { datagrams: 0, bytes: 0, end: End::Budget };
         let mut lens = [0usize; RECV_BATCH];
         while turn.datagrams < max {
@@ -356,7 +358,7 @@ impl Receiver {
     /// Reads until the socket is empty, or until [`DRAIN_MAX`] datagrams were read (under a
     /// flood it would never be: the drain must end, it runs on the only thread). Returns how
     /// many datagrams were read.
-    fn drain(&mut self, socket: &UdpSocket, sink: &Sink) -> usize {
+    fn drain(&mut self, socket: &UdpSocket, sink: &Intake) -> usize {
         let (mut n, mut errors) = (0, 0);
         while n < DRAIN_MAX {
             let turn = self.read(socket, sink, DRAIN_MAX - n);
@@ -439,7 +441,7 @@ mod tests {
             sender.send_to(b"{\"format\":\"json\",\"version\":1}\n{}", to).expect("send");
         }
         let stats = Arc::new(Stats::default());
-        let sink = Sink::new(Arc::new(SegmentBuffer::new(64 << 20, 50)), stats.clone());
+        let sink = Intake::new(Arc::new(Buffer::new(64 << 20, 50)), stats.clone());
         let shutdown = CancellationToken::new();
         let (_drain, requests) = mpsc::channel(1);
         let reader = tokio::spawn(run(socket, sink, shutdown.clone(), requests));
@@ -477,14 +479,14 @@ mod tests {
             sent.push(body);
         }
         let stats = Arc::new(Stats::default());
-        let buffer = Arc::new(SegmentBuffer::new(64 << 20, 50));
-        let sink = Sink::new(buffer.clone(), stats.clone());
+        let buffer = Arc::new(Buffer::new(64 << 20, 50));
+        let sink = Intake::new(buffer.clone(), stats.clone());
         let mut receiver = Receiver::new();
         let turn = receiver.read(&bound.socket, &sink, READ_BUDGET);
         assert_eq!(turn.datagrams, sizes.len());
         assert_eq!(turn.end, End::Empty, "{turn:?}");
         let got: Vec<Vec<u8>> = std::iter::from_fn(|| buffer.take_batch(50, usize::MAX))
-            .flat_map(|b| b.docs)
+            .flat_map(|b| b.records().to_vec())
             .map(|d| d.to_vec())
             .collect();
         assert_eq!(got, sent);

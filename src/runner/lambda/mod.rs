@@ -15,13 +15,12 @@ pub mod events;
 pub mod listener;
 pub mod runtime_api;
 
-use crate::aws;
+use super::{client_settings, pipeline_settings, resolve_credentials, Core, StartError};
+use crate::aws::client::Deferred;
 use crate::config::{Config, ConfigError, LambdaConfig, LambdaFlush};
-use crate::health::Health;
-use crate::ingest;
+use crate::ingest::udp;
+use crate::observe::stats::Stats;
 use crate::pipeline::Pipeline;
-use crate::sidecar::{self, client_settings, log_shutdown, pipeline_settings, spawn_proxy};
-use crate::stats::Stats;
 use events::{time_until, NextEvent, PlatformEvent, ShutdownReason};
 use runtime_api::{RuntimeApi, Subscription};
 use std::collections::VecDeque;
@@ -31,7 +30,6 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 /// What the extension keeps back from SHUTDOWN's deadline, so that it exits before Lambda's
@@ -50,7 +48,7 @@ pub enum LambdaError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Udp(#[from] ingest::BindError),
+    Udp(#[from] udp::BindError),
     #[error("cannot listen for the Telemetry API on {address}: {source}")]
     Listener { address: String, source: std::io::Error },
     #[error("AWS_REGION is not set (Lambda sets it; set XRAY_DAEMON_REGION to override)")]
@@ -58,7 +56,7 @@ pub enum LambdaError {
     #[error("{0}")]
     Client(String),
     #[error(transparent)]
-    Start(#[from] sidecar::StartError),
+    Start(#[from] StartError),
     #[error(transparent)]
     Api(#[from] runtime_api::ApiError),
 }
@@ -137,7 +135,7 @@ struct Prepared {
     config: Config,
     lambda: LambdaConfig,
     region: String,
-    socket: ingest::Bound,
+    socket: udp::Bound,
     telemetry: Option<TcpListener>,
     tcp: Option<TcpListener>,
 }
@@ -146,7 +144,7 @@ fn prepare(config: Config) -> Result<Prepared, LambdaError> {
     let lambda = config.lambda.clone().ok_or(LambdaError::Client("not in Lambda mode".into()))?;
     let region = config.region.as_ref().map(|(r, _)| r.clone()).filter(|r| !r.is_empty()).ok_or(LambdaError::NoRegion)?;
     info!("Initializing AWS X-Ray daemon {} as a Lambda extension", env!("CARGO_PKG_VERSION"));
-    let socket = ingest::bind(&config.udp_address, config.receive_buffer)?;
+    let socket = udp::bind(&config.udp_address, config.receive_buffer)?;
     let telemetry = if lambda.managed_instances {
         None
     } else {
@@ -156,7 +154,7 @@ fn prepare(config: Config) -> Result<Prepared, LambdaError> {
     let tcp = match lambda.proxy {
         false => None,
         true => Some(
-            listen(&config.tcp_address).map_err(|source| sidecar::StartError::Tcp { address: config.tcp_address.clone(), source })?,
+            listen(&config.tcp_address).map_err(|source| StartError::Tcp { address: config.tcp_address.clone(), source })?,
         ),
     };
     Ok(Prepared { config, lambda, region, socket, telemetry, tcp })
@@ -172,11 +170,19 @@ fn listen(address: &str) -> std::io::Result<TcpListener> {
 /// Subscribes to the Telemetry API and starts the pipeline.
 async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, LambdaError> {
     let (events_tx, events_rx) = mpsc::channel(listener::QUEUE);
-    let stop = CancellationToken::new();
+    let Prepared { config, lambda, region, socket, telemetry, tcp } = p;
+    // The SDK client (credentials chain, TLS roots: PEM-decoding the system's CA bundle is most
+    // of a boot's CPU) is built once the first event arrives, so that it does not delay init:
+    // on the one-thread runtime, a build queued before the first `/next` would run before that
+    // request is written. An upload that comes earlier starts it itself.
+    let clients = Arc::new(Deferred::new(client_settings(&config, &region)));
+    let settings = pipeline_settings(&config);
+    let pipeline = Pipeline::start(socket.socket, clients.clone(), settings, Arc::new(Stats::default()));
+    let core = Core::new(config, region, pipeline);
     let mut telemetry_ok = false;
-    if let Some(l) = p.telemetry {
+    if let Some(l) = telemetry {
         let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
-        tokio::spawn(listener::run(l, events_tx, stop.clone()));
+        tokio::spawn(listener::run(l, events_tx, core.stop_servers.clone()));
         match api.subscribe(port).await {
             Ok(Subscription::Active) => telemetry_ok = true,
             Ok(Subscription::NotSupported(why)) => {
@@ -187,49 +193,41 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
             }
         }
     }
-    // The SDK client (credentials chain, TLS roots: PEM-decoding the system's CA bundle is most
-    // of a boot's CPU) is built once the first event arrives, so that it does not delay init:
-    // on the one-thread runtime, a build queued before the first `/next` would run before that
-    // request is written. An upload that comes earlier starts it itself.
-    let clients = Arc::new(aws::Deferred::new(client_settings(&p.config, &p.region)));
-    let pipeline = Pipeline::start(p.socket.socket, clients.clone(), pipeline_settings(&p.config), Arc::new(Stats::default()));
-    if let Some(l) = p.tcp {
+    if let Some(l) = tcp {
         // The proxy signs with the clients' credentials: with it on, init waits for them.
         let signer = clients.get().await.map_err(LambdaError::Client)?.signer.clone();
-        let health = Arc::new(Health::new(pipeline.liveness.clone()));
-        spawn_proxy(l, &p.config, &p.region, signer.clone(), &pipeline, health.clone(), stop.clone())?;
-        tokio::spawn(sidecar::resolve_credentials(signer, health));
+        core.serve_tcp_port(l, signer.clone())?;
+        tokio::spawn(resolve_credentials(signer, core.health.clone()));
     }
     info!(
         "Using buffer memory limit of {} MB ({}); flushing {}",
-        p.config.buffer_memory / (1024 * 1024),
-        p.config.buffer_memory_source,
-        match (managed, p.lambda.flush) {
+        core.config.buffer_memory / (1024 * 1024),
+        core.config.buffer_memory_source,
+        match (managed, lambda.flush) {
             (true, _) => "continuously (Lambda Managed Instances never freeze) and at shutdown",
             (false, LambdaFlush::End) => "when each invocation ends",
             (false, LambdaFlush::NextInvoke) => "when the next invocation starts",
             (false, LambdaFlush::Background) => "in the background after each invocation",
         }
     );
-    ingest::log_bound(p.socket.local_addr, p.socket.receive_buffer, p.config.receive_buffer);
-    let flush = if telemetry_ok { p.lambda.flush } else { LambdaFlush::NextInvoke };
+    udp::log_bound(socket.local_addr, socket.receive_buffer, core.config.receive_buffer);
+    let flush = if telemetry_ok { lambda.flush } else { LambdaFlush::NextInvoke };
     Ok(Runner {
         clients,
-        pipeline: Arc::new(pipeline),
+        flush_budget: core.config.shutdown_timeout,
+        core,
         flush,
         events: events_rx,
         early: VecDeque::new(),
         background: None,
-        stop,
-        flush_budget: p.config.shutdown_timeout,
     })
 }
 
 /// The event loop, from the first `/next` to SHUTDOWN.
 struct Runner {
     /// Started at the first event.
-    clients: Arc<aws::Deferred>,
-    pipeline: Arc<Pipeline>,
+    clients: Arc<Deferred>,
+    core: Core,
     /// The strategy in force: the configured one, or `NextInvoke` without telemetry.
     flush: LambdaFlush,
     events: mpsc::Receiver<PlatformEvent>,
@@ -237,7 +235,6 @@ struct Runner {
     early: VecDeque<String>,
     /// The upload started after the last invocation in `background` mode.
     background: Option<JoinHandle<()>>,
-    stop: CancellationToken,
     /// The longest an end-of-invocation flush may add to an invocation.
     flush_budget: Duration,
 }
@@ -249,7 +246,7 @@ impl Runner {
             let event = match api.next().await {
                 Ok(event) => event,
                 Err(e) => {
-                    self.stop.cancel();
+                    self.core.stop_servers.cancel();
                     return Err(report(api, initialising, e.into()).await);
                 }
             };
@@ -286,7 +283,7 @@ impl Runner {
                     if let Some(previous) = self.background.take() {
                         let _ = tokio::time::timeout_at(flush_by, previous).await;
                     }
-                    let pipeline = self.pipeline.clone();
+                    let pipeline = self.core.pipeline.clone();
                     self.background = Some(tokio::spawn(async move {
                         if let Err(e) = pipeline.flush(Instant::now() + BACKGROUND_FLUSH).await {
                             debug!("Background flush: {e}");
@@ -299,7 +296,7 @@ impl Runner {
 
     async fn flush_now(&self, by: Instant) {
         let started = Instant::now();
-        match self.pipeline.flush(by).await {
+        match self.core.pipeline.flush(by).await {
             Ok(()) => debug!("Flushed in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0),
             Err(e) => warn!("Flush stopped at the invocation's time limit: {e}; they stay buffered for the next flush"),
         }
@@ -336,25 +333,9 @@ impl Runner {
         };
         info!("Got SHUTDOWN ({reason}): sending what is buffered within {:.3} seconds", left.as_secs_f64());
         let started = Instant::now();
-        let deadline = started + left;
-        let stats = self.pipeline.stats.clone();
         if let Some(previous) = self.background.take() {
-            let _ = tokio::time::timeout_at(deadline, previous).await;
+            let _ = tokio::time::timeout_at(started + left, previous).await;
         }
-        self.stop.cancel();
-        let pipeline = match Arc::try_unwrap(self.pipeline) {
-            Ok(p) => p,
-            Err(shared) => {
-                // A background flush outlived the deadline; send what we can through it.
-                let _ = shared.flush(deadline).await;
-                let held = shared.held();
-                Stats::add(&stats.undelivered, held);
-                let report = crate::pipeline::ShutdownReport { undelivered: held, took: started.elapsed() };
-                log_shutdown(&report, &stats, left);
-                return;
-            }
-        };
-        let report = pipeline.shutdown(deadline).await;
-        log_shutdown(&report, &stats, left);
+        self.core.shutdown(started, left).await;
     }
 }

@@ -7,8 +7,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -21,20 +20,20 @@ pub const QUEUE: usize = 64;
 
 /// Accepts connections until `shutdown`, sending each useful event to `events`.
 pub async fn run(listener: TcpListener, events: mpsc::Sender<PlatformEvent>, shutdown: CancellationToken) {
-    crate::proxy::accept_until(listener, shutdown, "telemetry listener", move |stream| {
-        let events = events.clone();
-        let handler = hyper::service::service_fn(move |req| {
-            let events = events.clone();
-            async move { Ok::<_, Infallible>(handle(req, &events).await) }
-        });
-        async move {
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), handler);
-            if let Err(e) = conn.await {
-                debug!("telemetry connection closed: {e}");
-            }
-        }
-    })
-    .await
+    crate::serve::run(listener, Arc::new(Listener { events }), shutdown).await
+}
+
+struct Listener {
+    events: mpsc::Sender<PlatformEvent>,
+}
+
+impl crate::serve::Handler for Listener {
+    type Body = Full<Bytes>;
+    const NAME: &'static str = "telemetry listener";
+
+    fn handle(&self, request: hyper::Request<Incoming>) -> impl std::future::Future<Output = Response<Full<Bytes>>> + Send {
+        handle(request, &self.events)
+    }
 }
 
 async fn handle(req: hyper::Request<Incoming>, events: &mpsc::Sender<PlatformEvent>) -> Response<Full<Bytes>> {

@@ -3,8 +3,8 @@
 //! The counters already live in [`Stats`] as atomics; this module only writes them out, with
 //! names that follow Prometheus conventions (`xray_daemon_*_total` for counters, base units).
 
-use crate::buffer::{Level, SegmentBuffer};
-use crate::stats::{BackendError, ProxyOutcome, Stats, LATENCY_BUCKETS};
+use crate::pipeline::buffer::{Buffer, Level};
+use crate::observe::stats::{ErrorClass, ProxyOutcome, Stats, LATENCY_BUCKETS};
 use std::fmt::Write;
 
 /// The content type of the text format.
@@ -30,7 +30,7 @@ impl Out {
 }
 
 /// Renders every metric.
-pub fn render(stats: &Stats, buffer: &SegmentBuffer) -> String {
+pub fn render(stats: &Stats, buffer: &Buffer) -> String {
     let s = stats.snapshot();
     let level: Level = buffer.level();
     let mut o = Out(String::with_capacity(4096));
@@ -46,7 +46,7 @@ pub fn render(stats: &Stats, buffer: &SegmentBuffer) -> String {
     o.single("xray_daemon_upload_retries_total", "counter", "PutTraceSegments attempts that were retries.", s.retries);
     o.single("xray_daemon_put_trace_segments_calls_total", "counter", "PutTraceSegments calls made.", s.put_calls);
     o.family("xray_daemon_backend_errors_total", "counter", "Failed X-Ray API calls by error class.");
-    for class in BackendError::ALL {
+    for class in ErrorClass::ALL {
         o.sample("xray_daemon_backend_errors_total", &format!("class=\"{}\"", class.as_str()), s.backend_error(class));
     }
     o.family("xray_daemon_proxy_requests_total", "counter", "Requests on the TCP port by outcome.");
@@ -60,7 +60,7 @@ pub fn render(stats: &Stats, buffer: &SegmentBuffer) -> String {
     o.sample("xray_daemon_buffer_segments", "state=\"in_flight\"", level.in_flight);
     let name = "xray_daemon_put_trace_segments_duration_seconds";
     o.family(name, "histogram", "Latency of PutTraceSegments calls.");
-    let (counts, sum) = stats.put_latency.read();
+    let (counts, sum) = stats.segments.latency.read();
     for (bound, count) in LATENCY_BUCKETS.iter().zip(counts) {
         o.sample(&format!("{name}_bucket"), &format!("le=\"{bound}\""), count);
     }
@@ -80,10 +80,10 @@ mod tests {
         let stats = Stats::default();
         Stats::add(&stats.received, 17);
         Stats::add(&stats.rejected_datagrams, 7);
-        stats.backend_error(BackendError::Http5xx);
+        stats.backend_error(ErrorClass::Http5xx);
         stats.proxy_request(ProxyOutcome::TooLarge);
-        stats.put_latency.observe(0.02);
-        let buffer = SegmentBuffer::new(3 << 20, 50);
+        stats.segments.latency.observe(0.02);
+        let buffer = Buffer::new(3 << 20, 50);
         buffer.push(bytes::Bytes::from_static(b"{}"));
         let text = render(&stats, &buffer);
         for line in [

@@ -1,0 +1,126 @@
+//! SDK errors turned into the pipeline's neutral [`BackendError`], classified by what happened
+//! on the wire (HTTP status, timeout, refused connection, failed DNS lookup), not by error code,
+//! so they are right even against endpoints that answer with non-X-Ray error bodies. Messages
+//! are cleaned of access key ids before anything logs them.
+
+use crate::backend::{BackendError, ErrorKind};
+use aws_sdk_xray::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use std::error::Error as StdError;
+
+/// What an SDK error says happened.
+pub fn classify<E, R>(err: SdkError<E, R>) -> BackendError
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    R: std::fmt::Debug + HasStatus + 'static,
+{
+    match &err {
+        SdkError::TimeoutError(_) => BackendError::new(ErrorKind::Timeout, "the attempt timed out"),
+        SdkError::DispatchFailure(d) => {
+            let kind = if d.is_timeout() { ErrorKind::Timeout } else { transport_kind(&err) };
+            let detail = match d.as_connector_error() {
+                Some(c) => DisplayErrorContext(c).to_string(),
+                None => DisplayErrorContext(&err).to_string(),
+            };
+            BackendError::new(kind, detail)
+        }
+        SdkError::ResponseError(r) => {
+            let status = r.raw().status_code();
+            let kind = ErrorKind::Status { status, code: None };
+            BackendError::new(kind, format!("HTTP {status} with a response that is not an X-Ray error"))
+        }
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status_code();
+            let code = s.err().code().unwrap_or("unknown error");
+            let message = redact_key_ids(s.err().message().unwrap_or(""));
+            let kind = ErrorKind::Status { status, code: s.err().code().map(str::to_owned) };
+            BackendError::new(kind, format!("{code}: {message} (HTTP {status})"))
+        }
+        // Building the request failed: in practice no credentials could be loaded. They may
+        // appear later (a refreshed role, a mounted file), so this is not final.
+        _ => BackendError::new(ErrorKind::Other, DisplayErrorContext(&err).to_string()),
+    }
+}
+
+/// Replaces AWS access key ids (`AKIA…` long-term, `ASIA…` temporary) in a message from X-Ray
+/// with `<redacted>` before it is logged: an error about a signature or an unknown key may
+/// echo the caller's key id, and the daemon's logs never carry its credentials.
+pub fn redact_key_ids(message: &str) -> String {
+    let bytes = message.as_bytes();
+    let mut out = String::with_capacity(message.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let prefix = bytes[i..].starts_with(b"AKIA") || bytes[i..].starts_with(b"ASIA");
+        let tail = bytes[i..].iter().skip(4).take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit()).count();
+        if prefix && tail >= 12 {
+            out.push_str("<redacted>");
+            i += 4 + tail;
+        } else {
+            // Advance by one whole character, so the output stays valid UTF-8.
+            let len = message[i..].chars().next().map_or(1, char::len_utf8);
+            out.push_str(&message[i..i + len]);
+            i += len;
+        }
+    }
+    out
+}
+
+/// The HTTP status of a raw response.
+pub trait HasStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// Walks the error's sources to tell a refused connection and a failed name lookup apart
+/// from other transport errors.
+fn transport_kind(err: &(dyn StdError + 'static)) -> ErrorKind {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return ErrorKind::Refused,
+                std::io::ErrorKind::TimedOut => return ErrorKind::Timeout,
+                _ => {}
+            }
+        }
+        let text = e.to_string();
+        if text.contains("dns error") || text.contains("failed to lookup address") || text.contains("Name or service not known") {
+            return ErrorKind::Dns;
+        }
+        if text.contains("Connection refused") {
+            return ErrorKind::Refused;
+        }
+        source = e.source();
+    }
+    ErrorKind::Other
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ids_in_xray_messages_are_redacted() {
+        assert_eq!(
+            redact_key_ids(r#"unknown access key "ASIAROTATEDKEY00001" (é)"#),
+            r#"unknown access key "<redacted>" (é)"#
+        );
+        assert_eq!(redact_key_ids("AKIAIOSFODNN7EXAMPLE, and AKIA alone"), "<redacted>, and AKIA alone");
+        assert_eq!(redact_key_ids("Rate exceeded"), "Rate exceeded");
+    }
+
+    #[test]
+    fn transport_errors_are_told_apart_by_their_sources() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(transport_kind(&refused), ErrorKind::Refused);
+        let dns = std::io::Error::other("dns error: failed to lookup address information");
+        assert_eq!(transport_kind(&dns), ErrorKind::Dns);
+        let other = std::io::Error::other("connection reset");
+        assert_eq!(transport_kind(&other), ErrorKind::Other);
+    }
+}

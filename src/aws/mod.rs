@@ -1,0 +1,20 @@
+//! Everything that knows the AWS SDK, and only that: the pipeline and the TCP port reach AWS
+//! through the traits of `backend` and through [`signer::Signer`].
+//!
+//! - [`client`]: the shared SDK configuration, the X-Ray client, and the endpoint;
+//! - [`signer`]: SigV4 for requests the daemon builds itself (the proxy);
+//! - [`put_trace_segments`]: the segments' sink;
+//! - [`put_telemetry_records`]: the telemetry records;
+//! - [`errors`]: SDK errors turned into the neutral `backend::BackendError`;
+//! - [`region`]: where the region comes from when nothing sets it;
+//! - [`outbound`]: the HTTPS connector behind the proxy (outbound proxy, TLS checks).
+
+pub mod client;
+pub mod errors;
+pub mod outbound;
+pub mod put_telemetry_records;
+pub mod put_trace_segments;
+pub mod region;
+pub mod signer;
+
+pub use client::default_endpoint;

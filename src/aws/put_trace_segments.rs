@@ -1,0 +1,163 @@
+//! PutTraceSegments, the segments' sink: the request body written from the received bytes, the
+//! call, and the answer read.
+//!
+//! X-Ray answers an accepted call with the documents it did not process, by `Id`. They are matched
+//! back to the batch's documents here: throttled or failed ones (`ThrottledException`,
+//! `InternalFailure`, `ServiceUnavailable`) are sent again, the others are refused for good and
+//! logged at error level with their trace id. The pipeline only sees the [`Receipt`].
+
+use super::client::Deferred;
+use super::errors::{classify, redact_key_ids};
+use crate::backend::{BackendError, Receipt, Sink};
+use crate::signal::Segments;
+use crate::trace_segments_body;
+use aws_smithy_types::body::SdkBody;
+use bytes::Bytes;
+use tracing::{error, warn};
+
+impl Sink<Segments> for aws_sdk_xray::Client {
+    async fn send(&self, records: &[Bytes]) -> Result<Receipt, BackendError> {
+        let body = trace_segments_body::encode(records);
+        let out = self
+            .put_trace_segments()
+            // The SDK serializes an empty list, and the body written from the received bytes
+            // replaces it before the request is signed (and before each retry is signed again).
+            .set_trace_segment_documents(Some(Vec::new()))
+            .customize()
+            .mutate_request(move |request| {
+                request.headers_mut().insert("content-length", body.len().to_string());
+                *request.body_mut() = SdkBody::from(body.clone());
+            })
+            .send()
+            .await
+            .map_err(classify)?;
+        let unprocessed: Vec<Unprocessed> = out
+            .unprocessed_trace_segments()
+            .iter()
+            .map(|u| Unprocessed {
+                id: u.id().map(str::to_owned),
+                error_code: u.error_code().map(str::to_owned),
+                message: u.message().map(redact_key_ids),
+            })
+            .collect();
+        Ok(read_answer(records, &unprocessed))
+    }
+}
+
+impl Sink<Segments> for Deferred {
+    async fn send(&self, records: &[Bytes]) -> Result<Receipt, BackendError> {
+        Sink::<Segments>::send(self.client().await?, records).await
+    }
+}
+
+/// One `UnprocessedTraceSegments` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Unprocessed {
+    id: Option<String>,
+    error_code: Option<String>,
+    message: Option<String>,
+}
+
+impl Unprocessed {
+    /// Whether X-Ray may accept the document if it is sent again.
+    fn is_retryable(&self) -> bool {
+        matches!(
+            self.error_code.as_deref(),
+            Some("ThrottledException" | "ThrottlingException" | "InternalFailure" | "ServiceUnavailable")
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Sent,
+    Retry,
+    Rejected,
+}
+
+/// Sorts the unprocessed entries of an answer to `records` into documents to send again and
+/// documents refused, logging each. An entry that names no document of the batch still counts
+/// as one refused, so the numbers add up.
+fn read_answer(records: &[Bytes], unprocessed: &[Unprocessed]) -> Receipt {
+    if unprocessed.is_empty() {
+        return Receipt::default();
+    }
+    let n = records.len();
+    let ids: Vec<DocIds> = records.iter().map(|d| DocIds::parse(d)).collect();
+    let mut fate = vec![Fate::Sent; n];
+    for entry in unprocessed {
+        let id = entry.id.as_deref();
+        let index = id.and_then(|id| (0..n).find(|&i| fate[i] == Fate::Sent && ids[i].id.as_deref() == Some(id)));
+        let trace = index.and_then(|i| ids[i].trace_id.as_deref()).unwrap_or("unknown");
+        let code = entry.error_code.as_deref().unwrap_or("unknown");
+        let message = entry.message.as_deref().unwrap_or("");
+        let id = id.unwrap_or("");
+        match index {
+            Some(i) if entry.is_retryable() => {
+                fate[i] = Fate::Retry;
+                warn!("Unprocessed trace {trace}, segment {id}: {code} {message}; it will be sent again");
+            }
+            Some(i) => {
+                fate[i] = Fate::Rejected;
+                error!("Unprocessed trace {trace}, segment {id}: {code} {message}");
+            }
+            None => error!("Unprocessed segment {id:?} matches no document in the batch: {code} {message}"),
+        }
+    }
+    let retry: Vec<usize> = (0..n).filter(|&i| fate[i] == Fate::Retry).collect();
+    let matched = fate.iter().filter(|f| **f != Fate::Sent).count();
+    let refused = fate.iter().filter(|f| **f == Fate::Rejected).count();
+    let unmatched = unprocessed.len() - matched;
+    Receipt { retry, rejected: (refused + unmatched) as u64, unprocessed: unprocessed.len() as u64 }
+}
+
+/// The `id` and `trace_id` of a segment document, found by parsing it as JSON (so spacing and
+/// pretty-printing do not matter). Only done for batches with unprocessed entries.
+#[derive(Debug, Default, serde::Deserialize)]
+struct DocIds {
+    id: Option<String>,
+    trace_id: Option<String>,
+}
+
+impl DocIds {
+    fn parse(doc: &[u8]) -> DocIds {
+        serde_json::from_slice(doc).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(id: &str) -> Bytes {
+        Bytes::from(format!(r#"{{"id": "{id}", "trace_id": "1-5759e988-bd862e3fe1be46a99427{id}"}}"#))
+    }
+
+    fn unprocessed(id: Option<&str>, code: &str) -> Unprocessed {
+        Unprocessed { id: id.map(str::to_owned), error_code: Some(code.into()), message: Some("m".into()) }
+    }
+
+    #[test]
+    fn unprocessed_entries_are_matched_by_id_and_sorted() {
+        let entries = [unprocessed(Some("b"), "ThrottledException"), unprocessed(Some("c"), "InvalidTraceId")];
+        let receipt = read_answer(&[doc("a"), doc("b"), doc("c")], &entries);
+        assert_eq!(receipt, Receipt { retry: vec![1], rejected: 1, unprocessed: 2 });
+        assert_eq!(read_answer(&[doc("a")], &[]), Receipt::default());
+    }
+
+    #[test]
+    fn pretty_printed_documents_are_matched_too() {
+        let docs = [Bytes::from_static(b"{\n  \"id\" : \"feed\",\n  \"trace_id\" : \"1-x\"\n}"), doc("beef")];
+        let receipt = read_answer(&docs, &[unprocessed(Some("feed"), "InternalFailure")]);
+        assert_eq!(receipt.retry, vec![0]);
+    }
+
+    #[test]
+    fn entries_without_a_matching_id_still_count_as_refused() {
+        let receipt = read_answer(&[doc("a"), doc("b")], &[unprocessed(None, "InvalidTraceId")]);
+        assert_eq!(receipt, Receipt { retry: vec![], rejected: 1, unprocessed: 1 });
+        // Two entries for one id: the second matches nothing left.
+        let twice = [unprocessed(Some("a"), "InvalidTraceId"), unprocessed(Some("a"), "InvalidTraceId")];
+        assert_eq!(read_answer(&[doc("a"), doc("b")], &twice).rejected, 2);
+    }
+}

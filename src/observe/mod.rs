@@ -1,0 +1,9 @@
+//! What the daemon tells the people who run it: counters ([`stats`]) and their Prometheus view
+//! ([`metrics`]), log lines ([`logging`]), liveness and readiness ([`health`]), and the
+//! PutTelemetryRecords records X-Ray shows per daemon ([`telemetry`]).
+
+pub mod health;
+pub mod logging;
+pub mod metrics;
+pub mod stats;
+pub mod telemetry;

@@ -1,0 +1,401 @@
+//! The one place records wait between ingest and the uploads.
+//!
+//! It is bounded by the memory it actually holds: each record's allocation (its length rounded
+//! up to the allocator's size class) plus its queue slot, not a slot per record, so 1 KB
+//! segments cost about 1 KB. The bytes are charged to a [`Budget`], which the buffers of
+//! several signals can share. Records taken for upload stay charged until their [`Batch`] lets
+//! go of them: a batch holds its records' bytes the way a permit does, and dropping it (or the
+//! records it no longer keeps) returns them, so no path can forget to. When a new record does
+//! not fit, the oldest waiting records are dropped and reported as spillover. Pushing never
+//! blocks on the uploader: the lock is held only for a few pointer moves.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Bytes charged per record on top of its allocation: its queue slot twice over, because the
+/// queue's capacity doubles when it grows and so may be up to twice its length.
+pub const ENTRY_OVERHEAD: usize = 2 * std::mem::size_of::<Entry>();
+
+/// The cost of holding one record.
+pub fn cost(body: &Bytes) -> usize {
+    allocation(body.len()) + ENTRY_OVERHEAD
+}
+
+/// What the allocator really reserves for `len` bytes: mimalloc (like jemalloc) rounds a small
+/// request up to one of four size classes per power of two, so a 700-byte body takes 768.
+fn allocation(len: usize) -> usize {
+    let step = (len.next_power_of_two() / 8).max(8);
+    len.div_ceil(step) * step
+}
+
+/// The memory all buffers together may hold (`-m`).
+#[derive(Debug)]
+pub struct Budget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl Budget {
+    pub fn new(limit_bytes: usize) -> Self {
+        Budget { limit: limit_bytes, used: AtomicUsize::new(0) }
+    }
+
+    /// The byte limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Charges `n` bytes if they fit.
+    fn try_charge(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| used.checked_add(n).filter(|&t| t <= self.limit))
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// The result of [`Buffer::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Stored; `evicted` older records were dropped to make room.
+    Stored { evicted: usize },
+    /// Not stored: everything the buffer holds is being uploaded, so nothing older could go.
+    Dropped,
+}
+
+/// Records taken for one call. Their bytes stay charged until the batch, or the part of it
+/// that [`Batch::keep`] lets go, is dropped; [`Batch::requeue`] puts them back instead.
+#[derive(Debug)]
+pub struct Batch {
+    records: Vec<Bytes>,
+    /// When the oldest record of the batch arrived.
+    first_arrival: Instant,
+    /// The bytes the records hold.
+    charge: usize,
+    buffer: Arc<Buffer>,
+}
+
+impl Batch {
+    /// The records, oldest first.
+    pub fn records(&self) -> &[Bytes] {
+        &self.records
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Keeps only the records at `indices` (into [`Batch::records`]); the others are done with,
+    /// and their bytes go back to the budget now.
+    pub fn keep(&mut self, indices: &[usize]) {
+        let before = self.records.len();
+        let mut i = 0;
+        self.records.retain(|_| {
+            i += 1;
+            indices.contains(&(i - 1))
+        });
+        let kept: usize = self.records.iter().map(cost).sum();
+        self.buffer.release(before - self.records.len(), self.charge - kept);
+        self.charge = kept;
+    }
+
+    /// Puts the records back at the front of the queue, oldest first, so they go out next and
+    /// are the first to be dropped if the buffer overflows. They stay charged.
+    pub fn requeue(mut self) {
+        let records = std::mem::take(&mut self.records);
+        self.charge = 0;
+        {
+            let mut inner = self.buffer.lock();
+            inner.in_flight = inner.in_flight.saturating_sub(records.len());
+            for body in records.into_iter().rev() {
+                inner.queue.push_front(Entry { body, arrived: self.first_arrival });
+            }
+        }
+        self.buffer.arrived.notify_one();
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if !self.records.is_empty() || self.charge > 0 {
+            self.buffer.release(self.records.len(), self.charge);
+        }
+    }
+}
+
+/// A snapshot of what the buffer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Level {
+    /// Records waiting to be taken.
+    pub queued: usize,
+    /// Records taken for upload and not yet done with.
+    pub in_flight: usize,
+    /// Bytes charged for both.
+    pub bytes: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    body: Bytes,
+    arrived: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    queue: VecDeque<Entry>,
+    /// This buffer's share of the budget.
+    bytes: usize,
+    in_flight: usize,
+}
+
+/// A byte-bounded FIFO of one signal's records, shared by ingest and the flush driver.
+#[derive(Debug)]
+pub struct Buffer {
+    inner: Mutex<Inner>,
+    budget: Arc<Budget>,
+    max_batch: usize,
+    arrived: Notify,
+}
+
+impl Buffer {
+    /// A buffer with a budget of its own of `limit_bytes`. `max_batch` is the batch size the
+    /// driver waits for, so the buffer wakes it only when a batch fills or the first record arrives.
+    pub fn new(limit_bytes: usize, max_batch: usize) -> Self {
+        Buffer::sharing(Arc::new(Budget::new(limit_bytes)), max_batch)
+    }
+
+    /// A buffer that charges `budget`, which other buffers may share.
+    pub fn sharing(budget: Arc<Budget>, max_batch: usize) -> Self {
+        Buffer { inner: Mutex::new(Inner::default()), budget, max_batch: max_batch.max(1), arrived: Notify::new() }
+    }
+
+    /// The byte limit of the budget it charges.
+    pub fn limit(&self) -> usize {
+        self.budget.limit()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock only means another thread panicked mid-update of plain counters;
+        // the queue itself is still consistent, so keep going rather than take the daemon down.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn release(&self, records: usize, bytes: usize) {
+        {
+            let mut inner = self.lock();
+            inner.in_flight = inner.in_flight.saturating_sub(records);
+            inner.bytes = inner.bytes.saturating_sub(bytes);
+        }
+        self.budget.release(bytes);
+    }
+
+    /// Stores a record, dropping the oldest waiting records if it would not fit.
+    pub fn push(&self, body: Bytes) -> Push {
+        let need = cost(&body);
+        let (result, wake) = {
+            let mut inner = self.lock();
+            let mut evicted = 0;
+            let mut fits = self.budget.try_charge(need);
+            while !fits {
+                let Some(old) = inner.queue.pop_front() else { break };
+                let freed = cost(&old.body);
+                inner.bytes -= freed;
+                self.budget.release(freed);
+                evicted += 1;
+                fits = self.budget.try_charge(need);
+            }
+            if fits {
+                inner.bytes += need;
+                inner.queue.push_back(Entry { body, arrived: Instant::now() });
+                let len = inner.queue.len();
+                (Push::Stored { evicted }, len == 1 || len.is_multiple_of(self.max_batch))
+            } else {
+                (Push::Dropped, false)
+            }
+        };
+        if wake {
+            self.arrived.notify_one();
+        }
+        result
+    }
+
+    /// Takes up to `max_records` waiting records whose lengths add up to at most `max_bytes`
+    /// (always at least one record, if any is waiting).
+    pub fn take_batch(self: &Arc<Self>, max_records: usize, max_bytes: usize) -> Option<Batch> {
+        let mut inner = self.lock();
+        let first_arrival = inner.queue.front()?.arrived;
+        let mut records = Vec::with_capacity(max_records.min(inner.queue.len()));
+        let (mut size, mut charge) = (0, 0);
+        while records.len() < max_records {
+            let fits = inner.queue.front().is_some_and(|e| records.is_empty() || size + e.body.len() <= max_bytes);
+            if !fits {
+                break;
+            }
+            let Some(e) = inner.queue.pop_front() else { break };
+            size += e.body.len();
+            charge += cost(&e.body);
+            records.push(e.body);
+        }
+        inner.in_flight += records.len();
+        Some(Batch { records, first_arrival, charge, buffer: self.clone() })
+    }
+
+    /// When the oldest waiting record arrived, if any is waiting.
+    pub fn oldest_arrival(&self) -> Option<Instant> {
+        self.lock().queue.front().map(|e| e.arrived)
+    }
+
+    /// What the buffer holds now.
+    pub fn level(&self) -> Level {
+        let inner = self.lock();
+        Level { queued: inner.queue.len(), in_flight: inner.in_flight, bytes: inner.bytes }
+    }
+
+    /// Resolves when a record arrives (or was put back) since the last call.
+    pub async fn arrived(&self) {
+        self.arrived.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(n: usize, tag: u8) -> Bytes {
+        Bytes::from(vec![tag; n])
+    }
+
+    fn tags(batch: &Batch) -> Vec<u8> {
+        batch.records().iter().map(|d| d[0]).collect()
+    }
+
+    #[test]
+    fn a_body_costs_its_size_class_and_its_slot() {
+        let sizes: Vec<usize> = [1, 8, 9, 64, 65, 100, 512, 513, 700, 1000, 1024, 1025, 65_507].map(allocation).into();
+        assert_eq!(sizes, [8, 8, 16, 64, 80, 112, 512, 640, 768, 1024, 1024, 1280, 65_536]);
+        assert_eq!(ENTRY_OVERHEAD, 96);
+        assert_eq!(cost(&body(700, 0)), 768 + 96);
+    }
+
+    #[test]
+    fn bounded_by_bytes_held_not_slots() {
+        // 10 KB holds about nine 1 KB segments (plus overhead), not 0 or 10 000.
+        let buf = Arc::new(Buffer::new(10 * 1024, 50));
+        for i in 0..9 {
+            assert_eq!(buf.push(body(1000, i)), Push::Stored { evicted: 0 });
+        }
+        let level = buf.level();
+        assert_eq!(level.queued, 9);
+        assert_eq!(level.bytes, 9 * cost(&body(1000, 0)));
+        assert!(level.bytes <= buf.limit());
+    }
+
+    #[test]
+    fn full_buffer_drops_oldest_first() {
+        let per = cost(&body(100, 0));
+        let buf = Arc::new(Buffer::new(per * 3, 50));
+        for i in 0..3 {
+            buf.push(body(100, i));
+        }
+        assert_eq!(buf.push(body(100, 3)), Push::Stored { evicted: 1 });
+        // A body that costs twice as much evicts two more.
+        assert_eq!(cost(&body(320, 0)), 2 * per);
+        assert_eq!(buf.push(body(320, 4)), Push::Stored { evicted: 2 });
+        let batch = buf.take_batch(50, usize::MAX).unwrap();
+        assert_eq!(tags(&batch), vec![3, 4]);
+        assert!(buf.level().bytes <= buf.limit());
+    }
+
+    #[test]
+    fn in_flight_bytes_stay_charged_until_the_batch_is_dropped() {
+        let per = cost(&body(100, 0));
+        let buf = Arc::new(Buffer::new(per * 2, 50));
+        buf.push(body(100, 0));
+        buf.push(body(100, 1));
+        let batch = buf.take_batch(50, usize::MAX).unwrap();
+        assert_eq!(buf.level(), Level { queued: 0, in_flight: 2, bytes: 2 * per });
+        // Nothing waiting can be evicted, so a new body is dropped rather than exceed the limit.
+        assert_eq!(buf.push(body(100, 2)), Push::Dropped);
+        drop(batch);
+        assert_eq!(buf.level(), Level::default());
+        assert_eq!(buf.push(body(100, 2)), Push::Stored { evicted: 0 });
+    }
+
+    #[test]
+    fn a_batch_that_keeps_some_records_releases_the_others_at_once() {
+        let buf = Arc::new(Buffer::new(1 << 20, 50));
+        for (i, n) in [10, 200, 3000].into_iter().enumerate() {
+            buf.push(body(n, i as u8));
+        }
+        let mut batch = buf.take_batch(50, usize::MAX).unwrap();
+        batch.keep(&[1]);
+        assert_eq!(tags(&batch), vec![1]);
+        assert_eq!(buf.level(), Level { queued: 0, in_flight: 1, bytes: cost(&body(200, 0)) });
+        batch.keep(&[]);
+        assert!(batch.is_empty());
+        assert_eq!(buf.level(), Level::default());
+        drop(batch);
+        assert_eq!(buf.level(), Level::default(), "nothing is released twice");
+    }
+
+    #[test]
+    fn requeued_batch_goes_out_first_and_is_evicted_first() {
+        let per = cost(&body(10, 0));
+        let buf = Arc::new(Buffer::new(per * 4, 50));
+        for i in 0..3 {
+            buf.push(body(10, i));
+        }
+        let batch = buf.take_batch(2, usize::MAX).unwrap();
+        buf.push(body(10, 3));
+        batch.requeue();
+        assert_eq!(buf.level(), Level { queued: 4, in_flight: 0, bytes: 4 * per });
+        assert_eq!(buf.push(body(10, 4)), Push::Stored { evicted: 1 });
+        assert_eq!(tags(&buf.take_batch(50, usize::MAX).unwrap()), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn batches_respect_count_and_byte_limits() {
+        let buf = Arc::new(Buffer::new(1 << 20, 50));
+        for i in 0..120 {
+            buf.push(body(100, i as u8));
+        }
+        assert_eq!(buf.take_batch(50, usize::MAX).unwrap().len(), 50);
+        assert_eq!(buf.take_batch(50, 1000).unwrap().len(), 10);
+        // A single body larger than the byte limit still goes out alone.
+        let big = Arc::new(Buffer::new(1 << 20, 50));
+        big.push(body(5000, 0));
+        big.push(body(10, 1));
+        assert_eq!(big.take_batch(50, 1000).unwrap().len(), 1);
+        assert!(Arc::new(Buffer::new(1000, 50)).take_batch(50, 1000).is_none());
+    }
+
+    #[test]
+    fn buffers_sharing_a_budget_never_hold_more_than_it_together() {
+        let per = cost(&body(100, 0));
+        let budget = Arc::new(Budget::new(per * 3));
+        let a = Arc::new(Buffer::sharing(budget.clone(), 50));
+        let b = Arc::new(Buffer::sharing(budget.clone(), 50));
+        a.push(body(100, 0));
+        a.push(body(100, 1));
+        b.push(body(100, 2));
+        // b is full only through a's share: it evicts its own oldest, never a's records.
+        assert_eq!(b.push(body(100, 3)), Push::Stored { evicted: 1 });
+        let taken = b.take_batch(50, usize::MAX).unwrap();
+        assert_eq!(b.push(body(100, 4)), Push::Dropped, "b has nothing waiting to evict");
+        assert_eq!(a.level().queued + b.level().queued + b.level().in_flight, 3);
+        drop(taken);
+        assert_eq!(b.push(body(100, 4)), Push::Stored { evicted: 0 });
+        assert_eq!(budget.used.load(Ordering::Relaxed), a.level().bytes + b.level().bytes);
+    }
+}

@@ -1,0 +1,487 @@
+//! When a batch leaves, and how it is sent: the flush driver and the uploader, written once for
+//! every signal.
+//!
+//! *When* is the pure function [`FlushPolicy::decide`]: send when a full batch is waiting, when
+//! the oldest waiting record has waited `max_delay` (so a partial batch leaves within 1 s of its
+//! first record), or at once while a flush or shutdown is draining the buffer. [`Driver::run`]
+//! only carries the decisions out: it takes a batch, starts its upload on a bounded set of
+//! tasks, and answers flush requests once the buffer is empty and nothing is in flight.
+//!
+//! *How* is [`Uploader::deliver`]: one call at a time per batch through the signal's
+//! [`Sink`], retried with jittered exponential backoff, the answer settled record by record.
+//! The retry rules live here, next to the backoff they drive:
+//! - throttling (429 or a `Throttl…` code), 408, 5xx, timeouts, connection errors and
+//!   credential/auth failures are retried; other 4xx answers are final: the batch is counted as
+//!   rejected and logged once;
+//! - records the sink names as retryable (X-Ray's throttled `UnprocessedTraceSegments`) are sent
+//!   again; those it refused for good are counted as rejected;
+//! - one backoff is shared by all uploads of a signal, so an outage slows every sender (no retry
+//!   storm);
+//! - a batch is retried in memory at most [`RetryPolicy::max_attempts`] times or for
+//!   [`RetryPolicy::max_elapsed`]; after that it goes back to the front of the buffer, where it
+//!   is sent again later or, if the buffer overflows first, counted as spillover.
+//!
+//! The two halves share a file because a batch passes from one to the other and nowhere else;
+//! each is its own type with its own tests.
+
+use crate::backend::{BackendError, ErrorKind, Receipt, Sink};
+use crate::observe::stats::Stats;
+use crate::pipeline::buffer::{Batch, Buffer};
+use crate::signal::Signal;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+/// What the driver should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Take a batch now.
+    Send,
+    /// Nothing to send before this moment (unless more records arrive).
+    WaitUntil(Instant),
+    /// The buffer is empty.
+    Idle,
+}
+
+/// The "when" rules.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushPolicy {
+    /// A batch of this many records goes at once.
+    pub max_items: usize,
+    /// A partial batch goes this long after its oldest record arrived.
+    pub max_delay: Duration,
+}
+
+impl FlushPolicy {
+    /// Full batches of signal `S`, partial ones after `max_delay`.
+    pub fn of<S: Signal>(max_delay: Duration) -> Self {
+        FlushPolicy { max_items: S::MAX_ITEMS, max_delay }
+    }
+
+    pub fn decide(&self, queued: usize, oldest: Option<Instant>, now: Instant, draining: bool) -> Decision {
+        let Some(oldest) = oldest else { return Decision::Idle };
+        let due = oldest + self.max_delay;
+        if draining || queued >= self.max_items || now >= due {
+            Decision::Send
+        } else {
+            Decision::WaitUntil(due)
+        }
+    }
+}
+
+/// Requests from the pipeline to a driver.
+#[derive(Debug)]
+pub enum Command {
+    /// Send everything now; answer when the buffer is empty and no upload is in flight.
+    Flush(oneshot::Sender<()>),
+    /// Like `Flush`, then stop.
+    Close,
+}
+
+/// Takes batches from one signal's buffer and owns their upload tasks.
+pub struct Driver<S: Signal, K> {
+    pub buffer: Arc<Buffer>,
+    pub uploader: Arc<Uploader<S, K>>,
+    pub policy: FlushPolicy,
+    /// The most uploads in flight at once.
+    pub concurrency: usize,
+}
+
+impl<S: Signal, K: Sink<S>> Driver<S, K> {
+    /// Runs until `Close` (or the command channel closes) and the buffer has drained.
+    pub async fn run(self, mut commands: mpsc::Receiver<Command>) {
+        let mut uploads = JoinSet::new();
+        let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut closing = false;
+        let concurrency = self.concurrency.max(1);
+        loop {
+            let level = self.buffer.level();
+            let draining = closing || !waiters.is_empty();
+            if draining && level.queued == 0 && uploads.is_empty() {
+                for w in waiters.drain(..) {
+                    let _ = w.send(());
+                }
+                if closing {
+                    return;
+                }
+            }
+            let decision = self.policy.decide(level.queued, self.buffer.oldest_arrival(), Instant::now(), draining);
+            let slot_free = uploads.len() < concurrency;
+            if decision == Decision::Send && slot_free {
+                if let Some(batch) = self.buffer.take_batch(self.policy.max_items, S::MAX_BYTES) {
+                    let uploader = self.uploader.clone();
+                    uploads.spawn(async move { uploader.deliver(batch).await });
+                }
+                continue;
+            }
+            let wake_at = match decision {
+                Decision::WaitUntil(t) if slot_free => Some(t),
+                _ => None,
+            };
+            tokio::select! {
+                _ = self.buffer.arrived() => {}
+                Some(_) = uploads.join_next(), if !uploads.is_empty() => {}
+                _ = sleep_until(wake_at), if wake_at.is_some() => {}
+                command = commands.recv(), if !closing => match command {
+                    Some(Command::Flush(reply)) => waiters.push(reply),
+                    Some(Command::Close) | None => closing = true,
+                },
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// How hard a batch is tried before it goes back to the buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub max_elapsed: Duration,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            max_elapsed: Duration::from_secs(30),
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Backoff shared by every upload: consecutive failures lengthen the wait for all of them,
+/// and one success resets it.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: AtomicU32,
+}
+
+impl Backoff {
+    pub fn failure(&self) {
+        self.failures.fetch_add(1, Relaxed);
+    }
+
+    pub fn success(&self) {
+        self.failures.store(0, Relaxed);
+    }
+
+    /// How long to wait before the next attempt: none while the backend is healthy, else
+    /// `base * 2^(failures-1)` capped at `max`, with "equal jitter" (half fixed, half random)
+    /// so that waits never collapse to zero.
+    pub fn delay(&self, policy: &RetryPolicy) -> Option<Duration> {
+        let failures = self.failures.load(Relaxed);
+        if failures == 0 {
+            return None;
+        }
+        let exp = policy.base_delay.saturating_mul(1u32 << (failures - 1).min(16));
+        let capped = exp.min(policy.max_delay);
+        let half = capped / 2;
+        Some(half + half.mul_f64(fastrand::f64()))
+    }
+}
+
+/// Error codes that mean the caller's credentials or signature were not accepted. They are
+/// retried: credentials rotate, roles get fixed, clocks get corrected, and meanwhile the data
+/// waits in the buffer.
+const AUTH_CODES: &[&str] = &[
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "AccessDeniedException",
+    "RequestExpired",
+];
+
+/// Whether another attempt may succeed: everything but a 4xx that says the request is wrong.
+pub fn retryable(error: &BackendError) -> bool {
+    match &error.kind {
+        ErrorKind::Status { status: status @ 400..=499, code } => {
+            let code = code.as_deref().unwrap_or("");
+            let throttled = *status == 429 || code.contains("Throttl");
+            let auth = matches!(status, 401 | 403) || AUTH_CODES.contains(&code);
+            throttled || auth || *status == 408
+        }
+        _ => true,
+    }
+}
+
+/// Sends batches of signal `S` through sink `K` and counts what happened to each record.
+pub struct Uploader<S, K> {
+    sink: K,
+    stats: Arc<Stats>,
+    backoff: Backoff,
+    policy: RetryPolicy,
+    signal: PhantomData<S>,
+}
+
+impl<S: Signal, K: Sink<S>> Uploader<S, K> {
+    pub fn new(sink: K, stats: Arc<Stats>, policy: RetryPolicy) -> Self {
+        Uploader { sink, stats, backoff: Backoff::default(), policy, signal: PhantomData }
+    }
+
+    /// Delivers one batch, retrying within the policy. Every record of the batch ends up
+    /// sent, rejected, or back in the buffer.
+    pub async fn deliver(&self, mut batch: Batch) {
+        let delivery = S::delivery(&self.stats);
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if let Some(wait) = self.backoff.delay(&self.policy) {
+                if attempt > 1 {
+                    Stats::add(&delivery.retries, 1);
+                }
+                let (secs, n, noun) = (wait.as_secs_f64(), batch.len(), S::NOUN);
+                debug!("Waiting {secs:.3} seconds before sending a batch of {n} {noun}");
+                tokio::time::sleep(wait).await;
+            }
+            let t0 = Instant::now();
+            let result = self.sink.send(batch.records()).await;
+            let secs = t0.elapsed().as_secs_f64();
+            delivery.latency.observe(secs);
+            Stats::add(&delivery.calls, 1);
+            match result {
+                Ok(receipt) => {
+                    if self.settle(&mut batch, receipt, secs) {
+                        self.backoff.success();
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.stats.backend_error(e.class());
+                    if !retryable(&e) {
+                        let (n, noun, item) = (batch.len(), S::NOUN, S::ITEM);
+                        error!("Sending {item} batch failed with: {e}. The error is not retryable: {n} {noun} rejected");
+                        Stats::add(&delivery.rejected, n as u64);
+                        return;
+                    }
+                    self.backoff.failure();
+                    let next = self.backoff.delay(&self.policy).unwrap_or_default();
+                    if attempt < self.policy.max_attempts && started.elapsed() < self.policy.max_elapsed {
+                        warn!(
+                            "Sending {} batch failed with: {e}. Retrying {} {} in {:.3} seconds (attempt {attempt} of {})",
+                            S::ITEM,
+                            batch.len(),
+                            S::NOUN,
+                            next.as_secs_f64(),
+                            self.policy.max_attempts
+                        );
+                    }
+                }
+            }
+            if attempt >= self.policy.max_attempts || started.elapsed() >= self.policy.max_elapsed {
+                error!(
+                    "Could not send {} {} after {attempt} attempts in {:.3} seconds; they stay buffered and will be sent again",
+                    batch.len(),
+                    S::NOUN,
+                    started.elapsed().as_secs_f64()
+                );
+                batch.requeue();
+                return;
+            }
+        }
+    }
+
+    /// Accounts for an accepted call: releases what is done with, keeps what must go again.
+    /// Returns true when nothing is left to send.
+    fn settle(&self, batch: &mut Batch, receipt: Receipt, secs: f64) -> bool {
+        let delivery = S::delivery(&self.stats);
+        let n = batch.len() as u64;
+        let noun = S::NOUN;
+        if receipt.unprocessed == 0 && receipt.retry.is_empty() && receipt.rejected == 0 {
+            // Counters and buffer first: whoever reads the log line must see them updated.
+            Stats::add(&delivery.sent, n);
+            batch.keep(&[]);
+            info!("Successfully sent batch of {n} {noun} ({secs:.3} seconds)");
+            return true;
+        }
+        info!("Sent batch of {n} {noun} but had {} Unprocessed {noun} ({secs:.3} seconds)", receipt.unprocessed);
+        Stats::add(&delivery.unprocessed, receipt.unprocessed);
+        let retry = receipt.retry.len() as u64;
+        let rejected = receipt.rejected.min(n - retry);
+        Stats::add(&delivery.sent, n - retry - rejected);
+        Stats::add(&delivery.rejected, rejected);
+        batch.keep(&receipt.retry);
+        if batch.is_empty() {
+            true
+        } else {
+            self.backoff.failure();
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::stats::ErrorClass;
+    use crate::signal::Segments;
+    use bytes::Bytes;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    #[test]
+    fn decide_sends_full_batches_at_once() {
+        let p = FlushPolicy::of::<Segments>(Duration::from_secs(1));
+        let now = Instant::now();
+        assert_eq!(p.decide(50, Some(now), now, false), Decision::Send);
+        assert_eq!(p.decide(120, Some(now), now, false), Decision::Send);
+    }
+
+    #[test]
+    fn decide_holds_a_partial_batch_until_one_second_after_its_first_segment() {
+        let p = FlushPolicy::of::<Segments>(Duration::from_secs(1));
+        let first = Instant::now();
+        let later = first + Duration::from_millis(400);
+        assert_eq!(p.decide(3, Some(first), later, false), Decision::WaitUntil(first + Duration::from_secs(1)));
+        assert_eq!(p.decide(3, Some(first), first + Duration::from_secs(1), false), Decision::Send);
+    }
+
+    #[test]
+    fn decide_sends_anything_while_draining_and_idles_when_empty() {
+        let p = FlushPolicy::of::<Segments>(Duration::from_secs(1));
+        let now = Instant::now();
+        assert_eq!(p.decide(1, Some(now), now, true), Decision::Send);
+        assert_eq!(p.decide(0, None, now, true), Decision::Idle);
+        assert_eq!(p.decide(0, None, now, false), Decision::Idle);
+    }
+
+    type Answer = Result<Receipt, BackendError>;
+
+    /// Answers each call from a script; records what it was sent.
+    #[derive(Default)]
+    struct Scripted {
+        answers: Mutex<VecDeque<Answer>>,
+        calls: Mutex<Vec<Vec<Bytes>>>,
+    }
+
+    impl Sink<Segments> for Scripted {
+        async fn send(&self, records: &[Bytes]) -> Answer {
+            self.calls.lock().unwrap().push(records.to_vec());
+            self.answers.lock().unwrap().pop_front().unwrap_or(Ok(Receipt::default()))
+        }
+    }
+
+    fn status(status: u16, code: Option<&str>) -> BackendError {
+        BackendError::new(ErrorKind::Status { status, code: code.map(str::to_owned) }, format!("HTTP {status}"))
+    }
+
+    fn setup(answers: Vec<Answer>, n: u8) -> (Uploader<Segments, Arc<Scripted>>, Arc<Scripted>, Arc<Buffer>, Batch) {
+        let sink = Arc::new(Scripted { answers: Mutex::new(answers.into()), ..Default::default() });
+        let buffer = Arc::new(Buffer::new(1 << 20, 50));
+        for i in 0..n {
+            buffer.push(Bytes::from(vec![b'a' + i; 10]));
+        }
+        let batch = buffer.take_batch(50, usize::MAX).unwrap();
+        let policy = RetryPolicy { base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(4), ..Default::default() };
+        let up = Uploader::new(sink.clone(), Arc::new(Stats::default()), policy);
+        (up, sink, buffer, batch)
+    }
+
+    #[tokio::test]
+    async fn success_counts_sent_and_frees_the_buffer() {
+        let (up, sink, buffer, batch) = setup(vec![], 2);
+        up.deliver(batch).await;
+        let s = up.stats.snapshot();
+        assert_eq!((s.sent, s.put_calls, s.retries), (2, 1, 0));
+        assert_eq!(sink.calls.lock().unwrap()[0], vec![Bytes::from(vec![b'a'; 10]), Bytes::from(vec![b'b'; 10])]);
+        assert_eq!(buffer.level(), Default::default());
+    }
+
+    #[tokio::test]
+    async fn transient_errors_are_retried_until_delivered() {
+        let (up, sink, _buffer, batch) = setup(vec![Err(status(503, None)), Err(status(503, None))], 1);
+        up.deliver(batch).await;
+        let s = up.stats.snapshot();
+        assert_eq!((s.sent, s.put_calls, s.retries), (1, 3, 2));
+        assert_eq!(s.backend_error(ErrorClass::Http5xx), 2);
+        assert_eq!(sink.calls.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn non_retryable_errors_reject_the_batch() {
+        let (up, sink, buffer, batch) = setup(vec![Err(status(400, Some("InvalidRequestException")))], 2);
+        up.deliver(batch).await;
+        let s = up.stats.snapshot();
+        assert_eq!((s.sent, s.rejected_by_xray), (0, 2));
+        assert_eq!(sink.calls.lock().unwrap().len(), 1);
+        assert_eq!(buffer.level(), Default::default());
+    }
+
+    #[tokio::test]
+    async fn exhausted_retries_put_the_batch_back_in_the_buffer() {
+        let answers = (0..5).map(|_| Err(status(500, None))).collect();
+        let (up, _sink, buffer, batch) = setup(answers, 2);
+        up.deliver(batch).await;
+        let level = buffer.level();
+        assert_eq!((level.queued, level.in_flight), (2, 0));
+        assert_eq!(up.stats.snapshot().sent, 0);
+    }
+
+    #[tokio::test]
+    async fn a_receipt_resends_what_it_names_and_counts_the_rest() {
+        let first = Receipt { retry: vec![1], rejected: 1, unprocessed: 2 };
+        let (up, sink, buffer, batch) = setup(vec![Ok(first)], 3);
+        up.deliver(batch).await;
+        let calls = sink.calls.lock().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[1], vec![Bytes::from(vec![b'b'; 10])]);
+        let s = up.stats.snapshot();
+        assert_eq!((s.sent, s.rejected_by_xray, s.unprocessed), (2, 1, 2));
+        assert_eq!(buffer.level(), Default::default());
+    }
+
+    #[tokio::test]
+    async fn more_rejections_than_records_still_add_up() {
+        let (up, _sink, _buffer, batch) = setup(vec![Ok(Receipt { retry: vec![], rejected: 5, unprocessed: 5 })], 2);
+        up.deliver(batch).await;
+        let s = up.stats.snapshot();
+        assert_eq!((s.sent, s.rejected_by_xray), (0, 2));
+    }
+
+    #[test]
+    fn retry_decisions_by_status_and_code() {
+        let r = |s, c| retryable(&status(s, c));
+        assert!(r(500, Some("InternalFailure")) && r(503, None) && r(302, None));
+        assert!(r(429, Some("ThrottlingException")) && r(400, Some("ThrottlingException")));
+        assert!(r(403, None) && r(401, None) && r(400, Some("ExpiredTokenException")) && r(408, None));
+        assert!(!r(400, Some("InvalidRequestException")) && !r(404, None) && !r(413, None));
+        for kind in [ErrorKind::Timeout, ErrorKind::Refused, ErrorKind::Dns, ErrorKind::Other] {
+            assert!(retryable(&BackendError::new(kind, "")));
+        }
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_resets() {
+        let p = RetryPolicy::default();
+        let b = Backoff::default();
+        assert_eq!(b.delay(&p), None);
+        for _ in 0..3 {
+            b.failure();
+        }
+        let d = b.delay(&p).unwrap();
+        assert!(d >= Duration::from_millis(200) && d <= Duration::from_millis(400), "{d:?}");
+        for _ in 0..30 {
+            b.failure();
+        }
+        let d = b.delay(&p).unwrap();
+        assert!(d >= p.max_delay / 2 && d <= p.max_delay, "{d:?}");
+        b.success();
+        assert_eq!(b.delay(&p), None);
+    }
+}

@@ -1,0 +1,229 @@
+//! The mode-agnostic core, wired: the UDP reader, one buffer and flush driver per signal, and
+//! telemetry, behind a [`Pipeline`] handle.
+//!
+//! Runners start a pipeline and then only call [`Pipeline::flush`] and [`Pipeline::shutdown`],
+//! as an OpenTelemetry batch processor is driven through `force_flush` and `shutdown`. Both are
+//! commands to the running tasks and take `&self`, so a flush in the background and a shutdown
+//! can meet safely. Shutdown is one path with one deadline: stop reading, read what the socket
+//! already holds, send everything buffered, then report what could not be sent before the
+//! deadline. The [`buffer`] holds records until a [`flush`] driver takes them.
+
+pub mod buffer;
+pub mod flush;
+
+use crate::backend::{Reporter, Sink, TelemetryApi};
+use crate::ingest::udp::{self, Intake};
+use crate::observe::health::{AliveGuard, Liveness};
+use crate::observe::stats::Stats;
+use crate::observe::telemetry::Telemetry;
+use crate::signal::{Segments, Signal};
+use buffer::{Budget, Buffer};
+use flush::{Command, Driver, FlushPolicy, RetryPolicy, Uploader};
+use std::net::UdpSocket;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How the core is sized and paced.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The memory all buffers together may hold.
+    pub buffer_bytes: usize,
+    /// The most uploads in flight at once, per signal.
+    pub concurrency: usize,
+    /// How long a partial batch may wait.
+    pub flush_delay: Duration,
+    pub retry: RetryPolicy,
+    /// `None` turns telemetry off.
+    pub telemetry: Option<(Reporter, Duration)>,
+}
+
+/// A flush did not finish before its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("deadline passed with {undelivered} segments not yet delivered")]
+pub struct Timeout {
+    pub undelivered: u64,
+}
+
+/// What a shutdown achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Segments still held when the deadline passed (0 after a complete drain).
+    pub undelivered: u64,
+    /// How long the shutdown took.
+    pub took: Duration,
+}
+
+/// One signal's buffer and the channel to its flush driver.
+struct Lane {
+    buffer: Arc<Buffer>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl Lane {
+    /// Starts the driver of signal `S`, sending through `sink`.
+    fn start<S: Signal, K: Sink<S>>(
+        sink: K,
+        budget: &Arc<Budget>,
+        settings: &Settings,
+        stats: &Arc<Stats>,
+        alive: AliveGuard,
+    ) -> (Lane, JoinHandle<()>) {
+        let policy = FlushPolicy::of::<S>(settings.flush_delay);
+        let buffer = Arc::new(Buffer::sharing(budget.clone(), policy.max_items));
+        let uploader = Arc::new(Uploader::<S, K>::new(sink, stats.clone(), settings.retry));
+        let driver = Driver { buffer: buffer.clone(), uploader, policy, concurrency: settings.concurrency };
+        let (commands, commands_rx) = mpsc::channel(8);
+        let task = tokio::spawn(async move {
+            let _alive = alive;
+            driver.run(commands_rx).await
+        });
+        (Lane { buffer, commands }, task)
+    }
+
+    /// Records held now, waiting or being uploaded.
+    fn held(&self) -> u64 {
+        let level = self.buffer.level();
+        (level.queued + level.in_flight) as u64
+    }
+}
+
+/// The tasks a shutdown waits for; taken by the first shutdown.
+struct Tasks {
+    ingest: JoinHandle<()>,
+    drivers: Vec<JoinHandle<()>>,
+    telemetry: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    stats: Arc<Stats>,
+    liveness: Arc<Liveness>,
+    segments: Lane,
+    stop_ingest: CancellationToken,
+    drain: mpsc::Sender<oneshot::Sender<()>>,
+    stop_telemetry: CancellationToken,
+    tasks: Mutex<Option<Tasks>>,
+}
+
+/// A handle to the running core; clones share it.
+#[derive(Clone)]
+pub struct Pipeline {
+    shared: Arc<Shared>,
+}
+
+impl Pipeline {
+    /// Starts the tasks on the current runtime. `socket` must already be bound. `backend`
+    /// takes the segment batches and the telemetry records.
+    pub fn start<B>(socket: UdpSocket, backend: B, settings: Settings, stats: Arc<Stats>) -> Pipeline
+    where
+        B: Sink<Segments> + TelemetryApi,
+    {
+        let backend = Arc::new(backend);
+        let budget = Arc::new(Budget::new(settings.buffer_bytes));
+        let liveness = Arc::new(Liveness::default());
+        let uploads_alive = AliveGuard(liveness.clone(), |l| &l.uploads);
+        let (segments, segments_driver) = Lane::start::<Segments, _>(backend.clone(), &budget, &settings, &stats, uploads_alive);
+
+        let stop_ingest = CancellationToken::new();
+        let (drain, drain_rx) = mpsc::channel(4);
+        let intake = Intake::new(segments.buffer.clone(), stats.clone());
+        let ingest_alive = AliveGuard(liveness.clone(), |l| &l.ingest);
+        let run_ingest = udp::run(socket, intake, stop_ingest.clone(), drain_rx);
+        let ingest = tokio::spawn(async move {
+            let _alive = ingest_alive;
+            run_ingest.await
+        });
+
+        let stop_telemetry = CancellationToken::new();
+        let telemetry = settings.telemetry.map(|(reporter, interval)| {
+            let t = Telemetry::new(backend, stats.clone(), reporter);
+            tokio::spawn(t.run(interval, stop_telemetry.clone()))
+        });
+
+        let tasks = Tasks { ingest, drivers: vec![segments_driver], telemetry };
+        let shared = Shared {
+            stats,
+            liveness,
+            segments,
+            stop_ingest,
+            drain,
+            stop_telemetry,
+            tasks: Mutex::new(Some(tasks)),
+        };
+        Pipeline { shared: Arc::new(shared) }
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.shared.stats
+    }
+
+    /// The segment buffer, for `/metrics`.
+    pub fn segment_buffer(&self) -> &Arc<Buffer> {
+        &self.shared.segments.buffer
+    }
+
+    /// Cleared when the reader or an upload loop stops, for `/health`.
+    pub fn liveness(&self) -> &Arc<Liveness> {
+        &self.shared.liveness
+    }
+
+    /// Segments held now (waiting or being uploaded).
+    pub fn held(&self) -> u64 {
+        self.shared.segments.held()
+    }
+
+    /// Reads everything the socket holds, then sends everything buffered. Returns when all of
+    /// it is delivered (or refused for good), or with [`Timeout`] at the deadline.
+    pub async fn flush(&self, deadline: Instant) -> Result<(), Timeout> {
+        let (tx, rx) = oneshot::channel();
+        if self.shared.drain.send(tx).await.is_ok() {
+            let _ = timeout_at(deadline, rx).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.shared.segments.commands.send(Command::Flush(tx)).await.is_err() {
+            return Err(Timeout { undelivered: self.held() });
+        }
+        match timeout_at(deadline, rx).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Timeout { undelivered: self.held() }),
+        }
+    }
+
+    /// Stops reading, drains the socket, sends everything, all before `deadline`. Whatever is
+    /// still held then is counted as undelivered. A second call only reports what is held.
+    pub async fn shutdown(&self, deadline: Instant) -> ShutdownReport {
+        let started = Instant::now();
+        let tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(Tasks { mut ingest, drivers, telemetry }) = tasks {
+            self.shared.stop_ingest.cancel();
+            if timeout_at(deadline, &mut ingest).await.is_err() {
+                ingest.abort();
+            }
+            let _ = self.shared.segments.commands.send(Command::Close).await;
+            // Counted when the deadline passes: aborting a driver drops its uploads, and their
+            // batches return their bytes to the budget as they go.
+            let mut at_deadline = None;
+            for mut driver in drivers {
+                if timeout_at(deadline, &mut driver).await.is_err() {
+                    at_deadline.get_or_insert_with(|| self.held());
+                    driver.abort();
+                    let _ = driver.await;
+                }
+            }
+            // The final telemetry record is cut after the drain, so it counts the last uploads.
+            self.shared.stop_telemetry.cancel();
+            if let Some(mut t) = telemetry {
+                if timeout_at(deadline, &mut t).await.is_err() {
+                    t.abort();
+                }
+            }
+            let undelivered = at_deadline.unwrap_or_else(|| self.held());
+            Stats::add(&Segments::delivery(&self.shared.stats).undelivered, undelivered);
+            return ShutdownReport { undelivered, took: started.elapsed() };
+        }
+        ShutdownReport { undelivered: self.held(), took: started.elapsed() }
+    }
+}

@@ -1,0 +1,169 @@
+//! The two ways the daemon runs, and what they share.
+//!
+//! [`sidecar`] is the long-lived runner for containers, hosts and Kubernetes; [`lambda`] drives
+//! the same core from the Lambda lifecycle. Both build the pipeline's settings and the AWS
+//! client's from the configuration here, serve the TCP port through [`Core::serve_tcp_port`], and
+//! end through [`Core::shutdown`], the one shutdown path.
+
+pub mod lambda;
+pub mod sidecar;
+
+use crate::aws::client::ClientSettings;
+use crate::aws::signer::Signer;
+use crate::backend::Reporter;
+use crate::config::Config;
+use crate::ingest::udp;
+use crate::observe::health::Health;
+use crate::pipeline::flush::RetryPolicy;
+use crate::pipeline::{Pipeline, Settings, ShutdownReport};
+use crate::proxy::{ProxySettings, TcpService};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Udp(#[from] udp::BindError),
+    #[error("listen tcp {address}: {source}")]
+    Tcp { address: String, source: std::io::Error },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("invalid X-Ray endpoint: {0}")]
+    Endpoint(String),
+    #[error(transparent)]
+    Region(crate::config::ConfigError),
+    #[error("{0}")]
+    Aws(String),
+    #[error(transparent)]
+    Tls(#[from] crate::proxy::TlsError),
+}
+
+/// The AWS clients' settings for `region`.
+pub fn client_settings(config: &Config, region: &str) -> ClientSettings {
+    ClientSettings {
+        region: region.to_owned(),
+        endpoint: config.endpoint.clone(),
+        attempt_timeout: config.upload_timeout,
+        connect_timeout: Duration::from_secs(2).min(config.upload_timeout),
+        role_arn: config.role_arn.clone(),
+        proxy_address: config.proxy_address.clone(),
+        no_verify_ssl: config.no_verify_ssl,
+    }
+}
+
+/// How the core is sized and paced, from the configuration.
+pub fn pipeline_settings(config: &Config) -> Settings {
+    let telemetry = config.telemetry.then(|| {
+        let reporter = Reporter {
+            ec2_instance_id: config.instance_id.clone(),
+            hostname: config.hostname.clone(),
+            resource_arn: config.resource_arn.clone(),
+        };
+        (reporter, Duration::from_secs(60))
+    });
+    Settings {
+        buffer_bytes: usize::try_from(config.buffer_memory).unwrap_or(usize::MAX),
+        concurrency: config.concurrency,
+        flush_delay: Duration::from_secs(1),
+        retry: RetryPolicy::default(),
+        telemetry,
+    }
+}
+
+/// Marks the daemon ready once credentials resolve; until then `/ready` says why not.
+/// Retries every few seconds, since credentials can appear later (a mounted token, a role).
+pub async fn resolve_credentials(signer: Arc<Signer>, health: Arc<Health>) {
+    loop {
+        match signer.credentials().await {
+            Ok(_) => {
+                health.set_ready();
+                debug!("Credentials resolved; the daemon is ready");
+                return;
+            }
+            Err(e) => {
+                health.set_not_ready(e.to_string());
+                warn!("{e}");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// The running daemon, as both runners hold it.
+pub struct Core {
+    pub config: Config,
+    pub region: String,
+    pub pipeline: Pipeline,
+    pub health: Arc<Health>,
+    /// Stops the TCP servers.
+    pub stop_servers: CancellationToken,
+}
+
+impl Core {
+    pub fn new(config: Config, region: String, pipeline: Pipeline) -> Core {
+        let health = Arc::new(Health::new(pipeline.liveness().clone()));
+        Core { config, region, pipeline, health, stop_servers: CancellationToken::new() }
+    }
+
+    /// Serves the TCP port (sampling proxy, `/health`, `/ready`, `/metrics`) on `listener`
+    /// until shutdown; the proxy signs with `signer`.
+    pub fn serve_tcp_port(&self, listener: TcpListener, signer: Arc<Signer>) -> Result<(), StartError> {
+        let config = &self.config;
+        let proxy_endpoint = config.xray_endpoint(&self.region);
+        let endpoint: http::Uri = proxy_endpoint.parse().map_err(|e| StartError::Endpoint(format!("{e}")))?;
+        let settings = ProxySettings {
+            endpoint,
+            allow_all: config.proxy_allow_all,
+            max_body: config.proxy_max_body,
+            upstream_timeout: config.proxy_timeout,
+            client_timeout: config.proxy_client_timeout,
+        };
+        let outbound = crate::aws::outbound::Outbound {
+            proxy_address: config.proxy_address.clone(),
+            no_verify_ssl: config.no_verify_ssl,
+            connect_timeout: Some(Duration::from_secs(2)),
+        };
+        let pipeline = &self.pipeline;
+        let buffer = pipeline.segment_buffer().clone();
+        let service = TcpService::new(settings, &outbound, signer, pipeline.stats().clone(), buffer, self.health.clone())?;
+        info!("HTTP Proxy server using X-Ray Endpoint : {proxy_endpoint}");
+        info!("Starting proxy http server on {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+        if config.proxy_allow_all {
+            warn!("XRAY_DAEMON_PROXY_ALLOW_ALL is on: the proxy signs and forwards any path to X-Ray");
+        }
+        tokio::spawn(crate::serve::run(listener, Arc::new(service), self.stop_servers.clone()));
+        Ok(())
+    }
+
+    /// The one shutdown path: stops the TCP servers, sends everything buffered before
+    /// `started + budget`, and writes the last lines of the run.
+    pub async fn shutdown(&self, started: Instant, budget: Duration) -> ShutdownReport {
+        self.stop_servers.cancel();
+        let mut report = self.pipeline.shutdown(started + budget).await;
+        report.took = started.elapsed();
+        let s = self.pipeline.stats().snapshot();
+        if report.undelivered > 0 {
+            error!(
+                "Shutdown deadline of {:.3} seconds passed: {} segments were not delivered",
+                budget.as_secs_f64(),
+                report.undelivered
+            );
+        }
+        info!(
+            "Shutdown finished in {:.3} seconds. Segments received: {}, sent: {}, rejected: {}, spilled over: {}, not delivered: {}, OTLP datagrams: {}",
+            report.took.as_secs_f64(),
+            s.received,
+            s.sent,
+            s.rejected(),
+            s.spillover,
+            report.undelivered,
+            s.otlp
+        );
+        report
+    }
+}

@@ -1,0 +1,87 @@
+//! The long-lived runner for containers, hosts and Kubernetes: bind, run the pipeline until
+//! SIGTERM or SIGINT, then drain within the shutdown deadline. A second signal exits at once.
+
+use super::{client_settings, pipeline_settings, resolve_credentials, Core, StartError};
+use crate::aws::{client, region};
+use crate::config::Config;
+use crate::ingest::udp;
+use crate::observe::stats::Stats;
+use crate::pipeline::Pipeline;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{debug, error, info, warn};
+
+/// Runs until a shutdown signal and a drained pipeline. Returns the exit code.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    // Signal handlers first: from the moment the daemon says it listens, SIGTERM drains.
+    let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+
+    info!("Initializing AWS X-Ray daemon {}", env!("CARGO_PKG_VERSION"));
+    info!(
+        "Using buffer memory limit of {} MB ({})",
+        config.buffer_memory / (1024 * 1024),
+        config.buffer_memory_source
+    );
+    if let Some(path) = &config.config_file {
+        info!("Using config file: {}", path.display());
+    }
+    let (region, _) = region::resolve(&config).await.map_err(StartError::Region)?;
+    info!("Using region: {region}");
+    if let Some(role) = &config.role_arn {
+        info!("Assuming role {role} (session name xray-daemon)");
+    }
+    if let Some(proxy) = &config.proxy_address {
+        info!("Using proxy address: {proxy}");
+    }
+    if config.no_verify_ssl {
+        warn!("NoVerifySSL is on: TLS certificates of X-Ray, STS and the proxy's upstream are not verified");
+    }
+
+    let aws = client::load(&client_settings(&config, &region)).await.map_err(StartError::Aws)?;
+    if let Some(endpoint) = &config.endpoint {
+        debug!("Using Endpoint: {endpoint}");
+    }
+    // Bound before the UDP port so that a busy TCP address is reported before anything runs.
+    let tcp = match TcpListener::bind(&config.tcp_address).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            // As upstream: the daemon keeps running UDP-only.
+            error!("proxy http server failed to listen: listen tcp {}: {e}", config.tcp_address);
+            None
+        }
+    };
+    let bound = udp::bind(&config.udp_address, config.receive_buffer)?;
+    let local_addr = bound.local_addr;
+    let granted = bound.receive_buffer;
+    let socket = bound.socket;
+
+    let settings = pipeline_settings(&config);
+    let signer = aws.signer;
+    let pipeline = Pipeline::start(socket, aws.client, settings, Arc::new(Stats::default()));
+    let core = Core::new(config, region, pipeline);
+    if let Some(listener) = tcp {
+        core.serve_tcp_port(listener, signer.clone())?;
+    }
+    tokio::spawn(resolve_credentials(signer, core.health.clone()));
+    // Everything runs: the UDP address is announced last, as the sign the daemon is up.
+    udp::log_bound(local_addr, granted, core.config.receive_buffer);
+
+    let name = tokio::select! {
+        _ = sigterm.recv() => "terminated",
+        _ = sigint.recv() => "interrupt",
+    };
+    info!("Got shutdown signal: {name}");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sigterm.recv() => {},
+            _ = sigint.recv() => {},
+        }
+        warn!("Got a second shutdown signal: exiting now without waiting for uploads");
+        std::process::exit(1);
+    });
+
+    core.shutdown(tokio::time::Instant::now(), core.config.shutdown_timeout).await;
+    Ok(())
+}

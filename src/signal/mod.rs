@@ -1,0 +1,43 @@
+//! What differs between the kinds of telemetry the daemon carries.
+//!
+//! The buffer, the flush driver and the uploader are written once (`pipeline/`). A signal
+//! supplies what they need to know about its items: a name for log lines and counters, the
+//! batch limits of the API its batches go to, and which counters its deliveries move. How a batch
+//! becomes a request body and how the answer is read belong to its [`Sink`](crate::backend::Sink),
+//! which knows the API. [`segments`] holds the UDP wire format that tells a segment from the rest.
+
+pub mod segments;
+
+use crate::observe::stats::{Delivery, Stats};
+
+/// One kind of telemetry, carried by the pipeline from ingest to its backend.
+pub trait Signal: Send + Sync + 'static {
+    /// The plural noun in log lines: "segments".
+    const NOUN: &'static str;
+    /// The singular, as in "segment batch".
+    const ITEM: &'static str;
+    /// The most items one request may carry.
+    const MAX_ITEMS: usize;
+    /// The most record bytes one request may carry (a single larger record still goes alone).
+    const MAX_BYTES: usize;
+    /// The counters of this signal's deliveries.
+    fn delivery(stats: &Stats) -> &Delivery;
+}
+
+/// X-Ray segment documents, sent with PutTraceSegments. One record is one document.
+#[derive(Debug, Clone, Copy)]
+pub struct Segments;
+
+impl Signal for Segments {
+    const NOUN: &'static str = "segments";
+    const ITEM: &'static str = "segment";
+    /// PutTraceSegments takes at most 50 documents a call.
+    const MAX_ITEMS: usize = 50;
+    /// X-Ray's documents are at most 64 KB each; this keeps a request (and the memory it takes
+    /// while in flight) well under the API's request size limit.
+    const MAX_BYTES: usize = 1024 * 1024;
+
+    fn delivery(stats: &Stats) -> &Delivery {
+        &stats.segments
+    }
+}
