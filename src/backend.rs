@@ -40,7 +40,7 @@ impl BackendError {
     }
 
     /// Upstream's telemetry class for this error.
-    pub fn class(&self) -> ErrorClass {
+    pub(crate) fn class(&self) -> ErrorClass {
         match &self.kind {
             ErrorKind::Status { status: 400..=499, .. } => ErrorClass::Http4xx,
             ErrorKind::Status { status: 500..=599, .. } => ErrorClass::Http5xx,
@@ -78,10 +78,10 @@ pub trait Sink<S: Signal>: Send + Sync + 'static {
 
 /// Who is reporting telemetry: the top-level strings of the request, empty when unknown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Reporter {
-    pub ec2_instance_id: String,
+pub(crate) struct Reporter {
+    pub(crate) ec2_instance_id: String,
     pub hostname: String,
-    pub resource_arn: String,
+    pub(crate) resource_arn: String,
 }
 
 /// One interval's counters.
@@ -94,13 +94,13 @@ pub struct TelemetryRecord {
 
 /// One PutTelemetryRecords request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TelemetryBatch {
-    pub reporter: Reporter,
+pub(crate) struct TelemetryBatch {
+    pub(crate) reporter: Reporter,
     pub records: Vec<TelemetryRecord>,
 }
 
 /// Where telemetry records go.
-pub trait TelemetryApi: Send + Sync + 'static {
+pub(crate) trait TelemetryApi: Send + Sync + 'static {
     fn put_telemetry_records(&self, batch: TelemetryBatch) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
 

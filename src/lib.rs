@@ -23,6 +23,11 @@
 //!   `/health`, `/ready` and `/metrics`; [`serve`] runs the accept loops;
 //! - [`observe`] holds the counters, metrics, logging, health and telemetry records;
 //! - [`config`] reads the settings from flags, environment variables and the config file.
+//!
+//! What is `pub` is what the binary, the integration tests or the benches use; the rest is
+//! `pub(crate)`, and `unreachable_pub` keeps it so.
+
+#![warn(unreachable_pub)]
 
 pub mod aws;
 pub mod backend;
@@ -32,8 +37,8 @@ pub mod config_file;
 pub mod ingest;
 pub mod observe;
 pub mod pipeline;
-pub mod proxy;
+pub(crate) mod proxy;
 pub mod runner;
-pub mod serve;
+pub(crate) mod serve;
 pub mod signal;
 pub mod trace_segments_body;

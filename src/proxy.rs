@@ -29,7 +29,7 @@ use std::time::Duration;
 use tracing::{debug, error, warn};
 
 /// The X-Ray API paths the SDKs call through the daemon (all `POST`).
-pub const ALLOWED_PATHS: &[&str] = &[
+pub(crate) const ALLOWED_PATHS: &[&str] = &[
     "/GetSamplingRules",
     "/SamplingTargets",
     "/SamplingStatisticSummaries",
@@ -39,7 +39,7 @@ pub const ALLOWED_PATHS: &[&str] = &[
 
 /// How the proxy behaves.
 #[derive(Debug, Clone)]
-pub struct ProxySettings {
+pub(crate) struct ProxySettings {
     /// Where requests go, e.g. `https://xray.us-east-1.amazonaws.com`.
     pub endpoint: Uri,
     /// Forward every method and path, as upstream does.
@@ -56,7 +56,7 @@ type Body = BoxBody<Bytes, hyper::Error>;
 type HttpsClient = Client<crate::aws::outbound::Https, Full<Bytes>>;
 
 /// Serves the TCP port.
-pub struct TcpService {
+pub(crate) struct TcpService {
     settings: ProxySettings,
     signer: Arc<Signer>,
     client: HttpsClient,
@@ -74,7 +74,7 @@ pub struct TlsError(std::io::Error);
 impl TcpService {
     /// `outbound` says how to reach X-Ray: through which HTTP proxy, and whether to check
     /// certificates.
-    pub fn new(
+    pub(crate) fn new(
         settings: ProxySettings,
         outbound: &crate::aws::outbound::Outbound,
         signer: Arc<Signer>,
@@ -89,7 +89,7 @@ impl TcpService {
     }
 
     /// Answers one request.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    pub(crate) async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let local = matches!(*req.method(), Method::GET | Method::HEAD);
         match req.uri().path() {
             "/health" if local => {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 /// Answers the requests of one server.
-pub trait Handler: Send + Sync + 'static {
+pub(crate) trait Handler: Send + Sync + 'static {
     type Body: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static;
     /// The server's name in log lines.
     const NAME: &'static str;
@@ -30,7 +30,7 @@ pub trait Handler: Send + Sync + 'static {
 
 /// Accepts connections on `listener` until `shutdown`; each is served on its own task. After an
 /// accept error (out of file descriptors and the like) it waits a little rather than spin.
-pub async fn run<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown: CancellationToken) {
+pub(crate) async fn run<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown: CancellationToken) {
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,

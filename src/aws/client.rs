@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What the client needs to know.
 #[derive(Debug, Clone)]
-pub struct ClientSettings {
+pub(crate) struct ClientSettings {
     pub region: String,
     /// Overrides the endpoint (`XRAY_DAEMON_ENDPOINT` / config `Endpoint`). The SDK's own
     /// `AWS_ENDPOINT_URL_XRAY` and `AWS_ENDPOINT_URL` work without this.
@@ -38,7 +38,7 @@ pub struct ClientSettings {
 }
 
 /// The outbound proxy for AWS calls.
-pub fn proxy_config(proxy_address: Option<&str>) -> Result<aws_smithy_http_client::proxy::ProxyConfig, String> {
+pub(crate) fn proxy_config(proxy_address: Option<&str>) -> Result<aws_smithy_http_client::proxy::ProxyConfig, String> {
     use aws_smithy_http_client::proxy::ProxyConfig;
     match proxy_address {
         Some(url) => {
@@ -52,7 +52,7 @@ pub fn proxy_config(proxy_address: Option<&str>) -> Result<aws_smithy_http_clien
 
 /// The X-Ray endpoint for a region when nothing overrides it (the TCP proxy needs the URL
 /// itself; the SDK resolves the same one for uploads).
-pub fn default_endpoint(region: &str) -> String {
+pub(crate) fn default_endpoint(region: &str) -> String {
     let suffix = if region.starts_with("cn-") {
         "amazonaws.com.cn"
     } else if region.starts_with("us-isob-") {
@@ -67,13 +67,13 @@ pub fn default_endpoint(region: &str) -> String {
 
 /// The SDK pieces the daemon shares: the X-Ray client for uploads and telemetry, and a signer
 /// with the same credentials for the TCP proxy.
-pub struct Aws {
+pub(crate) struct Aws {
     pub client: aws_sdk_xray::Client,
     pub signer: Arc<Signer>,
 }
 
 /// Loads the shared AWS configuration once.
-pub async fn load(settings: &ClientSettings) -> Result<Aws, String> {
+pub(crate) async fn load(settings: &ClientSettings) -> Result<Aws, String> {
     let mut shared = shared_config(settings).await?;
     if let Some(role) = &settings.role_arn {
         let provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
@@ -92,7 +92,7 @@ pub async fn load(settings: &ClientSettings) -> Result<Aws, String> {
 
 /// The AWS clients, built in the background: for a cold start that must not wait on the
 /// credentials chain and the TLS roots. Uploads wait for the build.
-pub struct Deferred {
+pub(crate) struct Deferred {
     /// The settings until the build starts.
     settings: std::sync::Mutex<Option<ClientSettings>>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Aws, String>>>>,
@@ -101,7 +101,7 @@ pub struct Deferred {
 
 impl Deferred {
     /// Clients built when [`Deferred::start`] is called, or else on first use.
-    pub fn new(settings: ClientSettings) -> Deferred {
+    pub(crate) fn new(settings: ClientSettings) -> Deferred {
         Deferred {
             settings: std::sync::Mutex::new(Some(settings)),
             task: std::sync::Mutex::new(None),
@@ -110,7 +110,7 @@ impl Deferred {
     }
 
     /// Starts building the clients in a task of their own, unless that has started already.
-    pub fn start(&self) {
+    pub(crate) fn start(&self) {
         let settings = self.settings.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(settings) = settings {
             let task = tokio::spawn(async move { load(&settings).await });
@@ -119,7 +119,7 @@ impl Deferred {
     }
 
     /// The clients, once built (starting the build if nothing has yet).
-    pub async fn get(&self) -> Result<&Aws, String> {
+    pub(crate) async fn get(&self) -> Result<&Aws, String> {
         self.start();
         let built = self
             .built
@@ -136,7 +136,7 @@ impl Deferred {
 
     /// The X-Ray client, or why there is none yet (no credentials chain could be built: the
     /// call is retried later).
-    pub async fn client(&self) -> Result<&aws_sdk_xray::Client, BackendError> {
+    pub(crate) async fn client(&self) -> Result<&aws_sdk_xray::Client, BackendError> {
         match self.get().await {
             Ok(aws) => Ok(&aws.client),
             Err(detail) => Err(BackendError::new(ErrorKind::Other, detail)),

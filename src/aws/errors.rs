@@ -9,7 +9,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use std::error::Error as StdError;
 
 /// What an SDK error says happened.
-pub fn classify<E, R>(err: SdkError<E, R>) -> BackendError
+pub(crate) fn classify<E, R>(err: SdkError<E, R>) -> BackendError
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
     R: std::fmt::Debug + HasStatus + 'static,
@@ -45,7 +45,7 @@ where
 /// Replaces AWS access key ids (`AKIA…` long-term, `ASIA…` temporary) in a message from X-Ray
 /// with `<redacted>` before it is logged: an error about a signature or an unknown key may
 /// echo the caller's key id, and the daemon's logs never carry its credentials.
-pub fn redact_key_ids(message: &str) -> String {
+pub(crate) fn redact_key_ids(message: &str) -> String {
     let bytes = message.as_bytes();
     let mut out = String::with_capacity(message.len());
     let mut i = 0;
@@ -66,7 +66,7 @@ pub fn redact_key_ids(message: &str) -> String {
 }
 
 /// The HTTP status of a raw response.
-pub trait HasStatus {
+pub(crate) trait HasStatus {
     fn status_code(&self) -> u16;
 }
 

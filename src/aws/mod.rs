@@ -9,12 +9,12 @@
 //! - [`region`]: where the region comes from when nothing sets it;
 //! - [`outbound`]: the HTTPS connector behind the proxy (outbound proxy, TLS checks).
 
-pub mod client;
-pub mod errors;
+pub(crate) mod client;
+pub(crate) mod errors;
 pub mod outbound;
-pub mod put_telemetry_records;
-pub mod put_trace_segments;
-pub mod region;
-pub mod signer;
+pub(crate) mod put_telemetry_records;
+pub(crate) mod put_trace_segments;
+pub(crate) mod region;
+pub(crate) mod signer;
 
-pub use client::default_endpoint;
+pub(crate) use client::default_endpoint;

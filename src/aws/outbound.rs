@@ -45,16 +45,16 @@ pub fn prefer_ca_bundle() {
 
 /// Settings for the outbound stack.
 #[derive(Debug, Clone, Default)]
-pub struct Outbound {
+pub(crate) struct Outbound {
     /// `-p` / `XRAY_DAEMON_PROXY_ADDRESS`; without it `HTTPS_PROXY`, `https_proxy`, `HTTP_PROXY`.
-    pub proxy_address: Option<String>,
+    pub(crate) proxy_address: Option<String>,
     /// Skip certificate checks.
-    pub no_verify_ssl: bool,
-    pub connect_timeout: Option<Duration>,
+    pub(crate) no_verify_ssl: bool,
+    pub(crate) connect_timeout: Option<Duration>,
 }
 
 /// The connector type: TCP (possibly tunnelled) wrapped in TLS.
-pub type Https = hyper_rustls::HttpsConnector<Connect>;
+pub(crate) type Https = hyper_rustls::HttpsConnector<Connect>;
 
 impl Outbound {
     fn matcher(&self) -> Matcher {
@@ -68,7 +68,7 @@ impl Outbound {
     }
 
     /// The HTTPS connector.
-    pub fn connector(&self) -> Result<Https, std::io::Error> {
+    pub(crate) fn connector(&self) -> Result<Https, std::io::Error> {
         let mut tcp = TcpConnector::new();
         tcp.enforce_http(false);
         tcp.set_connect_timeout(self.connect_timeout);
@@ -90,7 +90,7 @@ impl Outbound {
     }
 
     /// An HTTP client for the AWS SDK on this stack (used when `NoVerifySSL` is set).
-    pub fn sdk_client(&self) -> Result<aws_smithy_runtime_api::client::http::SharedHttpClient, std::io::Error> {
+    pub(crate) fn sdk_client(&self) -> Result<aws_smithy_runtime_api::client::http::SharedHttpClient, std::io::Error> {
         let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(self.connector()?);
@@ -100,7 +100,7 @@ impl Outbound {
 
 /// TCP connections, tunnelled through the proxy (HTTP CONNECT) for destinations it applies to.
 #[derive(Clone)]
-pub struct Connect {
+pub(crate) struct Connect {
     tcp: TcpConnector,
     matcher: Arc<Matcher>,
 }

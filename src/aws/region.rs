@@ -19,10 +19,10 @@ use tokio::time::{timeout, timeout_at, Instant};
 use tracing::debug;
 
 /// The whole instance-metadata lookup.
-pub const IMDS_BUDGET: Duration = Duration::from_secs(1);
+pub(crate) const IMDS_BUDGET: Duration = Duration::from_secs(1);
 
 /// The region and where it came from.
-pub async fn resolve(config: &Config) -> Result<(String, String), ConfigError> {
+pub(crate) async fn resolve(config: &Config) -> Result<(String, String), ConfigError> {
     if let Some((region, source)) = &config.region {
         debug!("Fetch region {region} from {source}");
         return Ok((region.clone(), source.clone()));
@@ -59,7 +59,7 @@ fn found(region: String, source: &str) -> Result<(String, String), ConfigError> 
 }
 
 /// The region of the task's ARN in the ECS container metadata file.
-pub fn ecs_region(path: &Path) -> Result<String, String> {
+pub(crate) fn ecs_region(path: &Path) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("Unable to open ECS metadata file {}: {e}", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("Unable to read ECS metadata file {}: {e}", path.display()))?;
@@ -79,7 +79,7 @@ async fn profile_region() -> Option<String> {
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 /// Asks instance metadata for the region, within `budget`.
-pub async fn imds_region(endpoint: &str, budget: Duration) -> Result<String, String> {
+pub(crate) async fn imds_region(endpoint: &str, budget: Duration) -> Result<String, String> {
     let deadline = Instant::now() + budget;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     // Half the budget for the token, so IMDSv1 still gets a chance when it goes unanswered.

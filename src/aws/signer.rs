@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 /// The request could not be signed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignError {
+pub(crate) enum SignError {
     #[error("Unable to retrieve credentials: {0}")]
     Credentials(String),
     #[error("Unable to sign request: {0}")]
@@ -14,20 +14,20 @@ pub enum SignError {
 }
 
 /// Signs requests for X-Ray with SigV4 (service `xray`), using the daemon's credentials.
-pub struct Signer {
+pub(crate) struct Signer {
     provider: Option<aws_credential_types::provider::SharedCredentialsProvider>,
     region: String,
     cached: tokio::sync::Mutex<Option<aws_credential_types::Credentials>>,
 }
 
 impl Signer {
-    pub fn new(provider: Option<aws_credential_types::provider::SharedCredentialsProvider>, region: String) -> Self {
+    pub(crate) fn new(provider: Option<aws_credential_types::provider::SharedCredentialsProvider>, region: String) -> Self {
         Signer { provider, region, cached: tokio::sync::Mutex::new(None) }
     }
 
     /// The current credentials, resolved once and again when they are within five minutes of
     /// expiring.
-    pub async fn credentials(&self) -> Result<aws_credential_types::Credentials, SignError> {
+    pub(crate) async fn credentials(&self) -> Result<aws_credential_types::Credentials, SignError> {
         use aws_credential_types::provider::ProvideCredentials;
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref() {
@@ -51,7 +51,7 @@ impl Signer {
     /// Signs `request` in place. Every header present is signed, so the caller builds the
     /// request with only the stable set (host, content-type, content-length); signing adds
     /// `x-amz-date`, `x-amz-security-token` and `authorization`.
-    pub async fn sign<B>(&self, request: &mut http::Request<B>, body: &[u8]) -> Result<(), SignError> {
+    pub(crate) async fn sign<B>(&self, request: &mut http::Request<B>, body: &[u8]) -> Result<(), SignError> {
         use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
         let identity: aws_smithy_runtime_api::client::identity::Identity = self.credentials().await?.into();
         let params = aws_sigv4::sign::v4::SigningParams::builder()

@@ -62,15 +62,15 @@ pub enum BindError {
 }
 
 /// A bound socket and the receive buffer size the kernel granted.
-pub struct Bound {
+pub(crate) struct Bound {
     pub socket: UdpSocket,
     pub local_addr: SocketAddr,
-    pub receive_buffer: usize,
+    pub(crate) receive_buffer: usize,
 }
 
 /// Binds the UDP address (IPv4 or IPv6, host names resolve to their first address) and asks
 /// for `receive_buffer` bytes of kernel buffer.
-pub fn bind(address: &str, receive_buffer: usize) -> Result<Bound, BindError> {
+pub(crate) fn bind(address: &str, receive_buffer: usize) -> Result<Bound, BindError> {
     let addr = address
         .to_socket_addrs()
         .and_then(|mut a| a.next().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")))
@@ -111,19 +111,19 @@ fn force_recv_buffer(socket: &Socket, bytes: usize) {
 fn force_recv_buffer(_: &Socket, _: usize) {}
 
 /// Logs a warning at most once per interval and says how many were held back in between.
-pub struct RateLimitedWarn {
+pub(crate) struct RateLimitedWarn {
     interval_secs: u64,
     last: AtomicU64,
     suppressed: AtomicU64,
 }
 
 impl RateLimitedWarn {
-    pub const fn new(interval_secs: u64) -> Self {
+    pub(crate) const fn new(interval_secs: u64) -> Self {
         RateLimitedWarn { interval_secs, last: AtomicU64::new(0), suppressed: AtomicU64::new(0) }
     }
 
     /// Returns `Some(suppressed_since_last)` when a line may be logged now.
-    pub fn check(&self) -> Option<u64> {
+    pub(crate) fn check(&self) -> Option<u64> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let last = self.last.load(Relaxed);
         let due = last == 0 || now >= last + self.interval_secs;
@@ -270,7 +270,7 @@ pub async fn run(
                 let turn = receiver.read(&socket, &sink, READ_BUDGET);
                 waiting = turn.datagrams == 0;
                 if turn.end == End::Budget || turn.bytes >= pause_bytes {
-                    // More is coming than a pause could hold: read on, but let the batcher, the
+                    // More is coming than a pause could hold: read on, but let the flush drivers, the
                     // uploads and the TCP port run first (they share this thread).
                     tokio::task::yield_now().await;
                 } else if turn.datagrams > 0 {
@@ -413,7 +413,7 @@ fn recv_batch(socket: &UdpSocket, bufs: &mut [Vec<u8>], lens: &mut [usize; RECV_
 }
 
 /// Logs the bound address and the receive buffer, as the startup lines do.
-pub fn log_bound(local_addr: SocketAddr, granted: usize, requested: usize) {
+pub(crate) fn log_bound(local_addr: SocketAddr, granted: usize, requested: usize) {
     info!("Listening on UDP {local_addr}");
     if granted < requested {
         warn!(

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// Liveness flags of the core tasks.
 #[derive(Debug)]
-pub struct Liveness {
+pub(crate) struct Liveness {
     pub ingest: AtomicBool,
     pub uploads: AtomicBool,
 }
@@ -27,7 +27,7 @@ impl Default for Liveness {
 
 impl Liveness {
     /// `None` when alive, else which task stopped.
-    pub fn problem(&self) -> Option<&'static str> {
+    pub(crate) fn problem(&self) -> Option<&'static str> {
         if !self.ingest.load(Relaxed) {
             Some("the UDP reader has stopped")
         } else if !self.uploads.load(Relaxed) {
@@ -39,7 +39,7 @@ impl Liveness {
 }
 
 /// Clears a flag when dropped: held by a task for as long as it runs.
-pub struct AliveGuard(pub Arc<Liveness>, pub fn(&Liveness) -> &AtomicBool);
+pub(crate) struct AliveGuard(pub Arc<Liveness>, pub fn(&Liveness) -> &AtomicBool);
 
 impl Drop for AliveGuard {
     fn drop(&mut self) {
@@ -49,26 +49,26 @@ impl Drop for AliveGuard {
 
 /// Liveness plus readiness.
 #[derive(Debug)]
-pub struct Health {
-    pub liveness: Arc<Liveness>,
+pub(crate) struct Health {
+    pub(crate) liveness: Arc<Liveness>,
     not_ready: Mutex<Option<String>>,
 }
 
 impl Health {
-    pub fn new(liveness: Arc<Liveness>) -> Self {
+    pub(crate) fn new(liveness: Arc<Liveness>) -> Self {
         Health { liveness, not_ready: Mutex::new(Some("starting".into())) }
     }
 
-    pub fn set_ready(&self) {
+    pub(crate) fn set_ready(&self) {
         *self.not_ready.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    pub fn set_not_ready(&self, reason: impl Into<String>) {
+    pub(crate) fn set_not_ready(&self, reason: impl Into<String>) {
         *self.not_ready.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.into());
     }
 
     /// `Ok` when ready, else why not.
-    pub fn ready(&self) -> Result<(), String> {
+    pub(crate) fn ready(&self) -> Result<(), String> {
         if let Some(problem) = self.liveness.problem() {
             return Err(problem.into());
         }

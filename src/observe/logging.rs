@@ -20,10 +20,10 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Upstream's line format.
-pub struct UpstreamFormat;
+pub(crate) struct UpstreamFormat;
 
 /// Upstream's level words.
-pub fn level_word(level: &Level) -> &'static str {
+pub(crate) fn level_word(level: &Level) -> &'static str {
     match *level {
         Level::TRACE => "Trace",
         Level::DEBUG => "Debug",

@@ -8,7 +8,7 @@ use crate::observe::stats::{ErrorClass, ProxyOutcome, Stats, LATENCY_BUCKETS};
 use std::fmt::Write;
 
 /// The content type of the text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 struct Out(String);
 
@@ -30,7 +30,7 @@ impl Out {
 }
 
 /// Renders every metric.
-pub fn render(stats: &Stats, buffer: &Buffer) -> String {
+pub(crate) fn render(stats: &Stats, buffer: &Buffer) -> String {
     let s = stats.snapshot();
     let level: Level = buffer.level();
     let mut o = Out(String::with_capacity(4096));

@@ -4,6 +4,6 @@
 
 pub mod health;
 pub mod logging;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod stats;
-pub mod telemetry;
+pub(crate) mod telemetry;

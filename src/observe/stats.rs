@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// The classes of backend error that upstream's telemetry reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
+pub(crate) enum ErrorClass {
     Timeout,
     ConnectionRefused,
     Http4xx,
@@ -20,7 +20,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 6] = [
+    pub(crate) const ALL: [ErrorClass; 6] = [
         ErrorClass::Timeout,
         ErrorClass::ConnectionRefused,
         ErrorClass::Http4xx,
@@ -29,7 +29,7 @@ impl ErrorClass {
         ErrorClass::Other,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Timeout => "timeout",
             ErrorClass::ConnectionRefused => "connection_refused",
@@ -47,7 +47,7 @@ impl ErrorClass {
 
 /// What happened to a request on the TCP port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyOutcome {
+pub(crate) enum ProxyOutcome {
     /// Forwarded to X-Ray and answered (whatever the status).
     Forwarded,
     /// Not an X-Ray API path the proxy forwards (404).
@@ -65,7 +65,7 @@ pub enum ProxyOutcome {
 }
 
 impl ProxyOutcome {
-    pub const ALL: [ProxyOutcome; 7] = [
+    pub(crate) const ALL: [ProxyOutcome; 7] = [
         ProxyOutcome::Forwarded,
         ProxyOutcome::NotAllowed,
         ProxyOutcome::TooLarge,
@@ -75,7 +75,7 @@ impl ProxyOutcome {
         ProxyOutcome::Local,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ProxyOutcome::Forwarded => "forwarded",
             ProxyOutcome::NotAllowed => "not_allowed",
@@ -89,24 +89,24 @@ impl ProxyOutcome {
 }
 
 /// Upper bounds (seconds) of the call latency histograms.
-pub const LATENCY_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub(crate) const LATENCY_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// A fixed-bucket latency histogram (cumulative counts are computed when read).
 #[derive(Debug, Default)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     sum_micros: AtomicU64,
 }
 
 impl Histogram {
-    pub fn observe(&self, seconds: f64) {
+    pub(crate) fn observe(&self, seconds: f64) {
         let i = LATENCY_BUCKETS.iter().position(|&b| seconds <= b).unwrap_or(LATENCY_BUCKETS.len());
         self.buckets[i].fetch_add(1, Relaxed);
         self.sum_micros.fetch_add((seconds * 1e6) as u64, Relaxed);
     }
 
     /// Cumulative counts per bucket (the last is +Inf), and the sum in seconds.
-    pub fn read(&self) -> ([u64; LATENCY_BUCKETS.len() + 1], f64) {
+    pub(crate) fn read(&self) -> ([u64; LATENCY_BUCKETS.len() + 1], f64) {
         let mut out = [0; LATENCY_BUCKETS.len() + 1];
         let mut total = 0;
         for (i, b) in self.buckets.iter().enumerate() {
@@ -135,7 +135,7 @@ pub struct Delivery {
     /// Calls that completed, successfully or not (for metrics and benchmarks).
     pub calls: AtomicU64,
     /// Latency of the calls, successful or not.
-    pub latency: Histogram,
+    pub(crate) latency: Histogram,
 }
 
 /// Process-wide counters. All monotonic; readers compute deltas.
@@ -176,7 +176,7 @@ impl Snapshot {
         self.rejected_datagrams + self.rejected_by_xray
     }
 
-    pub fn backend_error(&self, class: ErrorClass) -> u64 {
+    pub(crate) fn backend_error(&self, class: ErrorClass) -> u64 {
         self.backend_errors[class.index()]
     }
 
@@ -207,26 +207,26 @@ impl Stats {
         counter.fetch_add(n, Relaxed);
     }
 
-    pub fn backend_error(&self, class: ErrorClass) {
+    pub(crate) fn backend_error(&self, class: ErrorClass) {
         self.backend_errors[class.index()].fetch_add(1, Relaxed);
     }
 
-    pub fn proxy_request(&self, outcome: ProxyOutcome) {
+    pub(crate) fn proxy_request(&self, outcome: ProxyOutcome) {
         self.proxy[outcome as usize].fetch_add(1, Relaxed);
     }
 
-    pub fn proxy_requests(&self, outcome: ProxyOutcome) -> u64 {
+    pub(crate) fn proxy_requests(&self, outcome: ProxyOutcome) -> u64 {
         self.proxy[outcome as usize].load(Relaxed)
     }
 
     /// Marks that a datagram arrived; telemetry starts only after the first one.
-    pub fn datagram_seen(&self) {
+    pub(crate) fn datagram_seen(&self) {
         if !self.first_datagram.load(Relaxed) {
             self.first_datagram.store(true, Relaxed);
         }
     }
 
-    pub fn any_datagram_seen(&self) -> bool {
+    pub(crate) fn any_datagram_seen(&self) -> bool {
         self.first_datagram.load(Relaxed)
     }
 

@@ -18,7 +18,7 @@ const MAX_QUEUED_RECORDS: usize = 30;
 const RECORDS_PER_CALL: usize = 10;
 
 /// Collects records and sends them.
-pub struct Telemetry<A> {
+pub(crate) struct Telemetry<A> {
     api: A,
     stats: Arc<Stats>,
     reporter: Reporter,
@@ -27,7 +27,7 @@ pub struct Telemetry<A> {
 }
 
 impl<A: TelemetryApi> Telemetry<A> {
-    pub fn new(api: A, stats: Arc<Stats>, reporter: Reporter) -> Self {
+    pub(crate) fn new(api: A, stats: Arc<Stats>, reporter: Reporter) -> Self {
         Telemetry { api, stats, reporter, queue: VecDeque::new(), last: Snapshot::default() }
     }
 
@@ -69,7 +69,7 @@ impl<A: TelemetryApi> Telemetry<A> {
     }
 
     /// Sends a record every `interval` until `shutdown`, then one last record.
-    pub async fn run(mut self, interval: Duration, shutdown: CancellationToken) {
+    pub(crate) async fn run(mut self, interval: Duration, shutdown: CancellationToken) {
         debug!("Telemetry initiated");
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 /// Bytes charged per record on top of its allocation: its queue slot twice over, because the
 /// queue's capacity doubles when it grows and so may be up to twice its length.
-pub const ENTRY_OVERHEAD: usize = 2 * std::mem::size_of::<Entry>();
+pub(crate) const ENTRY_OVERHEAD: usize = 2 * std::mem::size_of::<Entry>();
 
 /// The cost of holding one record.
 pub fn cost(body: &Bytes) -> usize {
@@ -34,18 +34,18 @@ fn allocation(len: usize) -> usize {
 
 /// The memory all buffers together may hold (`-m`).
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     limit: usize,
     used: AtomicUsize,
 }
 
 impl Budget {
-    pub fn new(limit_bytes: usize) -> Self {
+    pub(crate) fn new(limit_bytes: usize) -> Self {
         Budget { limit: limit_bytes, used: AtomicUsize::new(0) }
     }
 
     /// The byte limit.
-    pub fn limit(&self) -> usize {
+    pub(crate) fn limit(&self) -> usize {
         self.limit
     }
 
@@ -112,7 +112,7 @@ impl Batch {
 
     /// Puts the records back at the front of the queue, oldest first, so they go out next and
     /// are the first to be dropped if the buffer overflows. They stay charged.
-    pub fn requeue(mut self) {
+    pub(crate) fn requeue(mut self) {
         let records = std::mem::take(&mut self.records);
         self.charge = 0;
         {
@@ -176,7 +176,7 @@ impl Buffer {
     }
 
     /// A buffer that charges `budget`, which other buffers may share.
-    pub fn sharing(budget: Arc<Budget>, max_batch: usize) -> Self {
+    pub(crate) fn sharing(budget: Arc<Budget>, max_batch: usize) -> Self {
         Buffer { inner: Mutex::new(Inner::default()), budget, max_batch: max_batch.max(1), arrived: Notify::new() }
     }
 
@@ -252,7 +252,7 @@ impl Buffer {
     }
 
     /// When the oldest waiting record arrived, if any is waiting.
-    pub fn oldest_arrival(&self) -> Option<Instant> {
+    pub(crate) fn oldest_arrival(&self) -> Option<Instant> {
         self.lock().queue.front().map(|e| e.arrived)
     }
 

@@ -39,7 +39,7 @@ use tracing::{debug, error, info, warn};
 
 /// What the driver should do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Take a batch now.
     Send,
     /// Nothing to send before this moment (unless more records arrive).
@@ -50,7 +50,7 @@ pub enum Decision {
 
 /// The "when" rules.
 #[derive(Debug, Clone, Copy)]
-pub struct FlushPolicy {
+pub(crate) struct FlushPolicy {
     /// A batch of this many records goes at once.
     pub max_items: usize,
     /// A partial batch goes this long after its oldest record arrived.
@@ -59,11 +59,11 @@ pub struct FlushPolicy {
 
 impl FlushPolicy {
     /// Full batches of signal `S`, partial ones after `max_delay`.
-    pub fn of<S: Signal>(max_delay: Duration) -> Self {
+    pub(crate) fn of<S: Signal>(max_delay: Duration) -> Self {
         FlushPolicy { max_items: S::MAX_ITEMS, max_delay }
     }
 
-    pub fn decide(&self, queued: usize, oldest: Option<Instant>, now: Instant, draining: bool) -> Decision {
+    pub(crate) fn decide(&self, queued: usize, oldest: Option<Instant>, now: Instant, draining: bool) -> Decision {
         let Some(oldest) = oldest else { return Decision::Idle };
         let due = oldest + self.max_delay;
         if draining || queued >= self.max_items || now >= due {
@@ -76,7 +76,7 @@ impl FlushPolicy {
 
 /// Requests from the pipeline to a driver.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Send everything now; answer when the buffer is empty and no upload is in flight.
     Flush(oneshot::Sender<()>),
     /// Like `Flush`, then stop.
@@ -84,7 +84,7 @@ pub enum Command {
 }
 
 /// Takes batches from one signal's buffer and owns their upload tasks.
-pub struct Driver<S: Signal, K> {
+pub(crate) struct Driver<S: Signal, K> {
     pub buffer: Arc<Buffer>,
     pub uploader: Arc<Uploader<S, K>>,
     pub policy: FlushPolicy,
@@ -94,7 +94,7 @@ pub struct Driver<S: Signal, K> {
 
 impl<S: Signal, K: Sink<S>> Driver<S, K> {
     /// Runs until `Close` (or the command channel closes) and the buffer has drained.
-    pub async fn run(self, mut commands: mpsc::Receiver<Command>) {
+    pub(crate) async fn run(self, mut commands: mpsc::Receiver<Command>) {
         let mut uploads = JoinSet::new();
         let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
         let mut closing = false;
@@ -144,7 +144,7 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// How hard a batch is tried before it goes back to the buffer.
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     pub max_attempts: u32,
     pub max_elapsed: Duration,
     pub base_delay: Duration,
@@ -165,23 +165,23 @@ impl Default for RetryPolicy {
 /// Backoff shared by every upload: consecutive failures lengthen the wait for all of them,
 /// and one success resets it.
 #[derive(Debug, Default)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     failures: AtomicU32,
 }
 
 impl Backoff {
-    pub fn failure(&self) {
+    pub(crate) fn failure(&self) {
         self.failures.fetch_add(1, Relaxed);
     }
 
-    pub fn success(&self) {
+    pub(crate) fn success(&self) {
         self.failures.store(0, Relaxed);
     }
 
     /// How long to wait before the next attempt: none while the backend is healthy, else
     /// `base * 2^(failures-1)` capped at `max`, with "equal jitter" (half fixed, half random)
     /// so that waits never collapse to zero.
-    pub fn delay(&self, policy: &RetryPolicy) -> Option<Duration> {
+    pub(crate) fn delay(&self, policy: &RetryPolicy) -> Option<Duration> {
         let failures = self.failures.load(Relaxed);
         if failures == 0 {
             return None;
@@ -208,7 +208,7 @@ const AUTH_CODES: &[&str] = &[
 ];
 
 /// Whether another attempt may succeed: everything but a 4xx that says the request is wrong.
-pub fn retryable(error: &BackendError) -> bool {
+pub(crate) fn retryable(error: &BackendError) -> bool {
     match &error.kind {
         ErrorKind::Status { status: status @ 400..=499, code } => {
             let code = code.as_deref().unwrap_or("");
@@ -221,7 +221,7 @@ pub fn retryable(error: &BackendError) -> bool {
 }
 
 /// Sends batches of signal `S` through sink `K` and counts what happened to each record.
-pub struct Uploader<S, K> {
+pub(crate) struct Uploader<S, K> {
     sink: K,
     stats: Arc<Stats>,
     backoff: Backoff,
@@ -230,13 +230,13 @@ pub struct Uploader<S, K> {
 }
 
 impl<S: Signal, K: Sink<S>> Uploader<S, K> {
-    pub fn new(sink: K, stats: Arc<Stats>, policy: RetryPolicy) -> Self {
+    pub(crate) fn new(sink: K, stats: Arc<Stats>, policy: RetryPolicy) -> Self {
         Uploader { sink, stats, backoff: Backoff::default(), policy, signal: PhantomData }
     }
 
     /// Delivers one batch, retrying within the policy. Every record of the batch ends up
     /// sent, rejected, or back in the buffer.
-    pub async fn deliver(&self, mut batch: Batch) {
+    pub(crate) async fn deliver(&self, mut batch: Batch) {
         let delivery = S::delivery(&self.stats);
         let started = Instant::now();
         let mut attempt = 0u32;

@@ -9,7 +9,7 @@
 //! deadline. The [`buffer`] holds records until a [`flush`] driver takes them.
 
 pub mod buffer;
-pub mod flush;
+pub(crate) mod flush;
 
 use crate::backend::{Reporter, Sink, TelemetryApi};
 use crate::ingest::udp::{self, Intake};
@@ -29,13 +29,13 @@ use tokio_util::sync::CancellationToken;
 
 /// How the core is sized and paced.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The memory all buffers together may hold.
-    pub buffer_bytes: usize,
+    pub(crate) buffer_bytes: usize,
     /// The most uploads in flight at once, per signal.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// How long a partial batch may wait.
-    pub flush_delay: Duration,
+    pub(crate) flush_delay: Duration,
     pub retry: RetryPolicy,
     /// `None` turns telemetry off.
     pub telemetry: Option<(Reporter, Duration)>,
@@ -50,7 +50,7 @@ pub struct Timeout {
 
 /// What a shutdown achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShutdownReport {
+pub(crate) struct ShutdownReport {
     /// Segments still held when the deadline passed (0 after a complete drain).
     pub undelivered: u64,
     /// How long the shutdown took.
@@ -110,14 +110,14 @@ struct Shared {
 
 /// A handle to the running core; clones share it.
 #[derive(Clone)]
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     shared: Arc<Shared>,
 }
 
 impl Pipeline {
     /// Starts the tasks on the current runtime. `socket` must already be bound. `backend`
     /// takes the segment batches and the telemetry records.
-    pub fn start<B>(socket: UdpSocket, backend: B, settings: Settings, stats: Arc<Stats>) -> Pipeline
+    pub(crate) fn start<B>(socket: UdpSocket, backend: B, settings: Settings, stats: Arc<Stats>) -> Pipeline
     where
         B: Sink<Segments> + TelemetryApi,
     {
@@ -156,28 +156,28 @@ impl Pipeline {
         Pipeline { shared: Arc::new(shared) }
     }
 
-    pub fn stats(&self) -> &Arc<Stats> {
+    pub(crate) fn stats(&self) -> &Arc<Stats> {
         &self.shared.stats
     }
 
     /// The segment buffer, for `/metrics`.
-    pub fn segment_buffer(&self) -> &Arc<Buffer> {
+    pub(crate) fn segment_buffer(&self) -> &Arc<Buffer> {
         &self.shared.segments.buffer
     }
 
     /// Cleared when the reader or an upload loop stops, for `/health`.
-    pub fn liveness(&self) -> &Arc<Liveness> {
+    pub(crate) fn liveness(&self) -> &Arc<Liveness> {
         &self.shared.liveness
     }
 
     /// Segments held now (waiting or being uploaded).
-    pub fn held(&self) -> u64 {
+    pub(crate) fn held(&self) -> u64 {
         self.shared.segments.held()
     }
 
     /// Reads everything the socket holds, then sends everything buffered. Returns when all of
     /// it is delivered (or refused for good), or with [`Timeout`] at the deadline.
-    pub async fn flush(&self, deadline: Instant) -> Result<(), Timeout> {
+    pub(crate) async fn flush(&self, deadline: Instant) -> Result<(), Timeout> {
         let (tx, rx) = oneshot::channel();
         if self.shared.drain.send(tx).await.is_ok() {
             let _ = timeout_at(deadline, rx).await;
@@ -194,7 +194,7 @@ impl Pipeline {
 
     /// Stops reading, drains the socket, sends everything, all before `deadline`. Whatever is
     /// still held then is counted as undelivered. A second call only reports what is held.
-    pub async fn shutdown(&self, deadline: Instant) -> ShutdownReport {
+    pub(crate) async fn shutdown(&self, deadline: Instant) -> ShutdownReport {
         let started = Instant::now();
         let tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(Tasks { mut ingest, drivers, telemetry }) = tasks {

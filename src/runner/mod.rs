@@ -44,7 +44,7 @@ pub enum StartError {
 }
 
 /// The AWS clients' settings for `region`.
-pub fn client_settings(config: &Config, region: &str) -> ClientSettings {
+pub(crate) fn client_settings(config: &Config, region: &str) -> ClientSettings {
     ClientSettings {
         region: region.to_owned(),
         endpoint: config.endpoint.clone(),
@@ -57,7 +57,7 @@ pub fn client_settings(config: &Config, region: &str) -> ClientSettings {
 }
 
 /// How the core is sized and paced, from the configuration.
-pub fn pipeline_settings(config: &Config) -> Settings {
+pub(crate) fn pipeline_settings(config: &Config) -> Settings {
     let telemetry = config.telemetry.then(|| {
         let reporter = Reporter {
             ec2_instance_id: config.instance_id.clone(),
@@ -77,7 +77,7 @@ pub fn pipeline_settings(config: &Config) -> Settings {
 
 /// Marks the daemon ready once credentials resolve; until then `/ready` says why not.
 /// Retries every few seconds, since credentials can appear later (a mounted token, a role).
-pub async fn resolve_credentials(signer: Arc<Signer>, health: Arc<Health>) {
+pub(crate) async fn resolve_credentials(signer: Arc<Signer>, health: Arc<Health>) {
     loop {
         match signer.credentials().await {
             Ok(_) => {
@@ -95,24 +95,24 @@ pub async fn resolve_credentials(signer: Arc<Signer>, health: Arc<Health>) {
 }
 
 /// The running daemon, as both runners hold it.
-pub struct Core {
+pub(crate) struct Core {
     pub config: Config,
     pub region: String,
     pub pipeline: Pipeline,
     pub health: Arc<Health>,
     /// Stops the TCP servers.
-    pub stop_servers: CancellationToken,
+    pub(crate) stop_servers: CancellationToken,
 }
 
 impl Core {
-    pub fn new(config: Config, region: String, pipeline: Pipeline) -> Core {
+    pub(crate) fn new(config: Config, region: String, pipeline: Pipeline) -> Core {
         let health = Arc::new(Health::new(pipeline.liveness().clone()));
         Core { config, region, pipeline, health, stop_servers: CancellationToken::new() }
     }
 
     /// Serves the TCP port (sampling proxy, `/health`, `/ready`, `/metrics`) on `listener`
     /// until shutdown; the proxy signs with `signer`.
-    pub fn serve_tcp_port(&self, listener: TcpListener, signer: Arc<Signer>) -> Result<(), StartError> {
+    pub(crate) fn serve_tcp_port(&self, listener: TcpListener, signer: Arc<Signer>) -> Result<(), StartError> {
         let config = &self.config;
         let proxy_endpoint = config.xray_endpoint(&self.region);
         let endpoint: http::Uri = proxy_endpoint.parse().map_err(|e| StartError::Endpoint(format!("{e}")))?;
@@ -142,7 +142,7 @@ impl Core {
 
     /// The one shutdown path: stops the TCP servers, sends everything buffered before
     /// `started + budget`, and writes the last lines of the run.
-    pub async fn shutdown(&self, started: Instant, budget: Duration) -> ShutdownReport {
+    pub(crate) async fn shutdown(&self, started: Instant, budget: Duration) -> ShutdownReport {
         self.stop_servers.cancel();
         let mut report = self.pipeline.shutdown(started + budget).await;
         report.took = started.elapsed();

@@ -101,7 +101,7 @@ impl NextEvent {
 }
 
 /// How long until an epoch-milliseconds deadline, zero if it has passed.
-pub fn time_until(deadline_ms: u64) -> Duration {
+pub(crate) fn time_until(deadline_ms: u64) -> Duration {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     Duration::from_millis(deadline_ms).saturating_sub(now)
 }

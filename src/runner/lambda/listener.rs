@@ -16,10 +16,10 @@ use tracing::{debug, warn};
 /// Lambda sends up to twice `maxBytes` (256 KiB) plus metadata; anything far larger is not ours.
 const MAX_BODY: usize = 4 * 1024 * 1024;
 /// Events waiting for the runner; one per invocation at most, so a small queue suffices.
-pub const QUEUE: usize = 64;
+pub(crate) const QUEUE: usize = 64;
 
 /// Accepts connections until `shutdown`, sending each useful event to `events`.
-pub async fn run(listener: TcpListener, events: mpsc::Sender<PlatformEvent>, shutdown: CancellationToken) {
+pub(crate) async fn run(listener: TcpListener, events: mpsc::Sender<PlatformEvent>, shutdown: CancellationToken) {
     crate::serve::run(listener, Arc::new(Listener { events }), shutdown).await
 }
 

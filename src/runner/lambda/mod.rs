@@ -12,8 +12,8 @@
 //! once the first event has arrived.
 
 pub mod events;
-pub mod listener;
-pub mod runtime_api;
+pub(crate) mod listener;
+pub(crate) mod runtime_api;
 
 use super::{client_settings, pipeline_settings, resolve_credentials, Core, StartError};
 use crate::aws::client::Deferred;
@@ -34,7 +34,7 @@ use tracing::{debug, error, info, warn};
 
 /// What the extension keeps back from SHUTDOWN's deadline, so that it exits before Lambda's
 /// SIGKILL rather than at it.
-pub const SHUTDOWN_MARGIN: Duration = Duration::from_millis(150);
+pub(crate) const SHUTDOWN_MARGIN: Duration = Duration::from_millis(150);
 /// Used when a SHUTDOWN event has no readable deadline (Lambda gives extensions ~1.7 s).
 const SHUTDOWN_FALLBACK: Duration = Duration::from_millis(1500);
 /// How far past a background flush's start it may go before giving up (data stays buffered).
@@ -75,7 +75,7 @@ impl LambdaError {
 
 /// The extension's file name, which Lambda matches against what it launched from
 /// `/opt/extensions/`.
-pub fn extension_name() -> String {
+pub(crate) fn extension_name() -> String {
     std::env::args_os()
         .next()
         .as_deref()

@@ -15,10 +15,10 @@ const EXTENSION: &str = "2020-01-01/extension";
 const TELEMETRY: &str = "2022-07-01/telemetry";
 const ID_HEADER: &str = "Lambda-Extension-Identifier";
 /// Telemetry API schema: 2022-12-13 is what Lambda and its peers use for on-demand functions.
-pub const TELEMETRY_SCHEMA: &str = "2022-12-13";
+pub(crate) const TELEMETRY_SCHEMA: &str = "2022-12-13";
 /// The shortest batching delay Lambda allows: `platform.runtimeDone` reaches us ~25 ms after
 /// the runtime is done.
-pub const TELEMETRY_TIMEOUT_MS: u64 = 25;
+pub(crate) const TELEMETRY_TIMEOUT_MS: u64 = 25;
 
 /// A failed call to the Runtime API.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +46,7 @@ fn describe(error_type: &Option<String>, message: &Option<String>) -> String {
 
 /// What `register` returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registration {
+pub(crate) struct Registration {
     pub id: String,
     pub function_name: String,
     pub function_version: String,
@@ -55,7 +55,7 @@ pub struct Registration {
 
 /// Whether the Telemetry API will deliver events.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Subscription {
+pub(crate) enum Subscription {
     Active,
     /// 202 `Telemetry.NotSupported` (the Runtime Interface Emulator, SAM local).
     NotSupported(String),
@@ -80,7 +80,7 @@ struct ErrorBody {
 }
 
 /// The Extensions API client. `id` is set by `register` and sent on every later call.
-pub struct RuntimeApi {
+pub(crate) struct RuntimeApi {
     base: String,
     client: Client<HttpConnector, Full<Bytes>>,
     id: String,
@@ -94,15 +94,11 @@ struct Response {
 
 impl RuntimeApi {
     /// `runtime_api` is `AWS_LAMBDA_RUNTIME_API`, e.g. `127.0.0.1:9001`.
-    pub fn new(runtime_api: &str) -> RuntimeApi {
+    pub(crate) fn new(runtime_api: &str) -> RuntimeApi {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         RuntimeApi { base: format!("http://{}", runtime_api.trim_end_matches('/')), client, id: String::new() }
-    }
-
-    pub fn id(&self) -> &str {
-        &self.id
     }
 
     async fn call(
@@ -139,7 +135,7 @@ impl RuntimeApi {
     }
 
     /// `POST /extension/register` for `events`, asking for the account id.
-    pub async fn register(&mut self, name: &str, events: &[&str]) -> Result<Registration, ApiError> {
+    pub(crate) async fn register(&mut self, name: &str, events: &[&str]) -> Result<Registration, ApiError> {
         let body = serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap_or_default();
         let headers = [("Lambda-Extension-Name", name), ("Lambda-Extension-Accept-Feature", "accountId")];
         let r = self.call("register", Method::POST, &format!("{EXTENSION}/register"), &headers, Some(body)).await?;
@@ -150,7 +146,7 @@ impl RuntimeApi {
     }
 
     /// `PUT /telemetry`: platform events only, to `http://sandbox.localdomain:<port>/`.
-    pub async fn subscribe(&self, port: u16) -> Result<Subscription, ApiError> {
+    pub(crate) async fn subscribe(&self, port: u16) -> Result<Subscription, ApiError> {
         let body = serde_json::json!({
             "schemaVersion": TELEMETRY_SCHEMA,
             "types": ["platform"],
@@ -167,14 +163,14 @@ impl RuntimeApi {
     }
 
     /// `GET /event/next`: blocks until Lambda has an event for us.
-    pub async fn next(&self) -> Result<NextEvent, ApiError> {
+    pub(crate) async fn next(&self) -> Result<NextEvent, ApiError> {
         let r = self.call("next", Method::GET, &format!("{EXTENSION}/event/next"), &[], None).await?;
         Ok(NextEvent::parse(&r.body)?)
     }
 
     /// `POST /extension/init/error` (during init) or `/exit/error` (after): tells Lambda why
     /// the extension is about to exit. `reason` becomes `Extension.<reason>`.
-    pub async fn report_error(&self, initialising: bool, reason: &str, message: &str) -> Result<(), ApiError> {
+    pub(crate) async fn report_error(&self, initialising: bool, reason: &str, message: &str) -> Result<(), ApiError> {
         let (call, path) = if initialising { ("init/error", "init/error") } else { ("exit/error", "exit/error") };
         let error_type = format!("Extension.{reason}");
         let body = serde_json::json!({ "errorMessage": message, "errorType": error_type, "stackTrace": [] });
