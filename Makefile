@@ -31,8 +31,8 @@ LAYER_ARM64 := $(LAYER_DIR)/xray-daemon-layer-arm64.zip
 LAYER_TEST := target/layer-test/xray-daemon-layer-x86_64.zip
 
 .PHONY: all build release static static-x86_64 static-aarch64 static-test build-tests zig-tools docker docker-tools \
-	docker-tools-arm64 layer run test test-rust test-e2e test-chart test-packaging test-release peers fmt lint clean \
-	deny deny-tool fuzz soak bench bench-micro
+	docker-tools-arm64 qemu-arm64 layer run test test-rust test-simd test-e2e test-chart test-packaging test-release \
+	peers fmt lint clean deny deny-tool fuzz soak bench bench-micro
 
 all: build
 
@@ -101,7 +101,9 @@ apt_install = command -v $(1) >/dev/null || { \
 docker-tools:
 	@$(call apt_install,buildah,buildah)
 
-docker-tools-arm64: docker-tools
+docker-tools-arm64: docker-tools qemu-arm64
+
+qemu-arm64:
 	@$(call apt_install,qemu-aarch64-static,qemu-user-static)
 
 ## peers: install the test peers (moto, boto3, aws-xray-sdk, aws-xray-sdk-core, Helm's engine) under target/
@@ -112,12 +114,20 @@ peers:
 run: build peers
 	bash tests/peers/run_local.sh $(BIN_DEBUG) $(ARGS)
 
-## test: unit + integration tests (with a short fuzz pass), end-to-end tests against moto and the
-##       official SDKs, Helm chart, the Lambda layer and the image, cargo-deny
-test: test-rust test-e2e test-chart test-packaging deny
+## test: unit + integration tests (with a short fuzz pass), the SIMD body scan on arm64 and x86_64,
+##       end-to-end tests against moto and the official SDKs, Helm chart, the Lambda layer and the
+##       image, cargo-deny
+test: test-rust test-simd test-e2e test-chart test-packaging deny
 
 test-rust: build-tests
 	$(ZIG_ENV) cargo-zigbuild test --locked --target $(MUSL_X86_64) --all-targets
+
+# The SIMD scan in src/trace_segments_body.rs (SSE2, NEON) against its scalar rule, arm64 under
+# qemu-user: that file compiled alone by rustc for both static targets (tests/simd/run.sh),
+# about 10 s, instead of an arm64 build of the AWS SDK.
+test-simd: qemu-arm64
+	rustup target add $(MUSL_X86_64) $(MUSL_AARCH64)
+	bash tests/simd/run.sh
 
 test-e2e: static-test peers
 	XRAY_DAEMON_BIN=$(BIN_STATIC_TEST) $(VENV)/bin/python -m pytest tests/e2e $(PYTEST_ARGS)
