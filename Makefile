@@ -214,8 +214,18 @@ bench-micro:
 fmt:
 	$(CARGO) fmt
 
-lint:
-	$(CARGO) clippy --all-targets -- -D warnings
+## lint: rustfmt's check (rustfmt.toml) and clippy with warnings as errors on every target (lib,
+##       bin, tests, benches, examples), for the static x86_64 target that `make test` builds: it
+##       reuses that build's build scripts and proc macros, where a host clippy builds them again.
+##       Then clippy on tests/simd for arm64 too, for the NEON code. Clippy runs even when the
+##       format check fails, and reports every target's findings.
+LINT_FMT := $(CARGO) fmt --check && rustfmt --check --edition 2021 tests/simd/skip_plain.rs
+LINT_CLIPPY := cargo-zigbuild clippy --locked --keep-going --target $(MUSL_X86_64) --all-targets -- -D warnings
+lint: zig-tools
+	rustup target add $(MUSL_X86_64) $(MUSL_AARCH64)
+	@echo '$(LINT_FMT)'; $(LINT_FMT); fmt=$$?; \
+	echo '$(LINT_CLIPPY)'; $(ZIG_ENV) $(LINT_CLIPPY); clippy=$$?; \
+	bash tests/simd/run.sh clippy && exit $$(( fmt || clippy ))
 
 clean:
 	$(CARGO) clean

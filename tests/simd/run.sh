@@ -5,7 +5,11 @@
 # under qemu-aarch64-static on arm64 (NEON). Seconds, where the crate's unit tests for arm64 would
 # compile the whole AWS SDK for arm64 first. Needs the two rustup targets and qemu-user-static
 # (the Makefile installs them).
+#
+# `run.sh clippy` (part of `make lint`) compiles the same with clippy's lints as errors instead,
+# and runs nothing: `cargo clippy` sees only the x86_64 build, not the NEON code.
 set -euo pipefail
+mode=${1:-test}
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="$ROOT/target/simd-test"
@@ -26,9 +30,16 @@ for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
     mkdir -p "$OUT/$target"
     rustc "${rustc_flags[@]}" --target "$target" --crate-type rlib --crate-name bytes --cap-lints allow \
         --cfg 'feature="default"' --cfg 'feature="std"' --out-dir "$OUT/$target" "$bytes_src/src/lib.rs"
-    rustc "${rustc_flags[@]}" --target "$target" --extern bytes="$OUT/$target/libbytes.rlib" \
-        -o "$OUT/$target/skip_plain" tests/simd/skip_plain.rs
+    if [ "$mode" = clippy ]; then
+        echo "clippy-driver -D warnings tests/simd/skip_plain.rs --target $target"
+        clippy-driver "${rustc_flags[@]}" --target "$target" --extern bytes="$OUT/$target/libbytes.rlib" \
+            --emit=metadata -o "$OUT/$target/skip_plain.rmeta" -D warnings tests/simd/skip_plain.rs
+    else
+        rustc "${rustc_flags[@]}" --target "$target" --extern bytes="$OUT/$target/libbytes.rlib" \
+            -o "$OUT/$target/skip_plain" tests/simd/skip_plain.rs
+    fi
 done
+[ "$mode" = clippy ] && exit 0
 
 "$OUT/x86_64-unknown-linux-musl/skip_plain"
 qemu-aarch64-static "$OUT/aarch64-unknown-linux-musl/skip_plain"
