@@ -122,7 +122,7 @@ test: test-rust test-simd test-e2e test-chart test-packaging deny
 test-rust: build-tests
 	$(ZIG_ENV) cargo-zigbuild test --locked --target $(MUSL_X86_64) --all-targets
 
-# The SIMD scan in src/trace_segments_body.rs (SSE2, NEON) against its scalar rule, arm64 under
+# The SIMD scan in src/aws/trace_segments_body.rs (SSE2, NEON) against its scalar rule, arm64 under
 # qemu-user: that file compiled alone by rustc for both static targets (tests/simd/run.sh),
 # about 10 s, instead of an arm64 build of the AWS SDK.
 test-simd: qemu-arm64

@@ -8,7 +8,8 @@
 //! 3. [`pipeline::buffer`]: the byte-bounded queue between ingest and the uploads;
 //! 4. [`pipeline::flush`]: *when* a batch leaves, and *how* it is sent, retried and settled;
 //! 5. [`aws::put_trace_segments`]: the request body written from the received bytes, the
-//!    PutTraceSegments call, and its answer read.
+//!    PutTraceSegments call, and its answer read. The body's escaping is its own small file,
+//!    [`aws::trace_segments_body`], so that `make test-simd` can compile it alone for arm64.
 //!
 //! `docs/architecture.md` walks the same path with the reasons behind each step.
 //!
@@ -41,4 +42,3 @@ pub(crate) mod proxy;
 pub mod runner;
 pub(crate) mod serve;
 pub mod signal;
-pub mod trace_segments_body;

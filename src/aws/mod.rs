@@ -3,7 +3,8 @@
 //!
 //! - [`client`]: the shared SDK configuration, the X-Ray client, and the endpoint;
 //! - [`signer`]: SigV4 for requests the daemon builds itself (the proxy);
-//! - [`put_trace_segments`]: the segments' sink;
+//! - [`put_trace_segments`]: the segments' sink, with [`trace_segments_body`], its request body
+//!   written from the received bytes;
 //! - [`put_telemetry_records`]: the telemetry records;
 //! - [`errors`]: SDK errors turned into the neutral `backend::BackendError`;
 //! - [`region`]: where the region comes from when nothing sets it;
@@ -16,5 +17,6 @@ pub(crate) mod put_telemetry_records;
 pub(crate) mod put_trace_segments;
 pub(crate) mod region;
 pub(crate) mod signer;
+pub mod trace_segments_body;
 
 pub(crate) use client::default_endpoint;

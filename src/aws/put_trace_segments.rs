@@ -10,7 +10,7 @@ use super::client::Deferred;
 use super::errors::{classify, redact_key_ids};
 use crate::backend::{BackendError, Receipt, Sink};
 use crate::signal::Segments;
-use crate::trace_segments_body;
+use super::trace_segments_body;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use tracing::{error, warn};

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test-simd`: tests/simd/skip_plain.rs (src/trace_segments_body.rs as a module, with the `bytes`
+# `make test-simd`: tests/simd/skip_plain.rs (src/aws/trace_segments_body.rs as a module, with the `bytes`
 # crate from cargo's registry) compiled by rustc alone for each static target and linked by rust-lld
 # (part of the Rust toolchain: no C toolchain, no cargo build), then run: natively on x86_64 (SSE2),
 # under qemu-aarch64-static on arm64 (NEON). Seconds, where the crate's unit tests for arm64 would

@@ -1,7 +1,7 @@
 //! `make test-simd` (tests/simd/run.sh): the SIMD scan of the request body, `skip_plain` in
-//! src/trace_segments_body.rs, run for real on arm64 (NEON, under qemu-aarch64-static) and on
+//! src/aws/trace_segments_body.rs, run for real on arm64 (NEON, under qemu-aarch64-static) and on
 //! x86_64 (SSE2), without building the daemon and the AWS SDK for arm64. rustc compiles this file
-//! on its own for each target, with src/trace_segments_body.rs as a module and the `bytes` crate
+//! on its own for each target, with src/aws/trace_segments_body.rs as a module and the `bytes` crate
 //! (that file's one dependency); it is not a cargo target (cargo only finds `tests/*.rs` and
 //! `tests/*/main.rs`).
 //!
@@ -12,7 +12,7 @@
 
 #![allow(dead_code)]
 
-#[path = "../../src/trace_segments_body.rs"]
+#[path = "../../src/aws/trace_segments_body.rs"]
 mod trace_segments_body;
 
 use bytes::Bytes;

@@ -6,7 +6,7 @@
 //! one character at a time: a quarter of the daemon's CPU at 4,000 segments/s in `perf`. Here
 //! each document is copied once into a buffer sized up front, in runs between the few bytes
 //! that need escaping, skipping plain text 16 bytes at a time. The SDK still signs and sends
-//! the request (`aws.rs`).
+//! the request (`put_trace_segments.rs`).
 
 use bytes::Bytes;
 
