@@ -277,11 +277,14 @@ pub async fn post(port: u16, path: &str, body: &[u8]) -> u16 {
     String::from_utf8_lossy(&out).split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
-fn respond(status: u16, body: Value) -> (u16, Vec<(&'static str, String)>, String) {
+/// What the fake answers a call with: status, extra headers, body.
+type Answer = (u16, Vec<(&'static str, String)>, String);
+
+fn respond(status: u16, body: Value) -> Answer {
     (status, vec![("content-type", "application/json".into())], body.to_string())
 }
 
-fn forbidden(error_type: &str, message: &str) -> (u16, Vec<(&'static str, String)>, String) {
+fn forbidden(error_type: &str, message: &str) -> Answer {
     respond(403, json!({"errorMessage": message, "errorType": error_type}))
 }
 
@@ -317,7 +320,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
 }
 
 /// Checks the identifier header of a call after register.
-fn check_identifier(st: &State, call: &Call) -> Result<(), (u16, Vec<(&'static str, String)>, String)> {
+fn check_identifier(st: &State, call: &Call) -> Result<(), Answer> {
     let Some(id) = call.header("Lambda-Extension-Identifier") else {
         return Err(forbidden("Extension.MissingExtensionIdentifier", "Missing Lambda-Extension-Identifier header"));
     };
@@ -334,7 +337,7 @@ fn check_identifier(st: &State, call: &Call) -> Result<(), (u16, Vec<(&'static s
     Ok(())
 }
 
-async fn route(shared: &Shared, call: &Call) -> (u16, Vec<(&'static str, String)>, String) {
+async fn route(shared: &Shared, call: &Call) -> Answer {
     match (call.method.as_str(), call.path.as_str()) {
         ("POST", "/2020-01-01/extension/register") => register(&mut shared.lock(), call),
         ("PUT", "/2022-07-01/telemetry") => subscribe(&mut shared.lock(), call),
@@ -358,7 +361,7 @@ async fn route(shared: &Shared, call: &Call) -> (u16, Vec<(&'static str, String)
     }
 }
 
-fn register(st: &mut State, call: &Call) -> (u16, Vec<(&'static str, String)>, String) {
+fn register(st: &mut State, call: &Call) -> Answer {
     let name = call.header("Lambda-Extension-Name").unwrap_or("");
     if name.is_empty() {
         return forbidden("Extension.InvalidExtensionName", "Empty extension name");
@@ -394,7 +397,7 @@ fn register(st: &mut State, call: &Call) -> (u16, Vec<(&'static str, String)>, S
     (200, vec![("content-type", "application/json".into()), ("lambda-extension-identifier", id)], body.to_string())
 }
 
-fn subscribe(st: &mut State, call: &Call) -> (u16, Vec<(&'static str, String)>, String) {
+fn subscribe(st: &mut State, call: &Call) -> Answer {
     if let Err(e) = check_identifier(st, call) {
         return e;
     }
@@ -436,7 +439,7 @@ fn subscribe(st: &mut State, call: &Call) -> (u16, Vec<(&'static str, String)>, 
     (200, vec![], "OK".into())
 }
 
-async fn next(shared: &Shared, call: &Call) -> (u16, Vec<(&'static str, String)>, String) {
+async fn next(shared: &Shared, call: &Call) -> Answer {
     {
         let mut st = shared.lock();
         if let Err(e) = check_identifier(&st, call) {
