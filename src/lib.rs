@@ -20,10 +20,8 @@
 pub mod aws;
 pub mod batcher;
 pub mod buffer;
-pub mod cli;
 pub mod code_pages;
 pub mod config;
-pub mod config_file;
 pub mod health;
 pub mod ingest;
 pub mod lambda;

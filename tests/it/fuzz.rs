@@ -13,9 +13,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use xray_daemon::buffer::SegmentBuffer;
-use xray_daemon::cli::{self, Flags};
-use xray_daemon::config::Config;
-use xray_daemon::config_file;
+use xray_daemon::config::cli::{self, Flags};
+use xray_daemon::config::{file, Config};
 use xray_daemon::lambda::events::{self, NextEvent, PlatformEvent};
 use xray_daemon::ingest::Sink;
 use xray_daemon::segment::{self, Datagram, Reject};
@@ -140,7 +139,7 @@ proptest! {
     /// The config file parser (upstream's cfg.yaml), strict and lenient, on arbitrary text.
     #[test]
     fn fuzz_config_file_parser_arbitrary(text in ".{0,400}", strict in any::<bool>()) {
-        let _ = config_file::parse(&text, strict);
+        let _ = file::parse(&text, strict);
     }
 
     /// The config file parser on YAML made of the real keys with values of every type.
@@ -156,7 +155,7 @@ proptest! {
                 None => text.push_str(&format!("{key}: {value}\n")),
             }
         }
-        let _ = config_file::parse(&text, strict);
+        let _ = file::parse(&text, strict);
     }
 
     /// Environment variables: every variable the daemon reads, with arbitrary values. The

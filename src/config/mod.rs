@@ -5,8 +5,11 @@
 //! envy from an injectable list of variables so tests never touch the process environment.
 //! A bad value fails with one line that names the flag or variable and the value.
 
-use crate::cli::{parse_go_bool, Flags};
-use crate::config_file::{self, FileConfig, FileError};
+pub mod cli;
+pub mod file;
+
+use cli::{parse_go_bool, Flags};
+use file::{self as config_file, FileConfig, FileError};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
