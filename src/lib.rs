@@ -33,6 +33,7 @@ pub mod proxy;
 pub mod region;
 pub mod segment;
 pub mod sidecar;
+pub mod sizing;
 pub mod stats;
 pub mod telemetry;
 pub mod trace_segments_body;

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 pub const DEFAULT_UDP_ADDRESS: &str = "127.0.0.1:2000";
 pub const DEFAULT_TCP_ADDRESS: &str = "127.0.0.1:2000";
-pub const MIN_BUFFER_MB: u64 = 3;
-const MB: u64 = 1024 * 1024;
+pub(crate) use crate::sizing::MIN_BUFFER_MB;
+use crate::sizing::{self, MB};
 
 /// A setting that cannot be used. The message names where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -307,8 +307,10 @@ impl Config {
                 }
                 ((mb as u64).saturating_mul(MB), src.to_owned())
             }
-            None if lambda.is_some() => lambda_buffer_memory(get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")),
-            None => default_buffer_memory(),
+            None if lambda.is_some() => sizing::lambda_buffer_memory(
+                get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").and_then(|v| v.trim().parse().ok()),
+            ),
+            None => sizing::default_buffer_memory(),
         };
 
         let receive_buffer = match vars.receive_buffer_kb.as_deref().filter(|v| !v.is_empty()) {
@@ -530,59 +532,6 @@ fn lambda_config(vars: &EnvVars, env: &HashMap<String, String>) -> Result<Option
     let managed_instances =
         env.get("AWS_LAMBDA_INITIALIZATION_TYPE").is_some_and(|t| t.eq_ignore_ascii_case("lambda-managed-instances"));
     Ok(Some(LambdaConfig { runtime_api, flush, proxy, managed_instances }))
-}
-
-/// In Lambda: 3% of the function's memory or 16 MB, whichever is larger (the budget of
-/// Lambda's built-in daemon).
-fn lambda_buffer_memory(function_memory_mb: Option<&String>) -> (u64, String) {
-    match function_memory_mb.and_then(|v| v.trim().parse::<u64>().ok()).filter(|&mb| mb > 0) {
-        Some(mb) if mb.saturating_mul(MB) / 100 * 3 > 16 * MB => (mb.saturating_mul(MB) / 100 * 3, format!("3% of the function's {mb} MB")),
-        Some(mb) => (16 * MB, format!("16 MB, more than 3% of the function's {mb} MB")),
-        None => (16 * MB, "16 MB, Lambda's default".to_owned()),
-    }
-}
-
-/// 1% of the memory this process may use (the cgroup limit in a container, else host RAM),
-/// at least 3 MB.
-fn default_buffer_memory() -> (u64, String) {
-    let (total, source) = memory_available(Path::new("/"));
-    let bytes = (total / 100).max(MIN_BUFFER_MB * MB);
-    (bytes, format!("1% of {source}"))
-}
-
-/// The memory limit that applies to this process, and what it is.
-pub fn memory_available(root: &Path) -> (u64, &'static str) {
-    let host = std::fs::read_to_string(root.join("proc/meminfo")).ok().and_then(|m| parse_meminfo(&m));
-    let cgroup = cgroup_limit(root);
-    match (cgroup, host) {
-        (Some(c), Some(h)) if c < h => (c, "the container memory limit"),
-        (Some(c), None) => (c, "the container memory limit"),
-        (_, Some(h)) => (h, "host memory"),
-        (None, None) => (0, "an unknown amount of memory"),
-    }
-}
-
-fn parse_meminfo(text: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// The memory limit of this process's cgroup (v2, else v1), if one is set.
-fn cgroup_limit(root: &Path) -> Option<u64> {
-    let read = |p: &Path| std::fs::read_to_string(root.join(p)).ok();
-    let parse = |s: String| s.trim().parse::<u64>().ok().filter(|&n| n > 0 && n < (1 << 60));
-    // cgroup v2: our own cgroup's memory.max, else the namespace root's.
-    if let Some(own) = read(Path::new("proc/self/cgroup")).and_then(|c| {
-        c.lines().find_map(|l| l.strip_prefix("0::").map(|p| p.trim_start_matches('/').to_owned()))
-    }) {
-        for dir in [format!("sys/fs/cgroup/{own}"), "sys/fs/cgroup".to_owned()] {
-            if let Some(limit) = read(&Path::new(&dir).join("memory.max")).and_then(parse) {
-                return Some(limit);
-            }
-        }
-    }
-    read(Path::new("sys/fs/cgroup/memory/memory.limit_in_bytes")).and_then(parse)
 }
 
 #[cfg(test)]
@@ -875,20 +824,5 @@ mod tests {
         assert!(err(Flags::default(), &[("XRAY_DAEMON_CONCURRENCY", "0")]).contains("XRAY_DAEMON_CONCURRENCY"));
         assert!(err(Flags::default(), &[("XRAY_DAEMON_ENDPOINT", "xray.local")]).contains("XRAY_DAEMON_ENDPOINT"));
         assert!(err(Flags::default(), &[("XRAY_DAEMON_LOG_FORMAT", "xml")]).contains("XRAY_DAEMON_LOG_FORMAT"));
-    }
-
-    #[test]
-    fn memory_limit_prefers_a_smaller_cgroup_limit() {
-        let dir = std::env::temp_dir().join(format!("xd-mem-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("proc/self")).unwrap();
-        std::fs::create_dir_all(dir.join("sys/fs/cgroup/kubepods/pod1")).unwrap();
-        std::fs::write(dir.join("proc/meminfo"), "MemTotal:       24000000 kB\nMemFree: 1 kB\n").unwrap();
-        assert_eq!(memory_available(&dir), (24_000_000 * 1024, "host memory"));
-        std::fs::write(dir.join("proc/self/cgroup"), "0::/kubepods/pod1\n").unwrap();
-        std::fs::write(dir.join("sys/fs/cgroup/kubepods/pod1/memory.max"), "536870912\n").unwrap();
-        assert_eq!(memory_available(&dir), (536_870_912, "the container memory limit"));
-        std::fs::write(dir.join("sys/fs/cgroup/kubepods/pod1/memory.max"), "max\n").unwrap();
-        assert_eq!(memory_available(&dir).1, "host memory");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
