@@ -169,7 +169,8 @@ pub struct Config {
 struct Reader<'a> {
     /// A copy, as a flag's value is read through the same accessor that sets it.
     flags: Flags,
-    env: &'a HashMap<String, String>,
+    /// The environment, the daemon's own variables by their names in capitals (see [`variables`]).
+    env: HashMap<String, &'a String>,
     file: FileConfig,
     file_path: Option<PathBuf>,
     problems: Vec<ConfigError>,
@@ -183,7 +184,7 @@ impl Reader<'_> {
                 return Some((flag.name(), v));
             }
         }
-        let var = |name: &&str| self.env.get(*name).filter(|v| !v.is_empty()).map(|v| (name.to_string(), v.clone()));
+        let var = |name: &&str| self.env.get(*name).filter(|v| !v.is_empty()).map(|&v| (name.to_string(), v.clone()));
         if let Some(found) = var(&info.var) {
             return Some(found);
         }
@@ -264,6 +265,28 @@ impl Reader<'_> {
     }
 }
 
+/// The environment with the daemon's variables (`XRAY_DAEMON_*`) named in capitals: the loader
+/// has always taken `XRAY_DAEMON_log_level` for `XRAY_DAEMON_LOG_LEVEL` (envy, which it once
+/// used, compares the part after the prefix in any case). One variable set under two spellings
+/// is a problem.
+fn variables<'a>(env: &'a HashMap<String, String>, problems: &mut Vec<ConfigError>) -> HashMap<String, &'a String> {
+    let mut names: Vec<&String> = env.keys().collect();
+    names.sort();
+    let mut seen: HashMap<String, &String> = HashMap::new();
+    for name in names {
+        let key = match name.strip_prefix(OWN_PREFIX) {
+            Some(rest) => format!("{OWN_PREFIX}{}", rest.to_ascii_uppercase()),
+            None => name.clone(),
+        };
+        if let Some(first) = seen.insert(key, name) {
+            problems.push(parse::invalid(name, &env[name], format!("{first} is set too; set one of them")));
+        }
+    }
+    seen.into_iter().map(|(key, name)| (key, &env[name])).collect()
+}
+
+const OWN_PREFIX: &str = "XRAY_DAEMON_";
+
 impl Config {
     /// Builds the configuration from flags, environment variables and the config file
     /// (`-c`, `XRAY_DAEMON_CONFIG_FILE`, or upstream's default path when it exists).
@@ -273,8 +296,9 @@ impl Config {
 
     /// As [`Config::load`], with the auto-discovered file's path given (for tests).
     pub fn load_with(flags: &Flags, env: &HashMap<String, String>, default_file: &Path) -> Result<Config, ConfigError> {
-        let file = FileConfig::default();
-        let mut r = Reader { flags: flags.clone(), env, file, file_path: None, problems: vec![] };
+        let mut problems = vec![];
+        let env = variables(env, &mut problems);
+        let mut r = Reader { flags: flags.clone(), env, file: FileConfig::default(), file_path: None, problems };
         let lambda = r.lambda();
         r.read_file(default_file);
         let udp_address = r.get(&table::UDP_ADDRESS);
@@ -489,6 +513,21 @@ mod tests {
         assert_eq!((c.resource_arn.as_str(), c.hostname.as_str(), c.instance_id.as_str()), ("arn:aws:ec2:x", "h", "i-1"));
     }
 
+    /// As when envy read them: the part after `XRAY_DAEMON_` in any case, but only once.
+    #[test]
+    fn the_daemons_variable_names_are_read_in_any_case_after_the_prefix() {
+        let vars = [("XRAY_DAEMON_log_Level", "debug"), ("xray_daemon_CONCURRENCY", "2")];
+        let c = load(Flags::default(), &vars).unwrap();
+        assert_eq!((c.log_level, c.concurrency), (LogLevel::Debug, 8), "the prefix itself is in capitals");
+        let e = load(Flags::default(), &[("XRAY_DAEMON_log_level", "loud")]).unwrap_err().to_string();
+        assert!(e.starts_with("invalid value \"loud\" for XRAY_DAEMON_LOG_LEVEL: "), "{e}");
+        let twice = [("XRAY_DAEMON_LOG_LEVEL", "debug"), ("XRAY_DAEMON_log_level", "warn")];
+        let e = load(Flags::default(), &twice).unwrap_err().to_string();
+        let want = "invalid value \"warn\" for XRAY_DAEMON_log_level: XRAY_DAEMON_LOG_LEVEL is set too; \
+            set one of them";
+        assert_eq!(e, want);
+    }
+
     #[test]
     fn proxy_settings_and_endpoint_resolution() {
         let c = load(Flags::default(), &[]).unwrap();
@@ -631,7 +670,7 @@ mod tests {
             ("AWS_ENDPOINT_URL_XRAY", "not a url"),
             ("XRAY_DAEMON_LOG_FORMAT", "text"),
         ];
-        let e = load(flags.clone(), &vars).unwrap_err();
+        let e = load(flags, &vars).unwrap_err();
         let ConfigError::Several(problems) = &e else { panic!("{e:?}") };
         let text = e.to_string();
         let lines: Vec<&str> = text.lines().collect();
