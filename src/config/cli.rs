@@ -4,6 +4,8 @@
 //! dashes for either: `-b x`, `-b=x`, `--bind x`, `--bind=x`, `-bind x`. Booleans are set bare
 //! or with `=value` (`-o=false`); parsing stops at the first argument that is not a flag or
 //! after `--`. Usage errors exit 2, help exits 0, as upstream.
+//!
+//! The flags and their usage lines are the settings table's (`table.rs`), plus `-v` and `-h`.
 
 use super::table;
 use std::fmt;

@@ -206,7 +206,8 @@ impl Reader<'_> {
         (setting.parse)(&source, &text).map(|value| (source, value)).map_err(|e| self.problems.push(e)).ok()
     }
 
-    /// The value set, else the default. For the settings whose default is not `Derived`.
+    /// The value set, else the default. Not for `Derived` defaults, which the loader works out;
+    /// `T::default()` is what `Empty` means (`None`, empty, `false`).
     fn get<T: Default>(&mut self, setting: &Setting<T>) -> T {
         if let Some((_, value)) = self.given(setting) {
             return value;
