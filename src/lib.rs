@@ -23,7 +23,8 @@
 //! - [`proxy`] answers the TCP port: it signs and forwards the SDKs' sampling calls and serves
 //!   `/health`, `/ready` and `/metrics`; [`serve`] runs the accept loops;
 //! - [`observe`] holds the counters, metrics, logging, health and telemetry records;
-//! - [`config`] reads the settings from flags, environment variables and the config file.
+//! - [`config`] reads the settings from flags, environment variables and the config file, from
+//!   one table of settings; [`sizing`] sizes the buffer from the memory the daemon may use.
 //!
 //! What is `pub` is what the binary, the integration tests or the benches use; the rest is
 //! `pub(crate)`, and `unreachable_pub` keeps it so.
@@ -32,9 +33,7 @@
 
 pub mod aws;
 pub mod backend;
-pub mod cli;
 pub mod config;
-pub mod config_file;
 pub mod ingest;
 pub mod observe;
 pub mod pipeline;
@@ -42,3 +41,4 @@ pub(crate) mod proxy;
 pub mod runner;
 pub(crate) mod serve;
 pub mod signal;
+pub mod sizing;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
-use xray_daemon::cli::{self, Action, Usage};
+use xray_daemon::config::cli::{self, Action, Usage};
 use xray_daemon::config::{self, Config, LogFormat, LogLevel, DEFAULT_TCP_ADDRESS};
 use xray_daemon::aws::outbound;
 use xray_daemon::observe::{health, logging};

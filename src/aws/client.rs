@@ -6,6 +6,7 @@
 //! has its own timeout.
 
 use super::signer::Signer;
+use crate::config::Config;
 use crate::backend::{BackendError, ErrorKind};
 use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -52,7 +53,7 @@ pub(crate) fn proxy_config(proxy_address: Option<&str>) -> Result<aws_smithy_htt
 
 /// The X-Ray endpoint for a region when nothing overrides it (the TCP proxy needs the URL
 /// itself; the SDK resolves the same one for uploads).
-pub(crate) fn default_endpoint(region: &str) -> String {
+fn default_endpoint(region: &str) -> String {
     let suffix = if region.starts_with("cn-") {
         "amazonaws.com.cn"
     } else if region.starts_with("us-isob-") {
@@ -63,6 +64,13 @@ pub(crate) fn default_endpoint(region: &str) -> String {
         "amazonaws.com"
     };
     format!("https://xray.{region}.{suffix}")
+}
+
+/// Where X-Ray calls go for `region`: the daemon's endpoint override (`XRAY_DAEMON_ENDPOINT`, the
+/// config file's `Endpoint`), else the SDK's `AWS_ENDPOINT_URL_XRAY` / `AWS_ENDPOINT_URL`, else
+/// the region's public endpoint. The SDK resolves the same for uploads; the proxy needs the URL.
+pub(crate) fn xray_endpoint(config: &Config, region: &str) -> String {
+    config.endpoint.clone().or_else(|| config.sdk_endpoint.clone()).unwrap_or_else(|| default_endpoint(region))
 }
 
 /// The SDK pieces the daemon shares: the X-Ray client for uploads and telemetry, and a signer
@@ -253,6 +261,21 @@ impl Intercept for DaemonHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(env: &[(&str, &str)]) -> Config {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::load_with(&Default::default(), &env, std::path::Path::new("/nonexistent")).expect("config")
+    }
+
+    #[test]
+    fn the_endpoint_is_the_override_then_the_sdks_variables_then_the_regions() {
+        assert_eq!(xray_endpoint(&config(&[]), "us-east-1"), "https://xray.us-east-1.amazonaws.com");
+        assert_eq!(xray_endpoint(&config(&[]), "cn-north-1"), "https://xray.cn-north-1.amazonaws.com.cn");
+        let sdk = [("AWS_ENDPOINT_URL", "http://127.0.0.1:1/"), ("AWS_ENDPOINT_URL_XRAY", "http://127.0.0.1:2/")];
+        assert_eq!(xray_endpoint(&config(&sdk), "us-east-1"), "http://127.0.0.1:2");
+        let both = [("AWS_ENDPOINT_URL_XRAY", "http://127.0.0.1:2"), ("XRAY_DAEMON_ENDPOINT", "http://127.0.0.1:3")];
+        assert_eq!(xray_endpoint(&config(&both), "us-east-1"), "http://127.0.0.1:3");
+    }
 
     #[test]
     fn default_endpoints_by_partition() {

@@ -18,5 +18,3 @@ pub(crate) mod put_trace_segments;
 pub(crate) mod region;
 pub(crate) mod signer;
 pub mod trace_segments_body;
-
-pub(crate) use client::default_endpoint;

@@ -114,7 +114,7 @@ impl Core {
     /// until shutdown; the proxy signs with `signer`.
     pub(crate) fn serve_tcp_port(&self, listener: TcpListener, signer: Arc<Signer>) -> Result<(), StartError> {
         let config = &self.config;
-        let proxy_endpoint = config.xray_endpoint(&self.region);
+        let proxy_endpoint = crate::aws::client::xray_endpoint(config, &self.region);
         let endpoint: http::Uri = proxy_endpoint.parse().map_err(|e| StartError::Endpoint(format!("{e}")))?;
         let settings = ProxySettings {
             endpoint,

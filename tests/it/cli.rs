@@ -52,6 +52,20 @@ fn bad_values_exit_1_naming_the_flag_or_variable() {
 }
 
 #[test]
+fn every_bad_value_is_reported_before_exit_1() {
+    let env = [REGION, ("XRAY_DAEMON_CONCURRENCY", "0"), ("XRAY_DAEMON_LOG_FORMAT", "xml")];
+    let (code, _, err) = run_to_exit(&["-b", "127.0.0.1", "-l", "loud"], &env);
+    assert_eq!(code, 1, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].ends_with("[Error] 4 problems with the configuration:"), "{err}");
+    assert_eq!(lines.len(), 5, "{err}");
+    let named = ["-b/--bind", "XRAY_DAEMON_CONCURRENCY", "-l/--log-level", "XRAY_DAEMON_LOG_FORMAT"];
+    for (line, name) in lines[1..].iter().zip(named) {
+        assert!(line.starts_with("  invalid value ") && line.contains(name), "{name}: {err}");
+    }
+}
+
+#[test]
 fn a_busy_udp_port_exits_1() {
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();

@@ -12,14 +12,13 @@ use proptest::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use xray_daemon::pipeline::buffer::Buffer;
-use xray_daemon::cli::{self, Flags};
-use xray_daemon::config::Config;
-use xray_daemon::config_file;
-use xray_daemon::runner::lambda::events::{self, NextEvent, PlatformEvent};
+use xray_daemon::config::cli;
+use xray_daemon::config::{file, Config, Flags};
 use xray_daemon::ingest::udp::Intake;
-use xray_daemon::signal::segments::{self, Datagram, Reject};
 use xray_daemon::observe::stats::Stats;
+use xray_daemon::pipeline::buffer::Buffer;
+use xray_daemon::runner::lambda::events::{self, NextEvent, PlatformEvent};
+use xray_daemon::signal::segments::{self, Datagram, Reject};
 
 const HEADER: &[u8] = br#"{"format":"json","version":1}"#;
 
@@ -140,7 +139,7 @@ proptest! {
     /// The config file parser (upstream's cfg.yaml), strict and lenient, on arbitrary text.
     #[test]
     fn fuzz_config_file_parser_arbitrary(text in ".{0,400}", strict in any::<bool>()) {
-        let _ = config_file::parse(&text, strict);
+        let _ = file::parse(&text, strict);
     }
 
     /// The config file parser on YAML made of the real keys with values of every type.
@@ -156,7 +155,7 @@ proptest! {
                 None => text.push_str(&format!("{key}: {value}\n")),
             }
         }
-        let _ = config_file::parse(&text, strict);
+        let _ = file::parse(&text, strict);
     }
 
     /// Environment variables: every variable the daemon reads, with arbitrary values. The

@@ -12,13 +12,13 @@ use serde_yaml_ng::Value;
 use std::path::Path;
 
 /// Where upstream looks for a file when `-c` is not given.
-pub const DEFAULT_PATH: &str = "/etc/amazon/xray/cfg.yaml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/amazon/xray/cfg.yaml";
 
 const DOCS: &str = "Please refer to AWS X-Ray Documentation for more information.";
 const MIGRATE: &str = "Use X-Ray Daemon Config Migration Script to update the config file.";
 
 /// The keys upstream knows, flattened as `Parent.Key`.
-pub const KNOWN_KEYS: [&str; 18] = [
+pub(crate) const KNOWN_KEYS: [&str; 18] = [
     "TotalBufferSizeMB",
     "Concurrency",
     "Endpoint",
@@ -65,25 +65,33 @@ pub enum FileError {
 /// What the file sets. `None`: not set (absent, empty or zero).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileConfig {
-    pub total_buffer_size_mb: Option<i64>,
-    pub concurrency: Option<i64>,
-    pub region: Option<String>,
-    pub endpoint: Option<String>,
-    pub udp_address: Option<String>,
-    pub tcp_address: Option<String>,
-    pub log_rotation: Option<bool>,
-    pub log_level: Option<String>,
-    pub log_path: Option<String>,
-    pub local_mode: Option<bool>,
-    pub resource_arn: Option<String>,
-    pub role_arn: Option<String>,
-    pub no_verify_ssl: Option<bool>,
-    pub proxy_address: Option<String>,
-    pub version: i64,
+    pub(crate) total_buffer_size_mb: Option<i64>,
+    pub(crate) concurrency: Option<i64>,
+    pub(crate) region: Option<String>,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) udp_address: Option<String>,
+    pub(crate) tcp_address: Option<String>,
+    pub(crate) log_rotation: Option<bool>,
+    pub(crate) log_level: Option<String>,
+    pub(crate) log_path: Option<String>,
+    pub(crate) local_mode: Option<bool>,
+    pub(crate) resource_arn: Option<String>,
+    pub(crate) role_arn: Option<String>,
+    pub(crate) no_verify_ssl: Option<bool>,
+    pub(crate) proxy_address: Option<String>,
+    pub(crate) version: i64,
+}
+
+/// A key of the file as the settings table names it, and how to read its value from a
+/// [`FileConfig`] as text.
+pub(crate) struct FileKey {
+    /// `Key` or `Parent.Key`, spelled as upstream's documentation spells it.
+    pub(crate) key: &'static str,
+    pub(crate) value: fn(&FileConfig) -> Option<String>,
 }
 
 /// Reads and checks a file. `strict`: reject unknown keys (upstream does so only for `-c`).
-pub fn load(path: &Path, strict: bool) -> Result<FileConfig, FileError> {
+pub(crate) fn load(path: &Path, strict: bool) -> Result<FileConfig, FileError> {
     let text = std::fs::read_to_string(path).map_err(|e| FileError::Unusable(format!("open {}: {e}", path.display())))?;
     parse(&text, strict)
 }

@@ -4,55 +4,16 @@
 //! dashes for either: `-b x`, `-b=x`, `--bind x`, `--bind=x`, `-bind x`. Booleans are set bare
 //! or with `=value` (`-o=false`); parsing stops at the first argument that is not a flag or
 //! after `--`. Usage errors exit 2, help exits 0, as upstream.
+//!
+//! The flags and their usage lines are the settings table's (`table.rs`), plus `-v` and `-h`.
 
+use super::flags::{Flags, VERSION};
+use super::table;
 use std::fmt;
 
-/// What kind of value a flag takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Str,
-    Int,
-    Bool,
-}
-
-struct Spec {
-    short: &'static str,
-    long: &'static str,
-    kind: Kind,
-    usage: &'static str,
-}
-
-/// The flags in upstream's order, with upstream's usage texts.
-const SPECS: &[Spec] = &[
-    Spec { short: "a", long: "resource-arn", kind: Kind::Str, usage: "Amazon Resource Name (ARN) of the AWS resource running the daemon." },
-    Spec { short: "o", long: "local-mode", kind: Kind::Bool, usage: "Don't check for EC2 instance metadata." },
-    Spec { short: "m", long: "buffer-memory", kind: Kind::Int, usage: "Change the amount of memory in MB that buffers can use (minimum 3)." },
-    Spec { short: "n", long: "region", kind: Kind::Str, usage: "Send segments to X-Ray service in a specific region." },
-    Spec { short: "b", long: "bind", kind: Kind::Str, usage: "Overrides default UDP address (127.0.0.1:2000)." },
-    Spec { short: "t", long: "bind-tcp", kind: Kind::Str, usage: "Overrides default TCP address (127.0.0.1:2000)." },
-    Spec { short: "r", long: "role-arn", kind: Kind::Str, usage: "Assume the specified IAM role to upload segments to a different account." },
-    Spec { short: "c", long: "config", kind: Kind::Str, usage: "Load a configuration file from the specified path." },
-    Spec { short: "f", long: "log-file", kind: Kind::Str, usage: "Output logs to the specified file path." },
-    Spec { short: "l", long: "log-level", kind: Kind::Str, usage: "Log level, from most verbose to least: dev, debug, info, warn, error, prod (default)." },
-    Spec { short: "p", long: "proxy-address", kind: Kind::Str, usage: "Proxy address through which to upload segments." },
-    Spec { short: "v", long: "version", kind: Kind::Bool, usage: "Show AWS X-Ray daemon version." },
-];
-
-/// The values given on the command line; `None` where a flag was not given.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Flags {
-    pub resource_arn: Option<String>,
-    pub local_mode: Option<bool>,
-    pub buffer_memory: Option<i64>,
-    pub region: Option<String>,
-    pub bind: Option<String>,
-    pub bind_tcp: Option<String>,
-    pub role_arn: Option<String>,
-    pub config: Option<String>,
-    pub log_file: Option<String>,
-    pub log_level: Option<String>,
-    pub proxy_address: Option<String>,
-    pub version: bool,
+/// Every flag, in upstream's order: the settings' (the table's order), then `-v`.
+fn all_flags() -> impl Iterator<Item = &'static super::flags::Flag> {
+    table::ALL.iter().filter_map(|s| s.flag.as_ref()).chain([&VERSION])
 }
 
 /// What the command line asks for.
@@ -94,58 +55,21 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, FlagErro
             Some((n, v)) => (n, Some(v.to_owned())),
             None => (stripped, None),
         };
-        let Some(spec) = SPECS.iter().find(|s| s.short == name || s.long == name) else {
+        let Some(flag) = all_flags().find(|f| f.short == name || f.long == name) else {
             if name == "h" || name == "help" {
                 return Ok(Action::Help);
             }
             return Err(FlagError::Unknown(name.to_owned()));
         };
-        let value = match (spec.kind, inline) {
-            (Kind::Bool, None) => "true".to_owned(),
-            (_, Some(v)) => v,
-            (_, None) => args.next().ok_or_else(|| FlagError::MissingValue(name.to_owned()))?,
+        let value = match inline {
+            Some(v) => v,
+            None if !(flag.slot)(&mut flags).takes_value() => "true".to_owned(),
+            None => args.next().ok_or_else(|| FlagError::MissingValue(name.to_owned()))?,
         };
-        set(&mut flags, spec, name, value)?;
+        let bad = FlagError::BadValue { flag: name.to_owned(), value: value.clone(), reason: "parse error" };
+        (flag.slot)(&mut flags).set(value).ok_or(bad)?;
     }
     Ok(Action::Run(Box::new(flags)))
-}
-
-fn set(flags: &mut Flags, spec: &Spec, name: &str, value: String) -> Result<(), FlagError> {
-    let bad = |reason| FlagError::BadValue { flag: name.to_owned(), value: value.clone(), reason };
-    match spec.kind {
-        Kind::Bool => {
-            let b = parse_go_bool(&value).ok_or_else(|| bad("parse error"))?;
-            match spec.short {
-                "o" => flags.local_mode = Some(b),
-                _ => flags.version = b,
-            }
-        }
-        Kind::Int => flags.buffer_memory = Some(value.parse().map_err(|_| bad("parse error"))?),
-        Kind::Str => {
-            let slot = match spec.short {
-                "a" => &mut flags.resource_arn,
-                "n" => &mut flags.region,
-                "b" => &mut flags.bind,
-                "t" => &mut flags.bind_tcp,
-                "r" => &mut flags.role_arn,
-                "c" => &mut flags.config,
-                "f" => &mut flags.log_file,
-                "l" => &mut flags.log_level,
-                _ => &mut flags.proxy_address,
-            };
-            *slot = Some(value);
-        }
-    }
-    Ok(())
-}
-
-/// Go's `strconv.ParseBool`.
-pub fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// Upstream's usage screen.
@@ -158,8 +82,8 @@ impl fmt::Display for Usage {
             let tabs = if long.len() <= 4 { "\t\t" } else { "\t" };
             writeln!(f, "\t-{short}\t--{long}{tabs}{usage}")
         };
-        for s in SPECS {
-            line(f, s.short, s.long, s.usage)?;
+        for flag in all_flags() {
+            line(f, flag.short, flag.long, flag.usage)?;
         }
         line(f, "h", "help", "Show this screen")
     }
@@ -248,6 +172,8 @@ mod tests {
         assert_eq!(f, Flags::default());
     }
 
+    /// Upstream's `-h` screen, byte for byte: its lines come from the settings table, in the
+    /// table's order, so this also holds the table to upstream's order of flags.
     #[test]
     fn usage_matches_upstream_layout() {
         let text = Usage.to_string();
@@ -257,5 +183,24 @@ mod tests {
         assert_eq!(lines[5], "\t-b\t--bind\t\tOverrides default UDP address (127.0.0.1:2000).");
         assert_eq!(lines[13], "\t-h\t--help\t\tShow this screen");
         assert_eq!(lines.len(), 14);
+        assert_eq!(text, UPSTREAM_USAGE);
     }
+
+    const UPSTREAM_USAGE: &str = concat!(
+        "Usage: X-Ray [options]\n",
+        "\t-a\t--resource-arn\tAmazon Resource Name (ARN) of the AWS resource running the daemon.\n",
+        "\t-o\t--local-mode\tDon't check for EC2 instance metadata.\n",
+        "\t-m\t--buffer-memory\tChange the amount of memory in MB that buffers can use (minimum 3).\n",
+        "\t-n\t--region\tSend segments to X-Ray service in a specific region.\n",
+        "\t-b\t--bind\t\tOverrides default UDP address (127.0.0.1:2000).\n",
+        "\t-t\t--bind-tcp\tOverrides default TCP address (127.0.0.1:2000).\n",
+        "\t-r\t--role-arn\tAssume the specified IAM role to upload segments to a different account.\n",
+        "\t-c\t--config\tLoad a configuration file from the specified path.\n",
+        "\t-f\t--log-file\tOutput logs to the specified file path.\n",
+        "\t-l\t--log-level\tLog level, from most verbose to least: dev, debug, info, warn, error, ",
+        "prod (default).\n",
+        "\t-p\t--proxy-address\tProxy address through which to upload segments.\n",
+        "\t-v\t--version\tShow AWS X-Ray daemon version.\n",
+        "\t-h\t--help\t\tShow this screen\n",
+    );
 }
