@@ -16,11 +16,11 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::sync::Arc;
+use xray_daemon::aws::trace_segments_body;
 use xray_daemon::backend::Sink;
 use xray_daemon::pipeline::buffer::Buffer;
 use xray_daemon::signal::segments::{classify, Datagram};
 use xray_daemon::signal::Segments;
-use xray_daemon::aws::trace_segments_body;
 
 fn segment(i: usize, size: usize) -> Vec<u8> {
     let head = format!(

@@ -123,12 +123,10 @@ mod tests {
     #[test]
     fn errors_map_to_upstreams_telemetry_classes() {
         let status = |s| BackendError::new(ErrorKind::Status { status: s, code: None }, "").class();
-        assert_eq!((status(403), status(429), status(503), status(302)), (
-            ErrorClass::Http4xx,
-            ErrorClass::Http4xx,
-            ErrorClass::Http5xx,
-            ErrorClass::Other
-        ));
+        assert_eq!(
+            (status(403), status(429), status(503), status(302)),
+            (ErrorClass::Http4xx, ErrorClass::Http4xx, ErrorClass::Http5xx, ErrorClass::Other)
+        );
         assert_eq!(BackendError::new(ErrorKind::Refused, "").class(), ErrorClass::ConnectionRefused);
         assert_eq!(BackendError::new(ErrorKind::Dns, "").class(), ErrorClass::UnknownHost);
         assert_eq!(BackendError::new(ErrorKind::Timeout, "").class(), ErrorClass::Timeout);

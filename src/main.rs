@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
+use xray_daemon::aws::outbound;
 use xray_daemon::config::cli::{self, Action, Usage};
 use xray_daemon::config::{self, Config, LogFormat, LogLevel, DEFAULT_TCP_ADDRESS};
-use xray_daemon::aws::outbound;
 use xray_daemon::observe::{health, logging};
 use xray_daemon::runner::{lambda, sidecar};
 
@@ -41,7 +41,8 @@ fn main() -> ExitCode {
     let config = Config::load(&flags, &env);
     if let Some(runtime_api) = config::lambda_runtime_api(&env) {
         // Lambda mode reports even a bad configuration to Lambda, so it starts logging first.
-        let (level, format) = config.as_ref().map(|c| (c.log_level, c.log_format)).unwrap_or((LogLevel::Info, LogFormat::Text));
+        let (level, format) =
+            config.as_ref().map(|c| (c.log_level, c.log_format)).unwrap_or((LogLevel::Info, LogFormat::Text));
         logging::init(level, format, std::io::stdout);
         return run(|| lambda::run(config, &runtime_api));
     }

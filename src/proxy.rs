@@ -11,10 +11,10 @@
 //! Bodies are limited, slow clients are cut off, and an unreachable X-Ray answers 502.
 
 use crate::aws::signer::Signer;
-use crate::pipeline::buffer::Buffer;
 use crate::observe::health::Health;
 use crate::observe::metrics;
 use crate::observe::stats::{ProxyOutcome, Stats};
+use crate::pipeline::buffer::Buffer;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -29,13 +29,8 @@ use std::time::Duration;
 use tracing::{debug, error, warn};
 
 /// The X-Ray API paths the SDKs call through the daemon (all `POST`).
-pub(crate) const ALLOWED_PATHS: &[&str] = &[
-    "/GetSamplingRules",
-    "/SamplingTargets",
-    "/SamplingStatisticSummaries",
-    "/TraceSegments",
-    "/TelemetryRecords",
-];
+pub(crate) const ALLOWED_PATHS: &[&str] =
+    &["/GetSamplingRules", "/SamplingTargets", "/SamplingStatisticSummaries", "/TraceSegments", "/TelemetryRecords"];
 
 /// How the proxy behaves.
 #[derive(Debug, Clone)]
@@ -84,7 +79,8 @@ impl TcpService {
     ) -> Result<Self, TlsError> {
         let https = outbound.connector().map_err(TlsError)?;
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
-        let user_agent = HeaderValue::from_static(concat!("xray-agent/xray-daemon/", env!("CARGO_PKG_VERSION"), " proxy"));
+        let user_agent =
+            HeaderValue::from_static(concat!("xray-agent/xray-daemon/", env!("CARGO_PKG_VERSION"), " proxy"));
         Ok(TcpService { settings, signer, client, stats, buffer, health, user_agent })
     }
 
@@ -119,7 +115,8 @@ impl TcpService {
     async fn forward(&self, req: Request<Incoming>) -> Response<Body> {
         let path_and_query = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
         debug!("Received request on HTTP Proxy server : {path_and_query}");
-        let allowed = self.settings.allow_all || (req.method() == Method::POST && ALLOWED_PATHS.contains(&req.uri().path()));
+        let allowed =
+            self.settings.allow_all || (req.method() == Method::POST && ALLOWED_PATHS.contains(&req.uri().path()));
         if !allowed {
             self.stats.proxy_request(ProxyOutcome::NotAllowed);
             return json_error(
@@ -132,7 +129,8 @@ impl TcpService {
                 ),
             );
         }
-        let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let declared =
+            req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.settings.max_body as u64) {
             self.stats.proxy_request(ProxyOutcome::TooLarge);
             return self.too_large();
@@ -162,7 +160,8 @@ impl TcpService {
         let base = endpoint.to_string();
         let uri = format!("{}{}", base.trim_end_matches('/'), path_and_query);
         let mut builder = Request::builder().method(method).uri(uri).header(HOST, authority);
-        builder = builder.header(CONTENT_TYPE, content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")));
+        builder =
+            builder.header(CONTENT_TYPE, content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")));
         builder = builder.header(CONTENT_LENGTH, body.len());
         if let Some(sha) = content_sha {
             builder = builder.header("x-amz-content-sha256", sha);

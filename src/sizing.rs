@@ -53,9 +53,9 @@ fn cgroup_limit(root: &Path) -> Option<u64> {
     let read = |p: &Path| std::fs::read_to_string(root.join(p)).ok();
     let parse = |s: String| s.trim().parse::<u64>().ok().filter(|&n| n > 0 && n < (1 << 60));
     // cgroup v2: our own cgroup's memory.max, else the namespace root's.
-    if let Some(own) = read(Path::new("proc/self/cgroup")).and_then(|c| {
-        c.lines().find_map(|l| l.strip_prefix("0::").map(|p| p.trim_start_matches('/').to_owned()))
-    }) {
+    if let Some(own) = read(Path::new("proc/self/cgroup"))
+        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("0::").map(|p| p.trim_start_matches('/').to_owned())))
+    {
         for dir in [format!("sys/fs/cgroup/{own}"), "sys/fs/cgroup".to_owned()] {
             if let Some(limit) = read(&Path::new(&dir).join("memory.max")).and_then(parse) {
                 return Some(limit);

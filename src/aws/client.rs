@@ -6,8 +6,8 @@
 //! has its own timeout.
 
 use super::signer::Signer;
-use crate::config::Config;
 use crate::backend::{BackendError, ErrorKind};
+use crate::config::Config;
 use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
@@ -166,14 +166,14 @@ async fn shared_config(settings: &ClientSettings) -> Result<aws_config::SdkConfi
         outbound.sdk_client().map_err(|e| format!("cannot set up TLS: {e}"))?
     } else {
         aws_smithy_http_client::Builder::new().build_with_connector_fn(move |connector_settings, components| {
-        let mut b = aws_smithy_http_client::Connector::builder().proxy_config(proxy.clone());
-        if let Some(s) = connector_settings {
-            b = b.connector_settings(s.clone());
-        }
-        if let Some(sleep) = components.and_then(|c| c.sleep_impl()) {
-            b = b.sleep_impl(sleep);
-        }
-        b.tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring)).build()
+            let mut b = aws_smithy_http_client::Connector::builder().proxy_config(proxy.clone());
+            if let Some(s) = connector_settings {
+                b = b.connector_settings(s.clone());
+            }
+            if let Some(sleep) = components.and_then(|c| c.sleep_impl()) {
+                b = b.sleep_impl(sleep);
+            }
+            b.tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring)).build()
         })
     };
     let timeouts = TimeoutConfig::builder()
@@ -285,5 +285,4 @@ mod tests {
         assert_eq!(default_endpoint("us-iso-east-1"), "https://xray.us-iso-east-1.c2s.ic.gov");
         assert_eq!(default_endpoint("us-isob-east-1"), "https://xray.us-isob-east-1.sc2s.sgov.gov");
     }
-
 }

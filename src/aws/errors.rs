@@ -89,7 +89,10 @@ fn transport_kind(err: &(dyn StdError + 'static)) -> ErrorKind {
             }
         }
         let text = e.to_string();
-        if text.contains("dns error") || text.contains("failed to lookup address") || text.contains("Name or service not known") {
+        if text.contains("dns error")
+            || text.contains("failed to lookup address")
+            || text.contains("Name or service not known")
+        {
             return ErrorKind::Dns;
         }
         if text.contains("Connection refused") {

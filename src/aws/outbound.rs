@@ -193,7 +193,8 @@ impl HttpConnector for SdkClient {
                 }
             })?;
             let response = response.map(SdkBody::from_body_1_x);
-            aws_smithy_runtime_api::http::Response::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
+            aws_smithy_runtime_api::http::Response::try_from(response)
+                .map_err(|e| ConnectorError::other(e.into(), None))
         })
     }
 }

@@ -51,4 +51,3 @@ fn to_sdk_record(r: &TelemetryRecord) -> Result<SdkRecord, BackendError> {
         .build()
         .map_err(|e| BackendError::new(ErrorKind::Other, e.to_string()))
 }
-

@@ -8,9 +8,9 @@
 
 use super::client::Deferred;
 use super::errors::{classify, redact_key_ids};
+use super::trace_segments_body;
 use crate::backend::{BackendError, Receipt, Sink};
 use crate::signal::Segments;
-use super::trace_segments_body;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use tracing::{error, warn};

@@ -60,7 +60,8 @@ fn found(region: String, source: &str) -> Result<(String, String), ConfigError> 
 
 /// The region of the task's ARN in the ECS container metadata file.
 pub(crate) fn ecs_region(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("Unable to open ECS metadata file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("Unable to open ECS metadata file {}: {e}", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("Unable to read ECS metadata file {}: {e}", path.display()))?;
     v.get("TaskARN")
@@ -98,9 +99,12 @@ pub(crate) async fn imds_region(endpoint: &str, budget: Duration) -> Result<Stri
             let v1 = if token.is_some() { "IMDSv2" } else { "IMDSv1" };
             return Err(join(why_no_token, format!("{v1} identity document: {e}")));
         }
-        Err(_) => return Err(join(why_no_token, format!("no answer from {endpoint} within {} ms", budget.as_millis()))),
+        Err(_) => {
+            return Err(join(why_no_token, format!("no answer from {endpoint} within {} ms", budget.as_millis())))
+        }
     };
-    let v: serde_json::Value = serde_json::from_str(&document).map_err(|e| format!("identity document is not JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&document).map_err(|e| format!("identity document is not JSON: {e}"))?;
     v.get("region").and_then(|r| r.as_str()).map(str::to_owned).ok_or_else(|| "identity document has no region".into())
 }
 
@@ -111,7 +115,13 @@ fn join(first: Option<String>, second: String) -> String {
     }
 }
 
-async fn imds_call(client: &HttpClient, method: &str, endpoint: &str, path: &str, token: Option<&str>) -> Result<String, String> {
+async fn imds_call(
+    client: &HttpClient,
+    method: &str,
+    endpoint: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<String, String> {
     let mut req = http::Request::builder().method(method).uri(format!("{endpoint}{path}"));
     req = match (method, token) {
         ("PUT", _) => req.header("x-aws-ec2-metadata-token-ttl-seconds", "60"),
@@ -137,7 +147,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xd-ecs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let good = dir.join("good.json");
-        std::fs::write(&good, r#"{"Cluster":"c","TaskARN":"arn:aws:ecs:us-east-1:012345678910:task/2b88376d"}"#).unwrap();
+        std::fs::write(&good, r#"{"Cluster":"c","TaskARN":"arn:aws:ecs:us-east-1:012345678910:task/2b88376d"}"#)
+            .unwrap();
         assert_eq!(ecs_region(&good).unwrap(), "us-east-1");
         let bad = dir.join("bad.json");
         std::fs::write(&bad, "{not json").unwrap();

@@ -21,7 +21,10 @@ pub(crate) struct Signer {
 }
 
 impl Signer {
-    pub(crate) fn new(provider: Option<aws_credential_types::provider::SharedCredentialsProvider>, region: String) -> Self {
+    pub(crate) fn new(
+        provider: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+        region: String,
+    ) -> Self {
         Signer { provider, region, cached: tokio::sync::Mutex::new(None) }
     }
 
@@ -74,4 +77,3 @@ impl Signer {
         Ok(())
     }
 }
-

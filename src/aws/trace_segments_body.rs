@@ -237,7 +237,9 @@ mod tests {
         // Broken sequences at every offset of the 16-byte skip: a lone continuation byte, a
         // truncated character (also at the very end), an overlong form, a surrogate, a code
         // point past U+10FFFF.
-        for bad in [&b"\x80"[..], b"\xc3", b"\xe5\xad", b"\xf0\x9f\xa6", b"\xc0\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"] {
+        for bad in
+            [&b"\x80"[..], b"\xc3", b"\xe5\xad", b"\xf0\x9f\xa6", b"\xc0\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"]
+        {
             for pos in 0..20 {
                 let doc = [&b"x".repeat(pos)[..], bad, "é\"".as_bytes()].concat();
                 let tail = [&b"x".repeat(pos)[..], bad].concat();

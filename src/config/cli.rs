@@ -121,8 +121,27 @@ mod tests {
     #[test]
     fn all_flags_parse() {
         let f = flags(&[
-            "-a", "arn:x", "-o", "-m", "16", "-n", "eu-west-1", "-b", "[::1]:2000", "-t", "127.0.0.1:2001",
-            "-r", "arn:role", "-c", "/etc/x.yaml", "-f", "/tmp/x.log", "-l", "debug", "-p", "http://p:3128",
+            "-a",
+            "arn:x",
+            "-o",
+            "-m",
+            "16",
+            "-n",
+            "eu-west-1",
+            "-b",
+            "[::1]:2000",
+            "-t",
+            "127.0.0.1:2001",
+            "-r",
+            "arn:role",
+            "-c",
+            "/etc/x.yaml",
+            "-f",
+            "/tmp/x.log",
+            "-l",
+            "debug",
+            "-p",
+            "http://p:3128",
         ]);
         assert_eq!(f.resource_arn.as_deref(), Some("arn:x"));
         assert_eq!(f.local_mode, Some(true));
@@ -154,10 +173,7 @@ mod tests {
         assert_eq!(run(&["-bogus"]), Err(FlagError::Unknown("bogus".into())));
         assert_eq!(run(&["-bogus"]).unwrap_err().to_string(), "flag provided but not defined: -bogus");
         assert_eq!(run(&["-b"]), Err(FlagError::MissingValue("b".into())));
-        assert_eq!(
-            run(&["-m", "lots"]).unwrap_err().to_string(),
-            "invalid value \"lots\" for flag -m: parse error"
-        );
+        assert_eq!(run(&["-m", "lots"]).unwrap_err().to_string(), "invalid value \"lots\" for flag -m: parse error");
         assert_eq!(run(&["-o=maybe"]).unwrap_err().to_string(), "invalid value \"maybe\" for flag -o: parse error");
         assert_eq!(run(&["---x"]), Err(FlagError::Syntax("---x".into())));
         assert_eq!(run(&["-h"]), Ok(Action::Help));
@@ -179,7 +195,10 @@ mod tests {
         let text = Usage.to_string();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "Usage: X-Ray [options]");
-        assert_eq!(lines[1], "\t-a\t--resource-arn\tAmazon Resource Name (ARN) of the AWS resource running the daemon.");
+        assert_eq!(
+            lines[1],
+            "\t-a\t--resource-arn\tAmazon Resource Name (ARN) of the AWS resource running the daemon."
+        );
         assert_eq!(lines[5], "\t-b\t--bind\t\tOverrides default UDP address (127.0.0.1:2000).");
         assert_eq!(lines[13], "\t-h\t--help\t\tShow this screen");
         assert_eq!(lines.len(), 14);

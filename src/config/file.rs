@@ -43,7 +43,8 @@ pub(crate) const KNOWN_KEYS: [&str; 18] = [
 const RETIRED: [&str; 5] =
     ["Profile.CPU", "Profile.Memory", "Socket.BufferSizeKB", "Logging.LogFormat", "Processor.BatchProcessorQueueSize"];
 /// Keys the migration script rewrites.
-const MIGRATED: [&str; 5] = ["LogRotation", "Processor.Region", "Processor.Endpoint", "Processor.Routine", "MemoryLimit"];
+const MIGRATED: [&str; 5] =
+    ["LogRotation", "Processor.Region", "Processor.Endpoint", "Processor.Routine", "MemoryLimit"];
 
 /// A file that cannot be used, worded as upstream words it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,7 +93,8 @@ pub(crate) struct FileKey {
 
 /// Reads and checks a file. `strict`: reject unknown keys (upstream does so only for `-c`).
 pub(crate) fn load(path: &Path, strict: bool) -> Result<FileConfig, FileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| FileError::Unusable(format!("open {}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| FileError::Unusable(format!("open {}: {e}", path.display())))?;
     parse(&text, strict)
 }
 
@@ -282,7 +284,10 @@ Version: 2
     #[test]
     fn version_1_ignores_the_tcp_address_and_zero_values_mean_unset() {
         let c = parse("Version: 1\nSocket:\n  UDPAddress: \"127.0.0.1:3000\"\n  TCPAddress: \"0.0.0.0:9\"\nConcurrency: 0\nRegion: \"\"\n", true).unwrap();
-        assert_eq!((c.version, c.udp_address.as_deref(), c.tcp_address, c.concurrency, c.region), (1, Some("127.0.0.1:3000"), None, None, None));
+        assert_eq!(
+            (c.version, c.udp_address.as_deref(), c.tcp_address, c.concurrency, c.region),
+            (1, Some("127.0.0.1:3000"), None, None, None)
+        );
     }
 
     #[test]
@@ -291,7 +296,10 @@ Version: 2
         assert_eq!(missing, FileError::VersionMissing);
         assert_eq!(missing.to_string(), "Config Version is missing. Use X-Ray Daemon Config Migration Script to update the config file. Please refer to AWS X-Ray Documentation for more information.");
         assert_eq!(parse("Version: 3\n", false).unwrap_err(), FileError::VersionInvalid);
-        assert!(parse("Version: 3\n", false).unwrap_err().to_string().starts_with("Config Version Setting is not correct."));
+        assert!(parse("Version: 3\n", false)
+            .unwrap_err()
+            .to_string()
+            .starts_with("Config Version Setting is not correct."));
         assert_eq!(parse("", false).unwrap_err(), FileError::VersionMissing);
     }
 
@@ -314,7 +322,12 @@ Version: 2
     #[test]
     fn wrong_types_name_the_key_and_line() {
         let e = parse("Version: 2\nTotalBufferSizeMB: abc\n", true).unwrap_err().to_string();
-        assert!(e.starts_with("Error occur when using config flag: TotalBufferSizeMB: invalid type: string \"abc\", expected i64"), "{e}");
+        assert!(
+            e.starts_with(
+                "Error occur when using config flag: TotalBufferSizeMB: invalid type: string \"abc\", expected i64"
+            ),
+            "{e}"
+        );
         assert!(e.contains("line 2"), "{e}");
         let e = parse("Version: 2\nLocalMode: maybe\n", true).unwrap_err().to_string();
         assert!(e.contains("LocalMode") && e.contains("line 2"), "{e}");

@@ -339,10 +339,18 @@ mod tests {
         assert_eq!(load(Flags::default(), &[api, ("XRAY_DAEMON_MODE", "sidecar")]).unwrap().mode, Mode::Sidecar);
         assert_eq!(load(Flags::default(), &[]).unwrap().mode, Mode::Sidecar);
 
-        for (v, want) in [("next-invoke", LambdaFlush::NextInvoke), ("BACKGROUND", LambdaFlush::Background), (" end ", LambdaFlush::End)] {
-            assert_eq!(load(Flags::default(), &[api, ("XRAY_DAEMON_LAMBDA_FLUSH", v)]).unwrap().lambda.unwrap().flush, want);
+        for (v, want) in [
+            ("next-invoke", LambdaFlush::NextInvoke),
+            ("BACKGROUND", LambdaFlush::Background),
+            (" end ", LambdaFlush::End),
+        ] {
+            assert_eq!(
+                load(Flags::default(), &[api, ("XRAY_DAEMON_LAMBDA_FLUSH", v)]).unwrap().lambda.unwrap().flush,
+                want
+            );
         }
-        let lmi = [api, ("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances"), ("XRAY_DAEMON_LAMBDA_PROXY", "true")];
+        let lmi =
+            [api, ("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances"), ("XRAY_DAEMON_LAMBDA_PROXY", "true")];
         let l = load(Flags::default(), &lmi).unwrap().lambda.unwrap();
         assert!(l.managed_instances && l.proxy);
     }
@@ -353,7 +361,10 @@ mod tests {
         for (pairs, needle) in [
             (vec![("XRAY_DAEMON_MODE", "lambda")], "XRAY_DAEMON_MODE: Lambda mode needs AWS_LAMBDA_RUNTIME_API"),
             (vec![("XRAY_DAEMON_MODE", "serverless")], "XRAY_DAEMON_MODE: expected lambda, sidecar or auto"),
-            (vec![api, ("XRAY_DAEMON_LAMBDA_FLUSH", "sometimes")], "invalid value \"sometimes\" for XRAY_DAEMON_LAMBDA_FLUSH: expected end, next-invoke or background"),
+            (
+                vec![api, ("XRAY_DAEMON_LAMBDA_FLUSH", "sometimes")],
+                "invalid value \"sometimes\" for XRAY_DAEMON_LAMBDA_FLUSH: expected end, next-invoke or background",
+            ),
             (vec![api, ("XRAY_DAEMON_LAMBDA_PROXY", "maybe")], "XRAY_DAEMON_LAMBDA_PROXY: expected true or false"),
         ] {
             let e = load(Flags::default(), &pairs).unwrap_err().to_string();
@@ -368,7 +379,13 @@ mod tests {
 
     #[test]
     fn flag_beats_environment_beats_default() {
-        let flags = Flags { bind: Some("127.0.0.1:3000".into()), buffer_memory: Some(8), log_level: Some("warn".into()), region: Some("eu-west-1".into()), ..Default::default() };
+        let flags = Flags {
+            bind: Some("127.0.0.1:3000".into()),
+            buffer_memory: Some(8),
+            log_level: Some("warn".into()),
+            region: Some("eu-west-1".into()),
+            ..Default::default()
+        };
         let vars = [
             ("XRAY_DAEMON_UDP_ADDRESS", "127.0.0.1:4000"),
             ("XRAY_DAEMON_TCP_ADDRESS", "[::1]:4001"),
@@ -382,7 +399,10 @@ mod tests {
         assert_eq!(c.log_level, LogLevel::Warn);
         assert_eq!(c.region.unwrap().0, "eu-west-1");
         let c = load(Flags::default(), &vars).unwrap();
-        assert_eq!((c.udp_address.as_str(), c.buffer_memory, c.log_level), ("127.0.0.1:4000", 16 << 20, LogLevel::Debug));
+        assert_eq!(
+            (c.udp_address.as_str(), c.buffer_memory, c.log_level),
+            ("127.0.0.1:4000", 16 << 20, LogLevel::Debug)
+        );
         assert_eq!(c.region.unwrap().0, "ap-south-1");
     }
 
@@ -390,7 +410,11 @@ mod tests {
     fn region_sources_in_order() {
         let e = env(&[("AWS_DEFAULT_REGION", "us-west-2")]);
         let c = Config::load_with(&Flags::default(), &e, Path::new("/nonexistent")).unwrap();
-        assert_eq!((c.region, c.default_region.as_deref()), (None, Some("us-west-2")), "looked up at start, AWS_DEFAULT_REGION last");
+        assert_eq!(
+            (c.region, c.default_region.as_deref()),
+            (None, Some("us-west-2")),
+            "looked up at start, AWS_DEFAULT_REGION last"
+        );
         let e = env(&[("AWS_DEFAULT_REGION", "us-west-2"), ("AWS_REGION", "us-east-2")]);
         let c = Config::load_with(&Flags::default(), &e, Path::new("/nonexistent")).unwrap();
         assert_eq!(c.region, Some(("us-east-2".into(), "AWS_REGION".into())));
@@ -423,7 +447,10 @@ mod tests {
         assert_eq!((c.concurrency, c.receive_buffer), (2, 8 << 20));
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9"));
         assert_eq!(c.log_format, LogFormat::Json);
-        assert_eq!((c.resource_arn.as_str(), c.hostname.as_str(), c.instance_id.as_str()), ("arn:aws:ec2:x", "h", "i-1"));
+        assert_eq!(
+            (c.resource_arn.as_str(), c.hostname.as_str(), c.instance_id.as_str()),
+            ("arn:aws:ec2:x", "h", "i-1")
+        );
     }
 
     /// As when envy read them: the part after `XRAY_DAEMON_` in any case, but only once.
@@ -446,11 +473,29 @@ mod tests {
         let c = load(Flags::default(), &[]).unwrap();
         assert_eq!((c.endpoint.as_deref(), c.sdk_endpoint.as_deref()), (None, None));
         assert!(!c.proxy_allow_all);
-        assert_eq!((c.proxy_max_body, c.proxy_timeout, c.proxy_client_timeout), (1 << 20, Duration::from_secs(10), Duration::from_secs(10)));
-        let c = load(Flags::default(), &[("AWS_ENDPOINT_URL", "http://127.0.0.1:1/"), ("AWS_ENDPOINT_URL_XRAY", "http://127.0.0.1:2/")]).unwrap();
-        assert_eq!(c.sdk_endpoint.as_deref(), Some("http://127.0.0.1:2"), "AWS_ENDPOINT_URL_XRAY beats AWS_ENDPOINT_URL");
-        let c = load(Flags::default(), &[("AWS_ENDPOINT_URL_XRAY", "http://127.0.0.1:2"), ("XRAY_DAEMON_ENDPOINT", "http://127.0.0.1:3")]).unwrap();
-        assert_eq!((c.endpoint.as_deref(), c.sdk_endpoint.as_deref()), (Some("http://127.0.0.1:3"), Some("http://127.0.0.1:2")));
+        assert_eq!(
+            (c.proxy_max_body, c.proxy_timeout, c.proxy_client_timeout),
+            (1 << 20, Duration::from_secs(10), Duration::from_secs(10))
+        );
+        let c = load(
+            Flags::default(),
+            &[("AWS_ENDPOINT_URL", "http://127.0.0.1:1/"), ("AWS_ENDPOINT_URL_XRAY", "http://127.0.0.1:2/")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.sdk_endpoint.as_deref(),
+            Some("http://127.0.0.1:2"),
+            "AWS_ENDPOINT_URL_XRAY beats AWS_ENDPOINT_URL"
+        );
+        let c = load(
+            Flags::default(),
+            &[("AWS_ENDPOINT_URL_XRAY", "http://127.0.0.1:2"), ("XRAY_DAEMON_ENDPOINT", "http://127.0.0.1:3")],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.endpoint.as_deref(), c.sdk_endpoint.as_deref()),
+            (Some("http://127.0.0.1:3"), Some("http://127.0.0.1:2"))
+        );
         let c = load(
             Flags::default(),
             &[
@@ -462,8 +507,16 @@ mod tests {
         )
         .unwrap();
         assert!(c.proxy_allow_all);
-        assert_eq!((c.proxy_max_body, c.proxy_timeout, c.proxy_client_timeout), (64 << 10, Duration::from_secs(3), Duration::from_millis(500)));
-        for (k, v) in [("XRAY_DAEMON_PROXY_MAX_BODY_KB", "0"), ("XRAY_DAEMON_PROXY_TIMEOUT", "0"), ("XRAY_DAEMON_PROXY_ALLOW_ALL", "sure"), ("AWS_ENDPOINT_URL_XRAY", "not a url")] {
+        assert_eq!(
+            (c.proxy_max_body, c.proxy_timeout, c.proxy_client_timeout),
+            (64 << 10, Duration::from_secs(3), Duration::from_millis(500))
+        );
+        for (k, v) in [
+            ("XRAY_DAEMON_PROXY_MAX_BODY_KB", "0"),
+            ("XRAY_DAEMON_PROXY_TIMEOUT", "0"),
+            ("XRAY_DAEMON_PROXY_ALLOW_ALL", "sure"),
+            ("AWS_ENDPOINT_URL_XRAY", "not a url"),
+        ] {
             let e = load(Flags::default(), &[(k, v)]).unwrap_err().to_string();
             assert!(e.contains(v), "{k}: {e}");
         }
@@ -492,9 +545,15 @@ mod tests {
         assert!(c.region.as_ref().unwrap().1.starts_with("Region in "));
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:7"));
         assert_eq!((c.udp_address.as_str(), c.tcp_address.as_str()), ("127.0.0.1:3000", "127.0.0.1:3001"));
-        assert_eq!((c.log_rotation, c.log_level, c.log_file.as_deref()), (false, LogLevel::Warn, Some(Path::new("/tmp/xd.log"))));
+        assert_eq!(
+            (c.log_rotation, c.log_level, c.log_file.as_deref()),
+            (false, LogLevel::Warn, Some(Path::new("/tmp/xd.log")))
+        );
         assert!(c.local_mode && c.no_verify_ssl);
-        assert_eq!((c.resource_arn.as_str(), c.role_arn.as_deref(), c.proxy_address.as_deref()), ("arn:file", Some("arn:aws:iam::1:role/file"), Some("http://127.0.0.1:3128")));
+        assert_eq!(
+            (c.resource_arn.as_str(), c.role_arn.as_deref(), c.proxy_address.as_deref()),
+            ("arn:file", Some("arn:aws:iam::1:role/file"), Some("http://127.0.0.1:3128"))
+        );
 
         let vars = [
             ("XRAY_DAEMON_BUFFER_MEMORY_MB", "32"),
@@ -517,9 +576,15 @@ mod tests {
         assert_eq!(c.region.as_ref().unwrap(), &("eu-west-3".to_owned(), "XRAY_DAEMON_REGION".to_owned()));
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:8"));
         assert_eq!((c.udp_address.as_str(), c.tcp_address.as_str()), ("127.0.0.1:4000", "127.0.0.1:4001"));
-        assert_eq!((c.log_rotation, c.log_level, c.log_file.as_deref()), (true, LogLevel::Error, Some(Path::new("/tmp/env.log"))));
+        assert_eq!(
+            (c.log_rotation, c.log_level, c.log_file.as_deref()),
+            (true, LogLevel::Error, Some(Path::new("/tmp/env.log")))
+        );
         assert!(!c.local_mode && !c.no_verify_ssl);
-        assert_eq!((c.resource_arn.as_str(), c.role_arn.as_deref(), c.proxy_address.as_deref()), ("arn:env", Some("arn:aws:iam::1:role/env"), Some("http://127.0.0.1:3129")));
+        assert_eq!(
+            (c.resource_arn.as_str(), c.role_arn.as_deref(), c.proxy_address.as_deref()),
+            ("arn:env", Some("arn:aws:iam::1:role/env"), Some("http://127.0.0.1:3129"))
+        );
 
         let flags = Flags {
             config: Some(path.display().to_string()),
@@ -541,7 +606,10 @@ mod tests {
         assert_eq!((c.udp_address.as_str(), c.tcp_address.as_str()), ("127.0.0.1:5000", "127.0.0.1:5001"));
         assert_eq!((c.log_level, c.log_file.as_deref()), (LogLevel::Debug, Some(Path::new("/tmp/flag.log"))));
         assert!(c.local_mode);
-        assert_eq!((c.resource_arn.as_str(), c.role_arn.as_deref(), c.proxy_address.as_deref()), ("arn:flag", Some("arn:aws:iam::1:role/flag"), Some("http://127.0.0.1:3130")));
+        assert_eq!(
+            (c.resource_arn.as_str(), c.role_arn.as_deref(), c.proxy_address.as_deref()),
+            ("arn:flag", Some("arn:aws:iam::1:role/flag"), Some("http://127.0.0.1:3130"))
+        );
     }
 
     #[test]
@@ -552,9 +620,17 @@ mod tests {
         // The same file given with -c is checked strictly.
         let flags = Flags { config: Some(path.display().to_string()), ..Default::default() };
         let e = Config::load_with(&flags, &env(&[]), Path::new("/nonexistent")).unwrap_err();
-        assert_eq!(e.to_string(), "SomethingNew flag is invalid. Please refer to AWS X-Ray Documentation for more information.");
+        assert_eq!(
+            e.to_string(),
+            "SomethingNew flag is invalid. Please refer to AWS X-Ray Documentation for more information."
+        );
         // XRAY_DAEMON_CONFIG_FILE works like -c.
-        let e = Config::load_with(&Flags::default(), &env(&[("XRAY_DAEMON_CONFIG_FILE", &path.display().to_string())]), Path::new("/nonexistent")).unwrap_err();
+        let e = Config::load_with(
+            &Flags::default(),
+            &env(&[("XRAY_DAEMON_CONFIG_FILE", &path.display().to_string())]),
+            Path::new("/nonexistent"),
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("SomethingNew flag is invalid"));
         let bad = write_file("bad.yaml", "Version: 2\nTotalBufferSizeMB: 2\n");
         let flags = Flags { config: Some(bad.display().to_string()), ..Default::default() };
@@ -624,17 +700,25 @@ mod tests {
     fn bad_values_name_their_source() {
         let err = |flags: Flags, vars: &[(&str, &str)]| load(flags, vars).unwrap_err().to_string();
         let e = err(Flags { bind: Some("127.0.0.1".into()), ..Default::default() }, &[]);
-        assert_eq!(e, "invalid value \"127.0.0.1\" for -b/--bind: address has no port (expected HOST:PORT, e.g. 127.0.0.1:2000)");
+        assert_eq!(
+            e,
+            "invalid value \"127.0.0.1\" for -b/--bind: address has no port (expected HOST:PORT, e.g. 127.0.0.1:2000)"
+        );
         assert!(err(Flags::default(), &[("XRAY_DAEMON_UDP_ADDRESS", "::1:2000")]).contains("XRAY_DAEMON_UDP_ADDRESS"));
-        assert!(err(Flags::default(), &[("XRAY_DAEMON_TCP_ADDRESS", "localhost:http")]).contains("XRAY_DAEMON_TCP_ADDRESS"));
+        assert!(
+            err(Flags::default(), &[("XRAY_DAEMON_TCP_ADDRESS", "localhost:http")]).contains("XRAY_DAEMON_TCP_ADDRESS")
+        );
         assert_eq!(
             err(Flags { buffer_memory: Some(2), ..Default::default() }, &[]),
             "Not enough Buffers Memory Allocated. Min Buffers Memory required: 3 MB. (-m/--buffer-memory is 2)"
         );
-        assert!(err(Flags::default(), &[("XRAY_DAEMON_BUFFER_MEMORY_MB", "lots")]).starts_with("invalid value \"lots\" for XRAY_DAEMON_BUFFER_MEMORY_MB"));
+        assert!(err(Flags::default(), &[("XRAY_DAEMON_BUFFER_MEMORY_MB", "lots")])
+            .starts_with("invalid value \"lots\" for XRAY_DAEMON_BUFFER_MEMORY_MB"));
         assert!(err(Flags { log_level: Some("loud".into()), ..Default::default() }, &[]).contains("-l/--log-level"));
         assert!(err(Flags::default(), &[("XRAY_DAEMON_TELEMETRY", "nope")]).contains("XRAY_DAEMON_TELEMETRY"));
-        assert!(err(Flags::default(), &[("XRAY_DAEMON_SHUTDOWN_TIMEOUT", "soon")]).contains("XRAY_DAEMON_SHUTDOWN_TIMEOUT"));
+        assert!(
+            err(Flags::default(), &[("XRAY_DAEMON_SHUTDOWN_TIMEOUT", "soon")]).contains("XRAY_DAEMON_SHUTDOWN_TIMEOUT")
+        );
         assert!(err(Flags::default(), &[("XRAY_DAEMON_CONCURRENCY", "0")]).contains("XRAY_DAEMON_CONCURRENCY"));
         assert!(err(Flags::default(), &[("XRAY_DAEMON_ENDPOINT", "xray.local")]).contains("XRAY_DAEMON_ENDPOINT"));
         assert!(err(Flags::default(), &[("XRAY_DAEMON_LOG_FORMAT", "xml")]).contains("XRAY_DAEMON_LOG_FORMAT"));

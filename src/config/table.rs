@@ -7,8 +7,8 @@
 //! table equal to this one. It is over 500 lines because it is a table (38 rows of about ten lines)
 //! and the README test.
 
-use super::flags::{Flag, Flags, Slot};
 use super::file::{FileConfig, FileKey};
+use super::flags::{Flag, Flags, Slot};
 use super::parse::{self, ModeChoice};
 use super::values::{ConfigError, LambdaFlush, LogFormat, LogLevel, DEFAULT_TCP_ADDRESS, DEFAULT_UDP_ADDRESS};
 use std::path::PathBuf;

@@ -10,10 +10,10 @@
 //! kernel's, takes the backlog. On shutdown (or on a drain request from a Lambda flush) it reads
 //! whatever is already queued in the socket before it returns or answers.
 
+use crate::observe::stats::Stats;
 use crate::pipeline::buffer::{Buffer, Push};
 use crate::signal::segments::{self, Datagram, Reject};
 use crate::signal::{Segments, Signal};
-use crate::observe::stats::Stats;
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -168,11 +168,16 @@ impl Intake {
             Datagram::Segment(body) => match self.buffer.push(Bytes::copy_from_slice(body)) {
                 Push::Stored { evicted: 0 } => {}
                 Push::Stored { evicted } => self.spilled(evicted as u64, "Dropping oldest segment document"),
-                Push::Dropped => self.spilled(1, "Dropping the new segment document: all buffered segments are being uploaded"),
+                Push::Dropped => {
+                    self.spilled(1, "Dropping the new segment document: all buffered segments are being uploaded")
+                }
             },
             Datagram::Otlp(kind) => {
                 Stats::add(&self.stats.otlp, 1);
-                debug!("Received an OTLP datagram ({kind:?}, {} bytes); OTLP forwarding is not enabled, dropping it", datagram.len());
+                debug!(
+                    "Received an OTLP datagram ({kind:?}, {} bytes); OTLP forwarding is not enabled, dropping it",
+                    datagram.len()
+                );
             }
             Datagram::Rejected(reason) => {
                 Stats::add(&self.stats.rejected_datagrams, 1);

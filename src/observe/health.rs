@@ -96,10 +96,12 @@ pub fn probe_address(tcp_address: &str) -> Result<SocketAddr, String> {
 
 /// `GET /health` over plain TCP, for images without a shell or curl. `Ok` on a 200.
 pub fn check(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    write!(stream, "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| format!("cannot send the request: {e}"))?;
+    write!(stream, "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("cannot send the request: {e}"))?;
     let mut response = Vec::new();
     let mut chunk = [0u8; 1024];
     // The status line is all we need; stop reading once it is in.

@@ -65,7 +65,8 @@ where
     let registry = tracing_subscriber::registry().with(filter(level));
     match format {
         LogFormat::Text => {
-            let layer = tracing_subscriber::fmt::layer().event_format(UpstreamFormat).with_writer(writer).with_ansi(false);
+            let layer =
+                tracing_subscriber::fmt::layer().event_format(UpstreamFormat).with_writer(writer).with_ansi(false);
             registry.with(layer).init();
         }
         LogFormat::Json => {
@@ -191,7 +192,10 @@ mod tests {
         let cap = Capture::default();
         let sink = cap.clone();
         let subscriber = tracing_subscriber::registry().with(filter(LogLevel::Info)).with(
-            tracing_subscriber::fmt::layer().event_format(UpstreamFormat).with_writer(move || sink.clone()).with_ansi(false),
+            tracing_subscriber::fmt::layer()
+                .event_format(UpstreamFormat)
+                .with_writer(move || sink.clone())
+                .with_ansi(false),
         );
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!("Successfully sent batch of {} segments ({:.3} seconds)", 3, 0.0071);

@@ -3,8 +3,8 @@
 //! The counters already live in [`Stats`] as atomics; this module only writes them out, with
 //! names that follow Prometheus conventions (`xray_daemon_*_total` for counters, base units).
 
-use crate::pipeline::buffer::{Buffer, Level};
 use crate::observe::stats::{ErrorClass, ProxyOutcome, Stats, LATENCY_BUCKETS};
+use crate::pipeline::buffer::{Buffer, Level};
 use std::fmt::Write;
 
 /// The content type of the text format.
@@ -35,13 +35,32 @@ pub(crate) fn render(stats: &Stats, buffer: &Buffer) -> String {
     let level: Level = buffer.level();
     let mut o = Out(String::with_capacity(4096));
     o.single("xray_daemon_segments_received_total", "counter", "Datagrams received on the UDP port.", s.received);
-    o.family("xray_daemon_segments_rejected_total", "counter", "Segments rejected: bad datagrams at ingest, or refused by X-Ray for good.");
+    o.family(
+        "xray_daemon_segments_rejected_total",
+        "counter",
+        "Segments rejected: bad datagrams at ingest, or refused by X-Ray for good.",
+    );
     o.sample("xray_daemon_segments_rejected_total", "stage=\"ingest\"", s.rejected_datagrams);
     o.sample("xray_daemon_segments_rejected_total", "stage=\"xray\"", s.rejected_by_xray);
-    o.single("xray_daemon_segments_spillover_total", "counter", "Segments dropped because the buffer was full.", s.spillover);
+    o.single(
+        "xray_daemon_segments_spillover_total",
+        "counter",
+        "Segments dropped because the buffer was full.",
+        s.spillover,
+    );
     o.single("xray_daemon_segments_sent_total", "counter", "Segments accepted by X-Ray.", s.sent);
-    o.single("xray_daemon_segments_unprocessed_total", "counter", "UnprocessedTraceSegments entries reported by X-Ray.", s.unprocessed);
-    o.single("xray_daemon_segments_undelivered_total", "counter", "Segments still held when a shutdown deadline passed.", s.undelivered);
+    o.single(
+        "xray_daemon_segments_unprocessed_total",
+        "counter",
+        "UnprocessedTraceSegments entries reported by X-Ray.",
+        s.unprocessed,
+    );
+    o.single(
+        "xray_daemon_segments_undelivered_total",
+        "counter",
+        "Segments still held when a shutdown deadline passed.",
+        s.undelivered,
+    );
     o.single("xray_daemon_otlp_datagrams_total", "counter", "OTLP datagrams received and not forwarded.", s.otlp);
     o.single("xray_daemon_upload_retries_total", "counter", "PutTraceSegments attempts that were retries.", s.retries);
     o.single("xray_daemon_put_trace_segments_calls_total", "counter", "PutTraceSegments calls made.", s.put_calls);
@@ -51,9 +70,18 @@ pub(crate) fn render(stats: &Stats, buffer: &Buffer) -> String {
     }
     o.family("xray_daemon_proxy_requests_total", "counter", "Requests on the TCP port by outcome.");
     for outcome in ProxyOutcome::ALL {
-        o.sample("xray_daemon_proxy_requests_total", &format!("outcome=\"{}\"", outcome.as_str()), stats.proxy_requests(outcome));
+        o.sample(
+            "xray_daemon_proxy_requests_total",
+            &format!("outcome=\"{}\"", outcome.as_str()),
+            stats.proxy_requests(outcome),
+        );
     }
-    o.single("xray_daemon_buffer_bytes", "gauge", "Bytes held by the segment buffer, waiting or being uploaded.", level.bytes as u64);
+    o.single(
+        "xray_daemon_buffer_bytes",
+        "gauge",
+        "Bytes held by the segment buffer, waiting or being uploaded.",
+        level.bytes as u64,
+    );
     o.single("xray_daemon_buffer_limit_bytes", "gauge", "The segment buffer's byte limit.", buffer.limit() as u64);
     o.family("xray_daemon_buffer_segments", "gauge", "Segments held by the buffer.");
     o.sample("xray_daemon_buffer_segments", "state=\"queued\"", level.queued);

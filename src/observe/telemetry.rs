@@ -40,7 +40,8 @@ impl<A: TelemetryApi> Telemetry<A> {
         let now = self.stats.snapshot();
         let counts = now.since(&self.last);
         self.last = now;
-        let timestamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let timestamp =
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         if self.queue.len() == MAX_QUEUED_RECORDS {
             self.queue.pop_front();
             debug!("Telemetry Buffers truncated");

@@ -266,7 +266,9 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
                     self.stats.backend_error(e.class());
                     if !retryable(&e) {
                         let (n, noun, item) = (batch.len(), S::NOUN, S::ITEM);
-                        error!("Sending {item} batch failed with: {e}. The error is not retryable: {n} {noun} rejected");
+                        error!(
+                            "Sending {item} batch failed with: {e}. The error is not retryable: {n} {noun} rejected"
+                        );
                         Stats::add(&delivery.rejected, n as u64);
                         return;
                     }
@@ -388,7 +390,11 @@ mod tests {
             buffer.push(Bytes::from(vec![b'a' + i; 10]));
         }
         let batch = buffer.take_batch(50, usize::MAX).unwrap();
-        let policy = RetryPolicy { base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(4), ..Default::default() };
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(4),
+            ..Default::default()
+        };
         let up = Uploader::new(sink.clone(), Arc::new(Stats::default()), policy);
         (up, sink, buffer, batch)
     }

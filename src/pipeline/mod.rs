@@ -125,7 +125,8 @@ impl Pipeline {
         let budget = Arc::new(Budget::new(settings.buffer_bytes));
         let liveness = Arc::new(Liveness::default());
         let uploads_alive = AliveGuard(liveness.clone(), |l| &l.uploads);
-        let (segments, segments_driver) = Lane::start::<Segments, _>(backend.clone(), &budget, &settings, &stats, uploads_alive);
+        let (segments, segments_driver) =
+            Lane::start::<Segments, _>(backend.clone(), &budget, &settings, &stats, uploads_alive);
 
         let stop_ingest = CancellationToken::new();
         let (drain, drain_rx) = mpsc::channel(4);
@@ -144,15 +145,8 @@ impl Pipeline {
         });
 
         let tasks = Tasks { ingest, drivers: vec![segments_driver], telemetry };
-        let shared = Shared {
-            stats,
-            liveness,
-            segments,
-            stop_ingest,
-            drain,
-            stop_telemetry,
-            tasks: Mutex::new(Some(tasks)),
-        };
+        let shared =
+            Shared { stats, liveness, segments, stop_ingest, drain, stop_telemetry, tasks: Mutex::new(Some(tasks)) };
         Pipeline { shared: Arc::new(shared) }
     }
 

@@ -130,7 +130,8 @@ impl Core {
         };
         let pipeline = &self.pipeline;
         let buffer = pipeline.segment_buffer().clone();
-        let service = TcpService::new(settings, &outbound, signer, pipeline.stats().clone(), buffer, self.health.clone())?;
+        let service =
+            TcpService::new(settings, &outbound, signer, pipeline.stats().clone(), buffer, self.health.clone())?;
         info!("HTTP Proxy server using X-Ray Endpoint : {proxy_endpoint}");
         info!("Starting proxy http server on {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
         if config.proxy_allow_all {

@@ -19,11 +19,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
 
     info!("Initializing AWS X-Ray daemon {}", env!("CARGO_PKG_VERSION"));
-    info!(
-        "Using buffer memory limit of {} MB ({})",
-        config.buffer_memory / (1024 * 1024),
-        config.buffer_memory_source
-    );
+    info!("Using buffer memory limit of {} MB ({})", config.buffer_memory / (1024 * 1024), config.buffer_memory_source);
     if let Some(path) = &config.config_file {
         info!("Using config file: {}", path.display());
     }

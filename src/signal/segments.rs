@@ -117,10 +117,7 @@ fn otlp_kind(body: &[u8]) -> Option<OtlpKind> {
 }
 
 /// The two spellings the SDKs actually send; everything else takes the full JSON path.
-const COMMON_HEADERS: [&[u8]; 2] = [
-    br#"{"format":"json","version":1}"#,
-    br#"{"format": "json", "version": 1}"#,
-];
+const COMMON_HEADERS: [&[u8]; 2] = [br#"{"format":"json","version":1}"#, br#"{"format": "json", "version": 1}"#];
 
 /// True when the header line is accepted by upstream's rules (see the module docs).
 pub fn header_is_valid(header: &[u8]) -> bool {
@@ -282,10 +279,7 @@ mod tests {
     fn reject_paths() {
         assert_eq!(classify(DOC.as_bytes()), Datagram::Rejected(Reject::MissingNewline));
         assert_eq!(classify(b""), Datagram::Rejected(Reject::MissingNewline));
-        assert_eq!(
-            classify(b"{\"format\":\"json\",\"version\":1}\n"),
-            Datagram::Rejected(Reject::EmptyBody)
-        );
+        assert_eq!(classify(b"{\"format\":\"json\",\"version\":1}\n"), Datagram::Rejected(Reject::EmptyBody));
         assert_eq!(classify(&dg("garbage", DOC)), Datagram::Rejected(Reject::InvalidHeader));
         assert_eq!(classify(&dg("", DOC)), Datagram::Rejected(Reject::InvalidHeader));
         let mut truncated = dg(r#"{"format":"json","version":1}"#, "{\"name\":\"caf");

@@ -52,7 +52,9 @@ async fn serve(handler: Handler) -> SocketAddr {
                         }
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -121,7 +123,8 @@ fn without_any_region_the_daemon_exits_1_and_says_what_it_tried() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let blocked = rt.block_on(async {
         // An instance that requires IMDSv2, seen from behind a hop limit of 1.
-        serve(Arc::new(|method, _, _, _| if method == http::Method::PUT { None } else { Some((401, String::new())) })).await
+        serve(Arc::new(|method, _, _, _| if method == http::Method::PUT { None } else { Some((401, String::new())) }))
+            .await
     });
     let t0 = Instant::now();
     let (code, out, err) = run_to_exit(
@@ -170,7 +173,11 @@ async fn an_upstream_config_file_configures_the_daemon() {
     );
     let mut cmd = std::process::Command::new(daemon::binary());
     daemon::clean_env(&mut cmd);
-    cmd.args(["-c", &cfg.display().to_string()]).envs([("AWS_ACCESS_KEY_ID", daemon::ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", daemon::SECRET_KEY), ("XRAY_DAEMON_TELEMETRY", "false")]);
+    cmd.args(["-c", &cfg.display().to_string()]).envs([
+        ("AWS_ACCESS_KEY_ID", daemon::ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", daemon::SECRET_KEY),
+        ("XRAY_DAEMON_TELEMETRY", "false"),
+    ]);
     let mut child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
     // The log goes to the file: find the address there.
     let deadline = Instant::now() + WAIT;
@@ -188,14 +195,22 @@ async fn an_upstream_config_file_configures_the_daemon() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
     let text = std::fs::read_to_string(&log).unwrap();
-    for line in ["[Info] Using buffer memory limit of 8 MB (TotalBufferSizeMB in", "[Info] Using region: eu-north-1", "[Debug] Fetch region eu-north-1 from Region in", "[Info] Using config file: "] {
+    for line in [
+        "[Info] Using buffer memory limit of 8 MB (TotalBufferSizeMB in",
+        "[Info] Using region: eu-north-1",
+        "[Debug] Fetch region eu-north-1 from Region in",
+        "[Info] Using config file: ",
+    ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
     // Upstream's strict checks for a file given with -c, and exit 1.
     let bad = tmp("bad.yaml", "Version: 2\nMemoryLimit: 3\n");
     let (code, _, err) = run_to_exit(&["-c", &bad.display().to_string()], &[]);
     assert_eq!(code, 1);
-    assert!(err.contains("[Error] MemoryLimit flag is not supported. Use X-Ray Daemon Config Migration Script"), "{err}");
+    assert!(
+        err.contains("[Error] MemoryLimit flag is not supported. Use X-Ray Daemon Config Migration Script"),
+        "{err}"
+    );
     let (code, _, err) = run_to_exit(&["-c", "/nonexistent/cfg.yaml"], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("[Error] Error occur when using config flag: open /nonexistent/cfg.yaml"), "{err}");
@@ -219,7 +234,9 @@ async fn uploads_and_the_proxy_are_signed_with_the_assumed_role() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sts = fake_sts(seen.clone()).await;
     // Only the assumed credentials are accepted.
-    let fake = FakeXray::start(Credentials::new("ASIAASSUMEDKEY000001", "assumed-secret").with_session_token("assumed-session-token"));
+    let fake = FakeXray::start(
+        Credentials::new("ASIAASSUMEDKEY000001", "assumed-secret").with_session_token("assumed-session-token"),
+    );
     let d = daemon::against(&fake)
         .arg("-r")
         .arg("arn:aws:iam::123456789012:role/xray")
@@ -257,7 +274,11 @@ async fn outbound_proxy(seen: Arc<Mutex<Vec<String>>>) -> SocketAddr {
                 seen.lock().unwrap().push(first.clone());
                 let mut parts = first.split_whitespace();
                 let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                let authority = if method == "CONNECT" { target.to_owned() } else { target.trim_start_matches("http://").split('/').next().unwrap_or("").to_owned() };
+                let authority = if method == "CONNECT" {
+                    target.to_owned()
+                } else {
+                    target.trim_start_matches("http://").split('/').next().unwrap_or("").to_owned()
+                };
                 if !authority.starts_with("127.0.0.1:") {
                     return; // loopback only
                 }
@@ -283,7 +304,12 @@ async fn uploads_go_through_the_outbound_proxy_unless_no_proxy_matches() {
     d.send_doc(&segment(1));
     assert_eq!(fake.wait_for_documents(1, WAIT).await.len(), 1, "{}", d.log_text());
     let through = seen.lock().unwrap().clone();
-    assert!(through.iter().any(|l| l.contains(&fake.addr().to_string()) && l.contains("TraceSegments") || l.starts_with("CONNECT ")), "{through:?}");
+    assert!(
+        through
+            .iter()
+            .any(|l| l.contains(&fake.addr().to_string()) && l.contains("TraceSegments") || l.starts_with("CONNECT ")),
+        "{through:?}"
+    );
     drop(d);
 
     seen.lock().unwrap().clear();
@@ -336,7 +362,12 @@ async fn no_verify_ssl_accepts_a_self_signed_endpoint_and_verification_is_on_by_
 
     // NoVerifySSL from the config file: both go through, with a warning at start.
     let cfg = tmp("noverify.yaml", "Version: 2\nNoVerifySSL: true\n");
-    let d = daemon::against(&fake).env("XRAY_DAEMON_ENDPOINT", &endpoint).arg("-c").arg(cfg.display().to_string()).spawn().await;
+    let d = daemon::against(&fake)
+        .env("XRAY_DAEMON_ENDPOINT", &endpoint)
+        .arg("-c")
+        .arg(cfg.display().to_string())
+        .spawn()
+        .await;
     assert!(d.logs().iter().any(|l| l.contains("[Warn] NoVerifySSL is on")), "{}", d.log_text());
     d.send_doc(&segment(2));
     assert_eq!(fake.wait_for_documents(1, WAIT).await, vec![segment(2)], "{}", d.log_text());
@@ -349,7 +380,11 @@ async fn sampling_calls_also_go_through_the_outbound_proxy() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let proxy = outbound_proxy(seen.clone()).await;
     let fake = FakeXray::start(Credentials::new(daemon::ACCESS_KEY, daemon::SECRET_KEY));
-    let d = daemon::against(&fake).env("HTTPS_PROXY", format!("http://{proxy}")).env("HTTP_PROXY", format!("http://{proxy}")).spawn().await;
+    let d = daemon::against(&fake)
+        .env("HTTPS_PROXY", format!("http://{proxy}"))
+        .env("HTTP_PROXY", format!("http://{proxy}"))
+        .spawn()
+        .await;
     let (status, _, _) = daemon::http(d.tcp(), "POST", "/GetSamplingRules", &[], "{}").await;
     assert_eq!(status, 200);
     let through = seen.lock().unwrap().clone();

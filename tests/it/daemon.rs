@@ -65,7 +65,10 @@ impl Builder {
         let mut child = cmd.spawn().expect("spawn xray-daemon");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let open_streams = Arc::new(AtomicUsize::new(2));
-        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
             let lines = lines.clone();
             let open_streams = open_streams.clone();
             std::thread::spawn(move || {
@@ -228,13 +231,20 @@ impl Daemon {
     pub async fn terminate(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
         let t0 = Instant::now();
         self.signal(libc::SIGTERM);
-        let status = self.wait_exit(timeout).await.unwrap_or_else(|| panic!("daemon did not exit within {timeout:?}; log:\n{}", self.log_text()));
+        let status = self
+            .wait_exit(timeout)
+            .await
+            .unwrap_or_else(|| panic!("daemon did not exit within {timeout:?}; log:\n{}", self.log_text()));
         (status, t0.elapsed())
     }
 
     /// The numbers from the final `Shutdown finished` line.
     pub fn summary(&self) -> Summary {
-        let line = self.logs().into_iter().find(|l| l.contains("Shutdown finished")).unwrap_or_else(|| panic!("no summary line; log:\n{}", self.log_text()));
+        let line = self
+            .logs()
+            .into_iter()
+            .find(|l| l.contains("Shutdown finished"))
+            .unwrap_or_else(|| panic!("no summary line; log:\n{}", self.log_text()));
         let num = |key: &str| -> u64 {
             let rest = &line[line.find(key).unwrap_or_else(|| panic!("{key} missing in {line}")) + key.len()..];
             rest.trim_start().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
@@ -307,18 +317,31 @@ pub async fn http_raw(addr: SocketAddr, request: &[u8]) -> (u16, Vec<(String, St
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the TCP port");
     stream.write_all(request).await.expect("write request");
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw)).await.expect("response in time").expect("read response");
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read response");
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
     let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
     (status, headers, body.to_owned())
 }
 
 /// A request with `Connection: close` and the given extra header lines.
-pub async fn http(addr: SocketAddr, method: &str, path: &str, extra_headers: &[(&str, &str)], body: &str) -> (u16, Vec<(String, String)>, String) {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra_headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in extra_headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -128,7 +128,8 @@ pub fn uuid() -> String {
 
 fn is_uuid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5 && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
+    parts.len() == 5
+        && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 pub fn epoch_ms_in(d: Duration) -> u64 {
@@ -215,7 +216,9 @@ impl FakeLambda {
 
     /// Queues a SHUTDOWN with `reason` (sent as given) and a deadline `deadline_in` from now.
     pub fn shutdown(&self, reason: &str, deadline_in: Duration) {
-        self.push_event(json!({"eventType": "SHUTDOWN", "shutdownReason": reason, "deadlineMs": epoch_ms_in(deadline_in)}));
+        self.push_event(
+            json!({"eventType": "SHUTDOWN", "shutdownReason": reason, "deadlineMs": epoch_ms_in(deadline_in)}),
+        );
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -291,8 +294,11 @@ fn forbidden(error_type: &str, message: &str) -> Answer {
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
-    let headers: Vec<(String, String)> =
-        req.headers().iter().map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
     let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
     let index = {
         let mut st = shared.lock();
@@ -402,7 +408,10 @@ fn subscribe(st: &mut State, call: &Call) -> Answer {
         return e;
     }
     if st.telemetry_mode == Some(TelemetryMode::NotSupported) {
-        return respond(202, json!({"errorType": "Telemetry.NotSupported", "errorMessage": "Telemetry API is not supported"}));
+        return respond(
+            202,
+            json!({"errorType": "Telemetry.NotSupported", "errorMessage": "Telemetry API is not supported"}),
+        );
     }
     let invalid = |m: &str| respond(400, json!({"errorType": "ValidationError", "errorMessage": m}));
     let b = call.json();
@@ -414,8 +423,10 @@ fn subscribe(st: &mut State, call: &Call) -> Answer {
         return invalid("types");
     }
     let buf = &b["buffering"];
-    let in_range = |k: &str, lo: u64, hi: u64| buf.get(k).is_none() || buf[k].as_u64().is_some_and(|v| (lo..=hi).contains(&v));
-    if !(in_range("maxItems", 1000, 10000) && in_range("maxBytes", 262144, 1048576) && in_range("timeoutMs", 25, 30000)) {
+    let in_range =
+        |k: &str, lo: u64, hi: u64| buf.get(k).is_none() || buf[k].as_u64().is_some_and(|v| (lo..=hi).contains(&v));
+    if !(in_range("maxItems", 1000, 10000) && in_range("maxBytes", 262144, 1048576) && in_range("timeoutMs", 25, 30000))
+    {
         return invalid("buffering");
     }
     if b["destination"]["protocol"] != "HTTP" {
@@ -470,7 +481,11 @@ async fn next(shared: &Shared, call: &Call) -> Answer {
                 if let (Some(pid), true) = (st.freeze_pid, std::mem::take(&mut st.frozen)) {
                     unsafe { libc::kill(pid as i32, libc::SIGCONT) };
                 }
-                return (200, vec![("content-type", "application/json".into()), ("lambda-extension-event-identifier", uuid())], event.to_string());
+                return (
+                    200,
+                    vec![("content-type", "application/json".into()), ("lambda-extension-event-identifier", uuid())],
+                    event.to_string(),
+                );
             }
         }
         notified.await;

@@ -56,11 +56,7 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn new(access_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
-        Credentials {
-            access_key: access_key.into(),
-            secret_key: secret_key.into(),
-            session_token: None,
-        }
+        Credentials { access_key: access_key.into(), secret_key: secret_key.into(), session_token: None }
     }
 
     pub fn with_session_token(mut self, token: impl Into<String>) -> Self {
@@ -89,14 +85,9 @@ impl Op {
     }
 
     pub fn from_path(path: &str) -> Option<Op> {
-        [
-            Op::PutTraceSegments,
-            Op::PutTelemetryRecords,
-            Op::GetSamplingRules,
-            Op::GetSamplingTargets,
-        ]
-        .into_iter()
-        .find(|op| op.path() == path)
+        [Op::PutTraceSegments, Op::PutTelemetryRecords, Op::GetSamplingRules, Op::GetSamplingTargets]
+            .into_iter()
+            .find(|op| op.path() == path)
     }
 }
 
@@ -117,10 +108,7 @@ pub enum Fault {
     /// Accept, but report the first `count` documents as unprocessed with `code`.
     Unprocessed { count: usize, code: &'static str },
     /// Accept, but report the documents whose `"id"` is in `ids` as unprocessed with `code`.
-    UnprocessedIds {
-        ids: Vec<String>,
-        code: &'static str,
-    },
+    UnprocessedIds { ids: Vec<String>, code: &'static str },
     /// Close the connection without any answer (the client sees an incomplete message).
     Disconnect,
 }
@@ -146,10 +134,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// First value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Option<Value> {
@@ -225,24 +210,12 @@ impl FakeXray {
 
     /// Bind `127.0.0.1:0` and serve, accepting any of `creds`.
     pub fn start_with(creds: Vec<Credentials>) -> FakeXray {
-        let listener =
-            bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).expect("fake X-Ray: bind 127.0.0.1:0");
+        let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).expect("fake X-Ray: bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("fake X-Ray: local_addr");
-        let state = State {
-            creds,
-            max_clock_skew: Some(DEFAULT_MAX_CLOCK_SKEW),
-            ..State::default()
-        };
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            changed: Notify::new(),
-            request_ids: AtomicU64::new(1),
-        });
-        let fake = FakeXray {
-            shared,
-            addr,
-            running: Mutex::new(None),
-        };
+        let state = State { creds, max_clock_skew: Some(DEFAULT_MAX_CLOCK_SKEW), ..State::default() };
+        let shared =
+            Arc::new(Shared { state: Mutex::new(state), changed: Notify::new(), request_ids: AtomicU64::new(1) });
+        let fake = FakeXray { shared, addr, running: Mutex::new(None) };
         fake.spawn(listener);
         fake
     }
@@ -250,17 +223,8 @@ impl FakeXray {
     fn spawn(&self, listener: TcpListener) {
         let (tx, rx) = oneshot::channel();
         let stopped = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(accept_loop(
-            listener,
-            self.shared.clone(),
-            stopped.clone(),
-            rx,
-        ));
-        *self.running.lock().unwrap() = Some(Running {
-            shutdown: tx,
-            task,
-            stopped,
-        });
+        let task = tokio::spawn(accept_loop(listener, self.shared.clone(), stopped.clone(), rx));
+        *self.running.lock().unwrap() = Some(Running { shutdown: tx, task, stopped });
     }
 
     /// `http://127.0.0.1:PORT`
@@ -335,12 +299,7 @@ impl FakeXray {
     }
 
     pub fn push_fault_for(&self, op: Op, fault: Fault) {
-        self.shared
-            .lock()
-            .faults
-            .entry(op)
-            .or_default()
-            .push_back(fault);
+        self.shared.lock().faults.entry(op).or_default().push_back(fault);
     }
 
     /// Queued faults not consumed yet (all operations).
@@ -373,13 +332,7 @@ impl FakeXray {
     }
 
     pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
-        self.shared
-            .lock()
-            .requests
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
+        self.shared.lock().requests.iter().filter(|r| r.path == path).cloned().collect()
     }
 
     /// Accepted segment documents, in arrival order, exactly as decoded from the JSON array.
@@ -425,37 +378,20 @@ impl FakeXray {
     /// Wait until at least `n` documents are accepted or `timeout` passes; returns the
     /// accepted documents at that point (the caller asserts).
     pub async fn wait_for_documents(&self, n: usize, timeout: Duration) -> Vec<String> {
-        self.wait_until(timeout, |st| {
-            (st.accepted.len() >= n).then(|| st.accepted.clone())
-        })
-        .await
-        .unwrap_or_else(|| self.accepted_documents())
+        self.wait_until(timeout, |st| (st.accepted.len() >= n).then(|| st.accepted.clone()))
+            .await
+            .unwrap_or_else(|| self.accepted_documents())
     }
 
     /// Wait until at least `n` requests to `path` were received (answered or not).
-    pub async fn wait_for_requests(
-        &self,
-        path: &str,
-        n: usize,
-        timeout: Duration,
-    ) -> Vec<RecordedRequest> {
-        let matching = |st: &State| {
-            st.requests
-                .iter()
-                .filter(|r| r.path == path)
-                .cloned()
-                .collect::<Vec<_>>()
-        };
+    pub async fn wait_for_requests(&self, path: &str, n: usize, timeout: Duration) -> Vec<RecordedRequest> {
+        let matching = |st: &State| st.requests.iter().filter(|r| r.path == path).cloned().collect::<Vec<_>>();
         self.wait_until(timeout, |st| Some(matching(st)).filter(|v| v.len() >= n))
             .await
             .unwrap_or_else(|| matching(&self.shared.lock()))
     }
 
-    async fn wait_until<T>(
-        &self,
-        timeout: Duration,
-        mut check: impl FnMut(&State) -> Option<T>,
-    ) -> Option<T> {
+    async fn wait_until<T>(&self, timeout: Duration, mut check: impl FnMut(&State) -> Option<T>) -> Option<T> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.shared.changed.notified();
@@ -473,12 +409,7 @@ impl FakeXray {
 
 impl Drop for FakeXray {
     fn drop(&mut self) {
-        if let Some(r) = self
-            .running
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(r) = self.running.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
             r.stopped.store(true, Ordering::SeqCst);
             r.task.abort();
         }
@@ -513,9 +444,7 @@ async fn accept_loop(
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, stopped: Arc<AtomicBool>) {
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |req| handle(req, shared.clone(), stopped.clone()));
-    let _ = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -551,8 +480,7 @@ fn parse_documents(body: &[u8]) -> Result<Vec<String>, String> {
 fn parse_body(op: Op, body: &[u8]) -> Result<Parsed, String> {
     let object = |body: &[u8]| -> Result<Value, String> {
         let body = if body.is_empty() { &b"{}"[..] } else { body };
-        let v: Value =
-            serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+        let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
         if v.is_object() {
             Ok(v)
         } else {
@@ -593,112 +521,54 @@ fn json_response(shared: &Shared, status: u16, body: &Value, error_type: Option<
     let mut b = Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .header(
-            "x-amzn-requestid",
-            format!("00000000-0000-4000-8000-{id:012}"),
-        );
+        .header("x-amzn-requestid", format!("00000000-0000-4000-8000-{id:012}"));
     if let Some(t) = error_type {
         b = b.header("x-amzn-errortype", t);
     }
-    b.body(Full::new(Bytes::from(body.to_string())))
-        .expect("valid response")
+    b.body(Full::new(Bytes::from(body.to_string()))).expect("valid response")
 }
 
 fn error_response(shared: &Shared, status: u16, error_type: &str, message: &str) -> Resp {
-    json_response(
-        shared,
-        status,
-        &json!({"__type": error_type, "message": message}),
-        Some(error_type),
-    )
+    json_response(shared, status, &json!({"__type": error_type, "message": message}), Some(error_type))
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    shared: Arc<Shared>,
-    stopped: Arc<AtomicBool>,
-) -> Result<Resp, io::Error> {
+async fn handle(req: Request<Incoming>, shared: Arc<Shared>, stopped: Arc<AtomicBool>) -> Result<Resp, io::Error> {
     let at = Instant::now();
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().map(str::to_owned);
-    let op = if parts.method == Method::POST {
-        Op::from_path(&path)
-    } else {
-        None
-    };
+    let op = if parts.method == Method::POST { Op::from_path(&path) } else { None };
 
     let (idx, verdict) = {
         let mut st = shared.lock();
         let skew = st.max_clock_skew.map(|s| (SystemTime::now(), s));
-        let signature = sigv4::verify(
-            parts.method.as_str(),
-            &path,
-            query.as_deref(),
-            &headers,
-            &body,
-            &st.creds,
-            "xray",
-            skew,
-        );
+        let signature =
+            sigv4::verify(parts.method.as_str(), &path, query.as_deref(), &headers, &body, &st.creds, "xray", skew);
         if op == Some(Op::PutTraceSegments) {
             st.put_calls += 1;
         }
         let (verdict, fault, status) = match (op, &signature) {
             (None, _) => {
                 let msg = format!("Unknown operation: {} {}", parts.method, path);
-                (
-                    Verdict::Answer(error_response(
-                        &shared,
-                        404,
-                        "UnknownOperationException",
-                        &msg,
-                    )),
-                    None,
-                    404,
-                )
+                (Verdict::Answer(error_response(&shared, 404, "UnknownOperationException", &msg)), None, 404)
             }
-            (Some(_), Err(reason)) => (
-                Verdict::Answer(error_response(
-                    &shared,
-                    403,
-                    "InvalidSignatureException",
-                    reason,
-                )),
-                None,
-                403,
-            ),
+            (Some(_), Err(reason)) => {
+                (Verdict::Answer(error_response(&shared, 403, "InvalidSignatureException", reason)), None, 403)
+            }
             (Some(op), Ok(())) => match parse_body(op, &body) {
                 Err(msg) => {
                     st.invalid_requests += 1;
-                    (
-                        Verdict::Answer(error_response(
-                            &shared,
-                            400,
-                            "InvalidRequestException",
-                            &msg,
-                        )),
-                        None,
-                        400,
-                    )
+                    (Verdict::Answer(error_response(&shared, 400, "InvalidRequestException", &msg)), None, 400)
                 }
                 Ok(parsed) => {
-                    let fault = st
-                        .faults
-                        .get_mut(&op)
-                        .and_then(VecDeque::pop_front)
-                        .or_else(|| st.modes.get(&op).cloned());
+                    let fault =
+                        st.faults.get_mut(&op).and_then(VecDeque::pop_front).or_else(|| st.modes.get(&op).cloned());
                     (Verdict::Apply(parsed, fault.clone()), fault, 0)
                 }
             },
@@ -729,12 +599,7 @@ async fn handle(
         }
         Some(Fault::Throttle) => {
             shared.set_status(idx, 429);
-            Ok(error_response(
-                &shared,
-                429,
-                "ThrottlingException",
-                "Rate exceeded",
-            ))
+            Ok(error_response(&shared, 429, "ThrottlingException", "Rate exceeded"))
         }
         Some(Fault::Hang) => {
             tokio::time::sleep(HANG_MAX).await;
@@ -769,9 +634,7 @@ fn complete(shared: &Shared, idx: usize, parsed: Parsed, fault: Option<&Fault>) 
                     let id = segment_id(&doc);
                     let code = match fault {
                         Some(Fault::Unprocessed { count, code }) if i < *count => Some(*code),
-                        Some(Fault::UnprocessedIds { ids, code })
-                            if id.as_ref().is_some_and(|id| ids.contains(id)) =>
-                        {
+                        Some(Fault::UnprocessedIds { ids, code }) if id.as_ref().is_some_and(|id| ids.contains(id)) => {
                             Some(*code)
                         }
                         _ => None,
@@ -803,18 +666,11 @@ fn complete(shared: &Shared, idx: usize, parsed: Parsed, fault: Option<&Fault>) 
 
 /// The `"id"` of a segment document, parsed with serde_json.
 pub fn segment_id(doc: &str) -> Option<String> {
-    serde_json::from_str::<Value>(doc)
-        .ok()?
-        .get("id")?
-        .as_str()
-        .map(str::to_owned)
+    serde_json::from_str::<Value>(doc).ok()?.get("id")?.as_str().map(str::to_owned)
 }
 
 fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
 }
 
 fn sampling_rules() -> Value {

@@ -42,21 +42,11 @@ fn client(
         .behavior_version_latest()
         .region(Region::new("us-east-1"))
         .endpoint_url(fake.endpoint())
-        .credentials_provider(aws_credential_types::Credentials::new(
-            ak,
-            sk,
-            token.map(str::to_owned),
-            None,
-            "test",
-        ))
+        .credentials_provider(aws_credential_types::Credentials::new(ak, sk, token.map(str::to_owned), None, "test"))
         .retry_config(RetryConfig::disabled())
         .http_client(aws_smithy_http_client::Builder::new().build_http());
     if let Some(t) = attempt_timeout {
-        config = config.timeout_config(
-            TimeoutConfig::builder()
-                .operation_attempt_timeout(t)
-                .build(),
-        );
+        config = config.timeout_config(TimeoutConfig::builder().operation_attempt_timeout(t).build());
     }
     aws_sdk_xray::Client::from_conf(config.build())
 }
@@ -72,11 +62,7 @@ fn doc(id: &str) -> String {
 }
 
 async fn put(client: &aws_sdk_xray::Client, docs: &[String]) -> PutResult {
-    client
-        .put_trace_segments()
-        .set_trace_segment_documents(Some(docs.to_vec()))
-        .send()
-        .await
+    client.put_trace_segments().set_trace_segment_documents(Some(docs.to_vec())).send().await
 }
 
 fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
@@ -103,10 +89,8 @@ fn sign_with_aws_sigv4(
         .build()
         .unwrap()
         .into();
-    let mut headers = vec![
-        ("host".to_owned(), fake.addr().to_string()),
-        ("content-type".to_owned(), "application/json".to_owned()),
-    ];
+    let mut headers =
+        vec![("host".to_owned(), fake.addr().to_string()), ("content-type".to_owned(), "application/json".to_owned())];
     let uri = format!("{}{path_and_query}", fake.endpoint());
     let signable = SignableRequest::new(
         "POST",
@@ -116,11 +100,7 @@ fn sign_with_aws_sigv4(
     )
     .unwrap();
     let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    headers.extend(
-        instructions
-            .headers()
-            .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
+    headers.extend(instructions.headers().map(|(k, v)| (k.to_owned(), v.to_owned())));
     headers
 }
 
@@ -136,10 +116,7 @@ async fn post_and_read_all(
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.push_str(&format!(
-        "content-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    ));
+    req.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()));
     stream.write_all(req.as_bytes()).await.unwrap();
     stream.write_all(body).await.unwrap();
     let mut response = Vec::new();
@@ -148,12 +125,7 @@ async fn post_and_read_all(
 }
 
 /// One HTTP/1.1 request on a fresh connection → (status, JSON body).
-async fn raw_post(
-    fake: &FakeXray,
-    path_and_query: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-) -> (u16, Value) {
+async fn raw_post(fake: &FakeXray, path_and_query: &str, headers: &[(String, String)], body: &[u8]) -> (u16, Value) {
     let response = post_and_read_all(fake.addr(), path_and_query, headers, body).await;
     let text = String::from_utf8(response).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").expect("complete HTTP response");
@@ -177,50 +149,30 @@ async fn sdk_put_with_good_signature_records_documents_byte_for_byte() {
         "{\n  \"name\": \"pretty \\\"quoted\\\"\",\n\t\"id\": \"3333333333333333\"\n}".to_owned(),
         "not JSON at all: \"quotes\", \\backslash\\, \u{2028}, NUL-free".to_owned(),
     ];
-    let out = put(&good_client(&fake), &docs)
-        .await
-        .expect("PutTraceSegments accepted");
+    let out = put(&good_client(&fake), &docs).await.expect("PutTraceSegments accepted");
     assert!(out.unprocessed_trace_segments().is_empty());
     assert_eq!(fake.accepted_documents(), docs);
     assert_eq!(fake.put_calls(), 1);
     let reqs = fake.requests();
     assert_eq!(reqs.len(), 1);
     let r = &reqs[0];
-    assert_eq!(
-        (r.method.as_str(), r.path.as_str(), r.status),
-        ("POST", "/TraceSegments", 200)
-    );
+    assert_eq!((r.method.as_str(), r.path.as_str(), r.status), ("POST", "/TraceSegments", 200));
     assert_eq!(r.signature, Ok(()));
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.documents(), Some(docs));
-    assert!(r
-        .header("authorization")
-        .unwrap()
-        .contains("/us-east-1/xray/aws4_request"));
+    assert!(r.header("authorization").unwrap().contains("/us-east-1/xray/aws4_request"));
 }
 
 #[tokio::test]
 async fn sdk_wrong_secret_or_unknown_key_is_403_and_not_recorded() {
     let fake = FakeXray::start(creds());
-    for (ak, sk, reason) in [
-        (AK, "wrong-secret", "signature mismatch"),
-        ("AKIDUNKNOWN", SK, "unknown access key"),
-    ] {
-        let err = put(
-            &client(&fake, ak, sk, None, None),
-            &[doc("1111111111111111")],
-        )
-        .await
-        .unwrap_err();
+    for (ak, sk, reason) in [(AK, "wrong-secret", "signature mismatch"), ("AKIDUNKNOWN", SK, "unknown access key")] {
+        let err = put(&client(&fake, ak, sk, None, None), &[doc("1111111111111111")]).await.unwrap_err();
         assert_eq!(status_of(&err), Some(403));
         assert_eq!(err.code(), Some("InvalidSignatureException"));
         let last = fake.requests().pop().unwrap();
         assert_eq!(last.status, 403);
-        assert!(
-            last.signature.as_ref().unwrap_err().contains(reason),
-            "{:?}",
-            last.signature
-        );
+        assert!(last.signature.as_ref().unwrap_err().contains(reason), "{:?}", last.signature);
     }
     assert!(fake.accepted_documents().is_empty());
     assert_eq!(fake.put_calls(), 2);
@@ -229,42 +181,23 @@ async fn sdk_wrong_secret_or_unknown_key_is_403_and_not_recorded() {
 #[tokio::test]
 async fn sdk_session_token_must_be_present_equal_and_signed() {
     let fake = FakeXray::start(creds().with_session_token(TOKEN));
-    let cases = [
-        (None, "missing x-amz-security-token"),
-        (Some("bogus-token"), "x-amz-security-token does not match"),
-    ];
+    let cases = [(None, "missing x-amz-security-token"), (Some("bogus-token"), "x-amz-security-token does not match")];
     for (token, reason) in cases {
-        let err = put(
-            &client(&fake, AK, SK, token, None),
-            &[doc("1111111111111111")],
-        )
-        .await
-        .unwrap_err();
+        let err = put(&client(&fake, AK, SK, token, None), &[doc("1111111111111111")]).await.unwrap_err();
         assert_eq!(status_of(&err), Some(403), "token {token:?}");
         let last = fake.requests().pop().unwrap();
-        assert!(
-            last.signature.as_ref().unwrap_err().contains(reason),
-            "{:?}",
-            last.signature
-        );
+        assert!(last.signature.as_ref().unwrap_err().contains(reason), "{:?}", last.signature);
     }
     assert!(fake.accepted_documents().is_empty());
 
-    put(
-        &client(&fake, AK, SK, Some(TOKEN), None),
-        &[doc("1111111111111111")],
-    )
-    .await
-    .expect("right token accepted");
+    put(&client(&fake, AK, SK, Some(TOKEN), None), &[doc("1111111111111111")]).await.expect("right token accepted");
     let last = fake.requests().pop().unwrap();
     assert_eq!(last.header("x-amz-security-token"), Some(TOKEN));
     assert_eq!(fake.accepted_documents(), vec![doc("1111111111111111")]);
 
     // A token sent for credentials that have none is rejected too.
     let plain = FakeXray::start(creds());
-    let err = put(&client(&plain, AK, SK, Some(TOKEN), None), &[doc("1")])
-        .await
-        .unwrap_err();
+    let err = put(&client(&plain, AK, SK, Some(TOKEN), None), &[doc("1")]).await.unwrap_err();
     assert_eq!(status_of(&err), Some(403));
 }
 
@@ -272,49 +205,24 @@ async fn sdk_session_token_must_be_present_equal_and_signed() {
 async fn credentials_can_be_rotated_and_several_sets_accepted() {
     let fake = FakeXray::start(creds());
     let old = good_client(&fake);
-    put(&old, &[doc("0000000000000001")])
-        .await
-        .expect("old creds before rotation");
+    put(&old, &[doc("0000000000000001")]).await.expect("old creds before rotation");
 
-    fake.set_credentials(
-        Credentials::new("AKIDROTATED", "rotated-secret").with_session_token("tok2"),
-    );
-    assert_eq!(
-        status_of(&put(&old, &[doc("0000000000000002")]).await.unwrap_err()),
-        Some(403)
-    );
+    fake.set_credentials(Credentials::new("AKIDROTATED", "rotated-secret").with_session_token("tok2"));
+    assert_eq!(status_of(&put(&old, &[doc("0000000000000002")]).await.unwrap_err()), Some(403));
     let new = client(&fake, "AKIDROTATED", "rotated-secret", Some("tok2"), None);
-    put(&new, &[doc("0000000000000003")])
-        .await
-        .expect("new creds after rotation");
+    put(&new, &[doc("0000000000000003")]).await.expect("new creds after rotation");
 
     fake.add_credentials(creds());
-    put(&old, &[doc("0000000000000004")])
-        .await
-        .expect("both sets accepted");
-    put(&new, &[doc("0000000000000005")])
-        .await
-        .expect("both sets accepted");
+    put(&old, &[doc("0000000000000004")]).await.expect("both sets accepted");
+    put(&new, &[doc("0000000000000005")]).await.expect("both sets accepted");
 
     fake.set_accepted_credentials(vec![Credentials::new(AK, "other-secret"), creds()]);
-    put(&old, &[doc("0000000000000006")])
-        .await
-        .expect("second set with the same access key");
+    put(&old, &[doc("0000000000000006")]).await.expect("second set with the same access key");
 
-    let ids: Vec<_> = fake
-        .accepted_documents()
-        .iter()
-        .map(|d| super::fake_xray::segment_id(d).unwrap())
-        .collect();
+    let ids: Vec<_> = fake.accepted_documents().iter().map(|d| super::fake_xray::segment_id(d).unwrap()).collect();
     assert_eq!(
         ids,
-        [
-            "0000000000000001",
-            "0000000000000003",
-            "0000000000000004",
-            "0000000000000005",
-            "0000000000000006"
-        ]
+        ["0000000000000001", "0000000000000003", "0000000000000004", "0000000000000005", "0000000000000006"]
     );
 }
 
@@ -325,27 +233,17 @@ async fn scripted_faults_are_consumed_in_order_then_default_applies() {
     fake.push_faults([
         Fault::Status(503, "ServiceUnavailable"),
         Fault::Throttle,
-        Fault::Unprocessed {
-            count: 1,
-            code: "InvalidTraceId",
-        },
+        Fault::Unprocessed { count: 1, code: "InvalidTraceId" },
     ]);
     let docs = [doc("aaaaaaaaaaaaaaaa"), doc("bbbbbbbbbbbbbbbb")];
 
     let err = put(&c, &docs).await.unwrap_err();
-    assert_eq!(
-        (status_of(&err), err.code(), err.message()),
-        (Some(503), Some("ServiceUnavailable"), Some("injected"))
-    );
+    assert_eq!((status_of(&err), err.code(), err.message()), (Some(503), Some("ServiceUnavailable"), Some("injected")));
 
     let err = put(&c, &docs).await.unwrap_err();
     assert_eq!(
         (status_of(&err), err.code(), err.message()),
-        (
-            Some(429),
-            Some("ThrottlingException"),
-            Some("Rate exceeded")
-        )
+        (Some(429), Some("ThrottlingException"), Some("Rate exceeded"))
     );
     assert!(fake.accepted_documents().is_empty());
 
@@ -374,61 +272,27 @@ async fn sticky_mode_and_unprocessed_ids() {
     fake.set_mode(Fault::Status(500, "InternalFailure"));
     for _ in 0..2 {
         let err = put(&c, &[doc("1111111111111111")]).await.unwrap_err();
-        assert_eq!(
-            (status_of(&err), err.code()),
-            (Some(500), Some("InternalFailure"))
-        );
+        assert_eq!((status_of(&err), err.code()), (Some(500), Some("InternalFailure")));
     }
     // Queued faults go before the sticky mode.
     fake.push_fault(Fault::Status(400, "InvalidRequestException"));
-    assert_eq!(
-        status_of(&put(&c, &[doc("1")]).await.unwrap_err()),
-        Some(400)
-    );
-    assert_eq!(
-        status_of(&put(&c, &[doc("1")]).await.unwrap_err()),
-        Some(500)
-    );
+    assert_eq!(status_of(&put(&c, &[doc("1")]).await.unwrap_err()), Some(400));
+    assert_eq!(status_of(&put(&c, &[doc("1")]).await.unwrap_err()), Some(500));
     fake.clear_mode();
     assert!(fake.accepted_documents().is_empty());
 
-    fake.push_fault(Fault::UnprocessedIds {
-        ids: vec!["cccccccccccccccc".into()],
-        code: "ThrottledException",
-    });
-    let docs = [
-        doc("aaaaaaaaaaaaaaaa"),
-        doc("cccccccccccccccc"),
-        doc("dddddddddddddddd"),
-    ];
+    fake.push_fault(Fault::UnprocessedIds { ids: vec!["cccccccccccccccc".into()], code: "ThrottledException" });
+    let docs = [doc("aaaaaaaaaaaaaaaa"), doc("cccccccccccccccc"), doc("dddddddddddddddd")];
     let out = put(&c, &docs).await.unwrap();
-    let ids: Vec<_> = out
-        .unprocessed_trace_segments()
-        .iter()
-        .map(|u| (u.id(), u.error_code()))
-        .collect();
-    assert_eq!(
-        ids,
-        [(Some("cccccccccccccccc"), Some("ThrottledException"))]
-    );
-    assert_eq!(
-        fake.accepted_documents(),
-        vec![docs[0].clone(), docs[2].clone()]
-    );
+    let ids: Vec<_> = out.unprocessed_trace_segments().iter().map(|u| (u.id(), u.error_code())).collect();
+    assert_eq!(ids, [(Some("cccccccccccccccc"), Some("ThrottledException"))]);
+    assert_eq!(fake.accepted_documents(), vec![docs[0].clone(), docs[2].clone()]);
 
     // Faults for another operation do not touch PutTraceSegments.
     fake.set_mode_for(Op::PutTelemetryRecords, Some(Fault::Throttle));
     put(&c, &[doc("eeeeeeeeeeeeeeee")]).await.unwrap();
-    let record = TelemetryRecord::builder()
-        .timestamp(DateTime::from_secs(1))
-        .build()
-        .unwrap();
-    let err = c
-        .put_telemetry_records()
-        .telemetry_records(record)
-        .send()
-        .await
-        .unwrap_err();
+    let record = TelemetryRecord::builder().timestamp(DateTime::from_secs(1)).build().unwrap();
+    let err = c.put_telemetry_records().telemetry_records(record).send().await.unwrap_err();
     assert_eq!(status_of(&err), Some(429));
     assert!(fake.telemetry().is_empty());
 }
@@ -437,28 +301,17 @@ async fn sticky_mode_and_unprocessed_ids() {
 async fn delay_longer_than_attempt_timeout_times_out_but_server_still_accepts() {
     let fake = FakeXray::start(creds());
     let c = client(&fake, AK, SK, None, Some(Duration::from_millis(250)));
-    fake.push_faults([
-        Fault::Delay(Duration::from_millis(600)),
-        Fault::Delay(Duration::from_millis(50)),
-    ]);
+    fake.push_faults([Fault::Delay(Duration::from_millis(600)), Fault::Delay(Duration::from_millis(50))]);
 
     let started = Instant::now();
     let err = put(&c, &[doc("1111111111111111")]).await.unwrap_err();
     assert!(matches!(err, SdkError::TimeoutError(_)), "{err:?}");
     assert!(started.elapsed() < Duration::from_millis(550));
-    assert!(
-        fake.accepted_documents().is_empty(),
-        "not yet: still delaying"
-    );
+    assert!(fake.accepted_documents().is_empty(), "not yet: still delaying");
     // The server finishes processing after its delay even though the client gave up.
-    assert_eq!(
-        fake.wait_for_documents(1, Duration::from_secs(1)).await,
-        vec![doc("1111111111111111")]
-    );
+    assert_eq!(fake.wait_for_documents(1, Duration::from_secs(1)).await, vec![doc("1111111111111111")]);
 
-    put(&c, &[doc("2222222222222222")])
-        .await
-        .expect("short delay within the timeout");
+    put(&c, &[doc("2222222222222222")]).await.expect("short delay within the timeout");
     assert_eq!(fake.accepted_documents().len(), 2);
 }
 
@@ -471,28 +324,19 @@ async fn hang_times_out_records_nothing_and_stop_cuts_it() {
     assert!(matches!(err, SdkError::TimeoutError(_)), "{err:?}");
     assert!(fake.accepted_documents().is_empty());
     let reqs = fake.requests();
-    assert_eq!(
-        (reqs.len(), reqs[0].status, reqs[0].fault.clone()),
-        (1, 0, Some(Fault::Hang))
-    );
+    assert_eq!((reqs.len(), reqs[0].status, reqs[0].fault.clone()), (1, 0, Some(Fault::Hang)));
 
     // A raw client waiting on a hanging request sees the connection closed by stop().
     fake.set_mode(Fault::Hang);
     let body = br#"{"TraceSegmentDocuments":["{}"]}"#;
     let headers = sign_with_aws_sigv4(&fake, "/TraceSegments", body, "xray", SystemTime::now());
     let addr = fake.addr();
-    let waiting =
-        tokio::spawn(
-            async move { post_and_read_all(addr, "/TraceSegments", &headers, body).await },
-        );
-    fake.wait_for_requests("/TraceSegments", 2, Duration::from_secs(1))
-        .await;
+    let waiting = tokio::spawn(async move { post_and_read_all(addr, "/TraceSegments", &headers, body).await });
+    fake.wait_for_requests("/TraceSegments", 2, Duration::from_secs(1)).await;
     let started = Instant::now();
     fake.stop().await;
-    let answer = tokio::time::timeout(Duration::from_secs(1), waiting)
-        .await
-        .expect("connection closed by stop")
-        .unwrap();
+    let answer =
+        tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("connection closed by stop").unwrap();
     assert!(answer.is_empty(), "no response bytes for a hung request");
     assert!(started.elapsed() < Duration::from_secs(1));
     assert!(fake.accepted_documents().is_empty());
@@ -514,13 +358,8 @@ async fn stop_refuses_connections_and_restart_recovers_on_the_same_port() {
 
     fake.restart().expect("rebind the same port");
     assert_eq!(fake.endpoint(), endpoint);
-    put(&c, &[doc("3333333333333333")])
-        .await
-        .expect("recovered");
-    assert_eq!(
-        fake.accepted_documents(),
-        vec![doc("1111111111111111"), doc("3333333333333333")]
-    );
+    put(&c, &[doc("3333333333333333")]).await.expect("recovered");
+    assert_eq!(fake.accepted_documents(), vec![doc("1111111111111111"), doc("3333333333333333")]);
     assert_eq!(fake.put_calls(), 2);
 }
 
@@ -528,17 +367,9 @@ async fn stop_refuses_connections_and_restart_recovers_on_the_same_port() {
 async fn disconnect_fault_gives_no_http_response() {
     let fake = FakeXray::start(creds());
     fake.push_fault(Fault::Disconnect);
-    let err = put(&good_client(&fake), &[doc("1111111111111111")])
-        .await
-        .unwrap_err();
+    let err = put(&good_client(&fake), &[doc("1111111111111111")]).await.unwrap_err();
     assert_eq!(status_of(&err), None, "{err:?}");
-    assert!(
-        matches!(
-            err,
-            SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, SdkError::DispatchFailure(_) | SdkError::ResponseError(_)), "{err:?}");
     assert!(fake.accepted_documents().is_empty());
     assert_eq!(fake.requests()[0].status, 0);
 }
@@ -555,67 +386,31 @@ async fn raw_requests_signed_by_aws_sigv4_and_body_validation() {
     );
     assert_eq!(fake.accepted_documents(), vec![r#"{"id":"1"}"#.to_owned()]);
 
-    for bad in [
-        &b"not json"[..],
-        br#"{"Other":[]}"#,
-        br#"{"TraceSegmentDocuments":[1]}"#,
-    ] {
+    for bad in [&b"not json"[..], br#"{"Other":[]}"#, br#"{"TraceSegmentDocuments":[1]}"#] {
         let (status, body) = signed_post(&fake, "/TraceSegments", bad).await;
-        assert_eq!(
-            (status, body["__type"].as_str()),
-            (400, Some("InvalidRequestException"))
-        );
+        assert_eq!((status, body["__type"].as_str()), (400, Some("InvalidRequestException")));
     }
     assert_eq!(fake.invalid_requests(), 3);
 
     let (status, body) = signed_post(&fake, "/NoSuchOperation", b"{}").await;
-    assert_eq!(
-        (status, body["__type"].as_str()),
-        (404, Some("UnknownOperationException"))
-    );
+    assert_eq!((status, body["__type"].as_str()), (404, Some("UnknownOperationException")));
     assert_eq!(fake.requests_to("/NoSuchOperation").len(), 1);
 
     // Unsigned, tampered body, wrong service, stale date.
     let headers = vec![("host".to_owned(), fake.addr().to_string())];
     let (status, body) = raw_post(&fake, "/TraceSegments", &headers, good).await;
-    assert_eq!(
-        (status, body["__type"].as_str()),
-        (403, Some("InvalidSignatureException"))
-    );
+    assert_eq!((status, body["__type"].as_str()), (403, Some("InvalidSignatureException")));
     let signed = sign_with_aws_sigv4(&fake, "/TraceSegments", good, "xray", SystemTime::now());
-    assert_eq!(
-        raw_post(
-            &fake,
-            "/TraceSegments",
-            &signed,
-            br#"{"TraceSegmentDocuments":["{}"]}"#
-        )
-        .await
-        .0,
-        403
-    );
+    assert_eq!(raw_post(&fake, "/TraceSegments", &signed, br#"{"TraceSegmentDocuments":["{}"]}"#).await.0, 403);
     let signed = sign_with_aws_sigv4(&fake, "/TraceSegments", good, "s3", SystemTime::now());
-    assert_eq!(
-        raw_post(&fake, "/TraceSegments", &signed, good).await.0,
-        403
-    );
+    assert_eq!(raw_post(&fake, "/TraceSegments", &signed, good).await.0, 403);
     let stale = SystemTime::now() - Duration::from_secs(3600);
     let signed = sign_with_aws_sigv4(&fake, "/TraceSegments", good, "xray", stale);
-    assert_eq!(
-        raw_post(&fake, "/TraceSegments", &signed, good).await.0,
-        403
-    );
+    assert_eq!(raw_post(&fake, "/TraceSegments", &signed, good).await.0, 403);
     fake.set_max_clock_skew(None);
-    assert_eq!(
-        raw_post(&fake, "/TraceSegments", &signed, good).await.0,
-        200
-    );
+    assert_eq!(raw_post(&fake, "/TraceSegments", &signed, good).await.0, 200);
 
-    let reasons: Vec<String> = fake
-        .requests()
-        .into_iter()
-        .filter_map(|r| r.signature.err())
-        .collect();
+    let reasons: Vec<String> = fake.requests().into_iter().filter_map(|r| r.signature.err()).collect();
     assert!(reasons[0].contains("missing Authorization"), "{reasons:?}");
     assert!(reasons[1].contains("signature mismatch"), "{reasons:?}");
     assert!(reasons[2].contains("expected \"xray\""), "{reasons:?}");
@@ -630,10 +425,7 @@ async fn sampling_and_telemetry_via_sdk() {
 
     let rules = c.get_sampling_rules().send().await.unwrap();
     let rule = rules.sampling_rule_records()[0].sampling_rule().unwrap();
-    assert_eq!(
-        (rule.rule_name(), rule.fixed_rate(), rule.reservoir_size()),
-        (Some("Default"), 1.0, 1)
-    );
+    assert_eq!((rule.rule_name(), rule.fixed_rate(), rule.reservoir_size()), (Some("Default"), 1.0, 1));
 
     let stats = SamplingStatisticsDocument::builder()
         .rule_name("Default")
@@ -644,22 +436,11 @@ async fn sampling_and_telemetry_via_sdk() {
         .borrow_count(1)
         .build()
         .unwrap();
-    let targets = c
-        .get_sampling_targets()
-        .sampling_statistics_documents(stats)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        targets.sampling_target_documents()[0].rule_name(),
-        Some("Default")
-    );
+    let targets = c.get_sampling_targets().sampling_statistics_documents(stats).send().await.unwrap();
+    assert_eq!(targets.sampling_target_documents()[0].rule_name(), Some("Default"));
 
     let sampling = fake.sampling_requests();
-    assert_eq!(
-        sampling.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
-        ["/GetSamplingRules", "/SamplingTargets"]
-    );
+    assert_eq!(sampling.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), ["/GetSamplingRules", "/SamplingTargets"]);
     let posted = sampling[1].json().unwrap();
     assert_eq!(posted["SamplingStatisticsDocuments"][0]["RequestCount"], 10);
 
@@ -668,24 +449,13 @@ async fn sampling_and_telemetry_via_sdk() {
         .segments_received_count(17)
         .build()
         .unwrap();
-    c.put_telemetry_records()
-        .telemetry_records(record)
-        .hostname("h")
-        .send()
-        .await
-        .unwrap();
+    c.put_telemetry_records().telemetry_records(record).hostname("h").send().await.unwrap();
     let telemetry = fake.telemetry();
     assert_eq!(telemetry.len(), 1);
-    assert_eq!(
-        telemetry[0]["TelemetryRecords"][0]["SegmentsReceivedCount"],
-        17
-    );
+    assert_eq!(telemetry[0]["TelemetryRecords"][0]["SegmentsReceivedCount"], 17);
     assert_eq!(telemetry[0]["Hostname"], "h");
     assert_eq!(fake.put_calls(), 0);
-    assert!(fake
-        .requests()
-        .iter()
-        .all(|r| r.signature.is_ok() && r.status == 200));
+    assert!(fake.requests().iter().all(|r| r.signature.is_ok() && r.status == 200));
 }
 
 #[tokio::test]
@@ -693,32 +463,17 @@ async fn waiters_return_early_when_enough_arrive_and_at_timeout_otherwise() {
     let fake = FakeXray::start(creds());
     let c = good_client(&fake);
     let started = Instant::now();
-    assert!(fake
-        .wait_for_documents(1, Duration::from_millis(100))
-        .await
-        .is_empty());
+    assert!(fake.wait_for_documents(1, Duration::from_millis(100)).await.is_empty());
     assert!(started.elapsed() >= Duration::from_millis(100));
 
     let sender = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        put(&c, &[doc("1111111111111111"), doc("2222222222222222")])
-            .await
-            .unwrap();
+        put(&c, &[doc("1111111111111111"), doc("2222222222222222")]).await.unwrap();
     });
     let started = Instant::now();
-    assert_eq!(
-        fake.wait_for_documents(2, Duration::from_secs(5))
-            .await
-            .len(),
-        2
-    );
+    assert_eq!(fake.wait_for_documents(2, Duration::from_secs(5)).await.len(), 2);
     assert!(started.elapsed() < Duration::from_secs(1));
-    assert_eq!(
-        fake.wait_for_requests("/TraceSegments", 1, Duration::from_secs(1))
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(fake.wait_for_requests("/TraceSegments", 1, Duration::from_secs(1)).await.len(), 1);
     sender.await.unwrap();
 }
 
@@ -768,10 +523,7 @@ const VECTORS: &[Vector] = &[
         headers: &[
             ("content-type", "application/x-www-form-urlencoded"),
             ("content-length", "13"),
-            (
-                "x-amz-content-sha256",
-                "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e",
-            ),
+            ("x-amz-content-sha256", "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e"),
         ],
         body: b"Param1=value1",
         signed_headers: "content-length;content-type;host;x-amz-content-sha256;x-amz-date",
@@ -796,36 +548,19 @@ const VECTOR_TOKEN: &str = "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553
 fn hand_written_verifier_matches_aws_test_suite_vectors() {
     let mut creds = Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
     for v in VECTORS {
-        creds.session_token = v
-            .headers
-            .iter()
-            .any(|(k, _)| *k == "x-amz-security-token")
-            .then(|| VECTOR_TOKEN.to_owned());
+        creds.session_token =
+            v.headers.iter().any(|(k, _)| *k == "x-amz-security-token").then(|| VECTOR_TOKEN.to_owned());
         let check = |signature: &str| {
-            let mut headers = vec![
-                ("host", "example.amazonaws.com"),
-                ("x-amz-date", "20150830T123600Z"),
-            ];
+            let mut headers = vec![("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")];
             headers.extend_from_slice(v.headers);
-            let mut headers: Vec<(String, String)> = headers
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
+            let mut headers: Vec<(String, String)> =
+                headers.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
             let auth = format!(
                 "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders={}, Signature={signature}",
                 v.signed_headers
             );
             headers.push(("authorization".to_owned(), auth));
-            sigv4::verify(
-                v.method,
-                "/",
-                v.query,
-                &headers,
-                v.body,
-                std::slice::from_ref(&creds),
-                "service",
-                None,
-            )
+            sigv4::verify(v.method, "/", v.query, &headers, v.body, std::slice::from_ref(&creds), "service", None)
         };
         assert_eq!(check(v.signature), Ok(()), "{}", v.name);
         // One changed signature digit must fail.
@@ -839,8 +574,5 @@ fn hand_written_verifier_matches_aws_test_suite_vectors() {
         sigv4::canonical_uri("/test/@connections/JBDvjfGEIAMCERw%3D"),
         "/test/%40connections/JBDvjfGEIAMCERw%253D"
     );
-    assert_eq!(
-        sigv4::parse_amz_date("20150830T123600Z"),
-        Some(1_440_938_160)
-    );
+    assert_eq!(sigv4::parse_amz_date("20150830T123600Z"), Some(1_440_938_160));
 }

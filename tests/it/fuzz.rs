@@ -23,7 +23,8 @@ use xray_daemon::signal::segments::{self, Datagram, Reject};
 const HEADER: &[u8] = br#"{"format":"json","version":1}"#;
 
 /// Tokens that header noise is made of.
-const JSONISH: &[&[u8]] = &[b"{", b"}", b"\"format\"", b"\"version\"", b"\"json\"", b":", b",", b"1", b"[", b"]", b"\\u0000", b"\0"];
+const JSONISH: &[&[u8]] =
+    &[b"{", b"}", b"\"format\"", b"\"version\"", b"\"json\"", b":", b",", b"1", b"[", b"]", b"\\u0000", b"\0"];
 
 /// Header lines near the accepted ones: the spellings, the section 1 edge cases, and noise.
 fn header() -> impl Strategy<Value = Vec<u8>> {
@@ -184,9 +185,23 @@ proptest! {
 
 /// The config file's keys (`Section.Key` for nested ones), plus a removed and an unknown key.
 const CONFIG_KEYS: &[&str] = &[
-    "Version", "TotalBufferSizeMB", "Concurrency", "Region", "Endpoint", "Socket.UDPAddress", "Socket.TCPAddress",
-    "Logging.LogRotation", "Logging.LogLevel", "Logging.LogPath", "LocalMode", "ResourceARN", "RoleARN",
-    "NoVerifySSL", "ProxyAddress", "MemoryLimit", "Unknown",
+    "Version",
+    "TotalBufferSizeMB",
+    "Concurrency",
+    "Region",
+    "Endpoint",
+    "Socket.UDPAddress",
+    "Socket.TCPAddress",
+    "Logging.LogRotation",
+    "Logging.LogLevel",
+    "Logging.LogPath",
+    "LocalMode",
+    "ResourceARN",
+    "RoleARN",
+    "NoVerifySSL",
+    "ProxyAddress",
+    "MemoryLimit",
+    "Unknown",
 ];
 
 fn config_key() -> impl Strategy<Value = String> {
@@ -206,14 +221,37 @@ fn yaml_value() -> impl Strategy<Value = String> {
 
 /// Every variable the configuration reads, plus an unknown one with the daemon's prefix.
 const ENV_NAMES: &[&str] = &[
-    "XRAY_DAEMON_BUFFER_MEMORY_MB", "XRAY_DAEMON_CONCURRENCY", "XRAY_DAEMON_ENDPOINT", "XRAY_DAEMON_LOCAL_MODE",
-    "XRAY_DAEMON_LOG_FORMAT", "XRAY_DAEMON_LOG_LEVEL", "XRAY_DAEMON_LOG_ROTATION", "XRAY_DAEMON_NO_VERIFY_SSL",
-    "XRAY_DAEMON_PROXY_ADDRESS", "XRAY_DAEMON_PROXY_ALLOW_ALL", "XRAY_DAEMON_PROXY_CLIENT_TIMEOUT",
-    "XRAY_DAEMON_PROXY_MAX_BODY_KB", "XRAY_DAEMON_PROXY_TIMEOUT", "XRAY_DAEMON_RECEIVE_BUFFER_KB", "XRAY_DAEMON_REGION",
-    "XRAY_DAEMON_RESOURCE_ARN", "XRAY_DAEMON_ROLE_ARN", "XRAY_DAEMON_SHUTDOWN_TIMEOUT", "XRAY_DAEMON_TCP_ADDRESS",
-    "XRAY_DAEMON_TELEMETRY", "XRAY_DAEMON_UDP_ADDRESS", "XRAY_DAEMON_UPLOAD_TIMEOUT", "XRAY_DAEMON_UNKNOWN",
-    "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_XRAY", "HTTPS_PROXY", "NO_PROXY",
-    "ECS_ENABLE_CONTAINER_METADATA", "AWS_EC2_METADATA_DISABLED",
+    "XRAY_DAEMON_BUFFER_MEMORY_MB",
+    "XRAY_DAEMON_CONCURRENCY",
+    "XRAY_DAEMON_ENDPOINT",
+    "XRAY_DAEMON_LOCAL_MODE",
+    "XRAY_DAEMON_LOG_FORMAT",
+    "XRAY_DAEMON_LOG_LEVEL",
+    "XRAY_DAEMON_LOG_ROTATION",
+    "XRAY_DAEMON_NO_VERIFY_SSL",
+    "XRAY_DAEMON_PROXY_ADDRESS",
+    "XRAY_DAEMON_PROXY_ALLOW_ALL",
+    "XRAY_DAEMON_PROXY_CLIENT_TIMEOUT",
+    "XRAY_DAEMON_PROXY_MAX_BODY_KB",
+    "XRAY_DAEMON_PROXY_TIMEOUT",
+    "XRAY_DAEMON_RECEIVE_BUFFER_KB",
+    "XRAY_DAEMON_REGION",
+    "XRAY_DAEMON_RESOURCE_ARN",
+    "XRAY_DAEMON_ROLE_ARN",
+    "XRAY_DAEMON_SHUTDOWN_TIMEOUT",
+    "XRAY_DAEMON_TCP_ADDRESS",
+    "XRAY_DAEMON_TELEMETRY",
+    "XRAY_DAEMON_UDP_ADDRESS",
+    "XRAY_DAEMON_UPLOAD_TIMEOUT",
+    "XRAY_DAEMON_UNKNOWN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_XRAY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ECS_ENABLE_CONTAINER_METADATA",
+    "AWS_EC2_METADATA_DISABLED",
 ];
 
 fn env_name() -> impl Strategy<Value = String> {
@@ -222,8 +260,15 @@ fn env_name() -> impl Strategy<Value = String> {
 
 fn env_value() -> impl Strategy<Value = String> {
     const FIXED: &[&str] = &[
-        "", "18446744073709551616s", "99999999999999h", "true", "TRUE", "[::1]:0", "127.0.0.1:99999",
-        "http://127.0.0.1:1", "https://[::1",
+        "",
+        "18446744073709551616s",
+        "99999999999999h",
+        "true",
+        "TRUE",
+        "[::1]:0",
+        "127.0.0.1:99999",
+        "http://127.0.0.1:1",
+        "https://[::1",
     ];
     prop_oneof![
         prop::sample::select(FIXED).prop_map(str::to_owned),
@@ -246,7 +291,8 @@ fn regression_newlines_only() {
 // The Lambda extension's parsers: whatever reaches /event/next's answer or the telemetry
 // listener is an error or an event, never a panic.
 fn next_event_body() -> impl Strategy<Value = Vec<u8>> {
-    let kind = prop_oneof![Just("INVOKE".to_owned()), Just("SHUTDOWN".to_owned()), Just("invoke".to_owned()), "[A-Za-z]{0,8}"];
+    let kind =
+        prop_oneof![Just("INVOKE".to_owned()), Just("SHUTDOWN".to_owned()), Just("invoke".to_owned()), "[A-Za-z]{0,8}"];
     let deadline = prop_oneof![
         Just("1".to_owned()),
         Just("\"1700000000000\"".to_owned()),
@@ -260,8 +306,12 @@ fn next_event_body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..256),
         (kind, deadline, reason).prop_map(|(t, d, r)| {
-            format!(r#"{{"eventType":{},"requestId":"r","deadlineMs":{d},"shutdownReason":{}}}"#, serde_json::json!(t), serde_json::json!(r))
-                .into_bytes()
+            format!(
+                r#"{{"eventType":{},"requestId":"r","deadlineMs":{d},"shutdownReason":{}}}"#,
+                serde_json::json!(t),
+                serde_json::json!(r)
+            )
+            .into_bytes()
         }),
     ]
 }
@@ -278,8 +328,10 @@ fn telemetry_body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..256),
         prop::collection::vec((kind, record), 0..6).prop_map(|rs| {
-            let items: Vec<String> =
-                rs.iter().map(|(t, r)| format!(r#"{{"time":"x","type":{},"record":{r}}}"#, serde_json::json!(t))).collect();
+            let items: Vec<String> = rs
+                .iter()
+                .map(|(t, r)| format!(r#"{{"time":"x","type":{},"record":{r}}}"#, serde_json::json!(t)))
+                .collect();
             format!("[{}]", items.join(",")).into_bytes()
         }),
     ]
@@ -314,7 +366,8 @@ proptest! {
 /// builds, which would have dropped every segment. It now saturates.
 #[test]
 fn regression_huge_buffer_memory_does_not_wrap_to_zero() {
-    let env: HashMap<String, String> = [("XRAY_DAEMON_BUFFER_MEMORY_MB".to_owned(), "17592186044416".to_owned())].into();
+    let env: HashMap<String, String> =
+        [("XRAY_DAEMON_BUFFER_MEMORY_MB".to_owned(), "17592186044416".to_owned())].into();
     let c = Config::load_with(&Flags::default(), &env, Path::new("/nonexistent/cfg.yaml")).expect("a valid size");
     assert_eq!(c.buffer_memory, u64::MAX);
 }

@@ -96,7 +96,11 @@ async fn registers_by_file_name_subscribes_and_makes_no_aws_call_while_booting()
     assert!(calls[1..].iter().all(|c| c.header("Lambda-Extension-Identifier").is_some_and(|v| v.len() == 36)));
     // Nothing went to AWS while booting (no credentials check, no IMDS, no telemetry).
     assert!(xray.requests().is_empty(), "{:?}", xray.requests());
-    assert!(d.log_text().contains("Using buffer memory limit of 16 MB (16 MB, more than 3% of the function's 128 MB)"), "{}", d.log_text());
+    assert!(
+        d.log_text().contains("Using buffer memory limit of 16 MB (16 MB, more than 3% of the function's 128 MB)"),
+        "{}",
+        d.log_text()
+    );
 
     // The listener answers 200 to anything, even what it cannot parse.
     lambda.stop_freezing();
@@ -126,7 +130,11 @@ async fn end_mode_uploads_every_segment_of_an_invocation_before_asking_for_the_n
         assert_eq!(lambda.runtime_done(request).await, 200);
         let next_at = nth_next(&lambda, n + 2, &d).await;
         assert!(next_at > done_at);
-        assert_eq!(sorted(delivered_before(&xray, next_at)), sorted(sent.clone()), "not everything was uploaded before /next");
+        assert_eq!(
+            sorted(delivered_before(&xray, next_at)),
+            sorted(sent.clone()),
+            "not everything was uploaded before /next"
+        );
     }
     lambda.shutdown("spindown", Duration::from_millis(1700));
     assert_eq!(d.wait_exit(Duration::from_secs(3)).await.and_then(|s| s.code()), Some(0), "{}", d.log_text());
@@ -166,7 +174,9 @@ async fn without_the_telemetry_api_segments_go_at_the_next_invoke_and_at_shutdow
 #[tokio::test]
 async fn shutdown_with_any_reason_sends_everything_and_exits_0_before_the_deadline() {
     let xray = fakes();
-    for (i, reason) in ["spindown", "timeout", "failure", "SandboxTerminated", "SPINDOWN", "Timeout"].into_iter().enumerate() {
+    for (i, reason) in
+        ["spindown", "timeout", "failure", "SandboxTerminated", "SPINDOWN", "Timeout"].into_iter().enumerate()
+    {
         xray.clear_recordings();
         let lambda = FakeLambda::start().await;
         let mut d = booted(extension(&xray, &lambda), &lambda).await;
@@ -206,7 +216,10 @@ async fn a_timed_out_invocation_without_runtime_done_is_sent_at_shutdown() {
     let next_at = nth_next(&lambda, 2, &d).await;
     assert!(next_at - t0 >= Duration::from_millis(700), "asked for the next event before the deadline");
     // Logged before that /next; the log pipe may deliver it a moment after the fake saw the call.
-    let warned = d.wait_for_log(|l| l.contains("No platform.runtimeDone arrived for request req-1 before its deadline"), Duration::from_secs(2));
+    let warned = d.wait_for_log(
+        |l| l.contains("No platform.runtimeDone arrived for request req-1 before its deadline"),
+        Duration::from_secs(2),
+    );
     assert!(warned.await.is_some(), "{}", d.log_text());
     lambda.shutdown("timeout", Duration::from_millis(1700));
     assert_eq!(d.wait_exit(Duration::from_secs(3)).await.and_then(|s| s.code()), Some(0), "{}", d.log_text());
@@ -260,7 +273,9 @@ async fn a_bad_identifier_gets_403_and_the_extension_exits() {
     assert!(d.log_text().contains("next: HTTP 403 Forbidden Extension.InvalidExtensionIdentifier"), "{}", d.log_text());
     // The subscribe was refused the same way; the daemon fell back and said so.
     assert!(
-        d.log_text().contains("Cannot subscribe to the Telemetry API (subscribe: HTTP 403 Forbidden Extension.InvalidExtensionIdentifier"),
+        d.log_text().contains(
+            "Cannot subscribe to the Telemetry API (subscribe: HTTP 403 Forbidden Extension.InvalidExtensionIdentifier"
+        ),
         "{}",
         d.log_text()
     );

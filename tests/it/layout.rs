@@ -65,9 +65,8 @@ fn references(code: &str, here: &[String]) -> Vec<Vec<String>> {
 
 /// Whether `code` uses a path that starts with `prefix` (`buffer::` but not `ring_buffer::`).
 fn mentions(code: &str, prefix: &str) -> bool {
-    code.match_indices(prefix).any(|(i, _)| {
-        !code[..i].chars().last().is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':')
-    })
+    code.match_indices(prefix)
+        .any(|(i, _)| !code[..i].chars().last().is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':'))
 }
 
 #[test]

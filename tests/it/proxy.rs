@@ -1,7 +1,7 @@
 //! The TCP port: the signing proxy for sampling calls, `/health`, `/ready`, `/metrics`, and the
 //! `health-check` subcommand, through the real binary and the signature-checking fake X-Ray.
 
-use crate::daemon::{self, http, http_raw, segment, run_to_exit};
+use crate::daemon::{self, http, http_raw, run_to_exit, segment};
 use crate::fake_xray::{Credentials, FakeXray};
 use std::time::{Duration, Instant};
 
@@ -50,9 +50,20 @@ async fn sampling_calls_are_signed_and_forwarded_even_with_mesh_headers() {
     assert_eq!(seen.len(), 2);
     for r in &seen {
         assert_eq!(r.signature, Ok(()), "the fake verified the signature");
-        assert_eq!(r.header("host"), Some(fake.addr().to_string().as_str()), "signed for the endpoint, not the client's Host");
+        assert_eq!(
+            r.header("host"),
+            Some(fake.addr().to_string().as_str()),
+            "signed for the endpoint, not the client's Host"
+        );
         assert_eq!(r.header("x-amz-security-token"), Some(TOKEN));
-        for dropped in ["x-envoy-attempt-count", "x-b3-traceid", "x-request-id", "x-forwarded-for", "x-amz-target", "amz-sdk-invocation-id"] {
+        for dropped in [
+            "x-envoy-attempt-count",
+            "x-b3-traceid",
+            "x-request-id",
+            "x-forwarded-for",
+            "x-amz-target",
+            "amz-sdk-invocation-id",
+        ] {
             assert_eq!(r.header(dropped), None, "{dropped} must not be forwarded");
         }
         let auth = r.header("authorization").unwrap();
@@ -68,7 +79,12 @@ async fn sampling_calls_are_signed_and_forwarded_even_with_mesh_headers() {
 async fn only_xray_api_paths_are_forwarded_to_the_configured_endpoint() {
     let fake = fake();
     let d = daemon::against(&fake).spawn().await;
-    for (method, path) in [("GET", "/some/random/path?x=1"), ("PUT", "/GetSamplingRules"), ("POST", "/latest/meta-data/iam"), ("GET", "/")] {
+    for (method, path) in [
+        ("GET", "/some/random/path?x=1"),
+        ("PUT", "/GetSamplingRules"),
+        ("POST", "/latest/meta-data/iam"),
+        ("GET", "/"),
+    ] {
         let (status, _, body) = http(d.tcp(), method, path, &[], "").await;
         assert_eq!(status, 404, "{method} {path}");
         assert!(body.contains("XRAY_DAEMON_PROXY_ALLOW_ALL"), "{body}");
@@ -86,7 +102,10 @@ async fn only_xray_api_paths_are_forwarded_to_the_configured_endpoint() {
     let (status, _, _) = http(open.tcp(), "GET", "/some/random/path?x=1", &[], "").await;
     assert_eq!(status, 404, "the fake's own 404 for an unknown operation");
     let last = fake.requests().pop().unwrap();
-    assert_eq!((last.method.as_str(), last.path.as_str(), last.query.as_deref()), ("GET", "/some/random/path", Some("x=1")));
+    assert_eq!(
+        (last.method.as_str(), last.path.as_str(), last.query.as_deref()),
+        ("GET", "/some/random/path", Some("x=1"))
+    );
     assert_eq!(last.signature, Ok(()));
 }
 
@@ -140,7 +159,10 @@ async fn an_unreachable_xray_gives_502_and_is_counted() {
     assert_eq!(status, 502);
     assert!(body.len() < 300 && body.contains("cannot reach X-Ray"), "{body}");
     let (_, _, metrics) = http(d.tcp(), "GET", "/metrics", &[], "").await;
-    assert!(metrics.lines().any(|l| l == "xray_daemon_proxy_requests_total{outcome=\"upstream_error\"} 1"), "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l == "xray_daemon_proxy_requests_total{outcome=\"upstream_error\"} 1"),
+        "{metrics}"
+    );
     assert!(d.logs().iter().any(|l| l.contains("[Warn] proxy error: cannot reach X-Ray")));
 }
 
@@ -239,14 +261,20 @@ async fn idle_connections_are_closed() {
     let mut silent = tokio::net::TcpStream::connect(d.tcp()).await.unwrap();
     let mut buf = Vec::new();
     let t0 = Instant::now();
-    tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut buf)).await.expect("silent connection closed").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut buf))
+        .await
+        .expect("silent connection closed")
+        .unwrap();
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     // A keep-alive connection after its first answer.
     let mut kept = tokio::net::TcpStream::connect(d.tcp()).await.unwrap();
     kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let t0 = Instant::now();
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), kept.read_to_end(&mut buf)).await.expect("idle keep-alive connection closed").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), kept.read_to_end(&mut buf))
+        .await
+        .expect("idle keep-alive connection closed")
+        .unwrap();
     assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
 }

@@ -153,7 +153,8 @@ pub async fn outage_scenario(name: &str, phase: Duration, buffer_mb: u32, doc: f
     );
 
     let mut seen = BTreeSet::new();
-    let twice: Vec<String> = fake.accepted_documents().into_iter().filter(|doc| !seen.insert(doc.clone())).take(3).collect();
+    let twice: Vec<String> =
+        fake.accepted_documents().into_iter().filter(|doc| !seen.insert(doc.clone())).take(3).collect();
     assert_eq!(raw_count, got.len(), "nothing is delivered twice: {twice:?}");
     assert_eq!(s.received, sent as u64, "no datagram lost before the daemon at 500/s");
     assert_eq!((s.rejected, s.undelivered), (0, 0), "{s:?}");
@@ -166,7 +167,10 @@ pub async fn outage_scenario(name: &str, phase: Duration, buffer_mb: u32, doc: f
     let per_doc = xray_daemon::pipeline::buffer::cost(&doc(sent).into());
     let newest = (buffer_mb as usize * 1024 * 1024 / 2) / per_doc;
     if let Some(&last_missing) = missing.last() {
-        assert!(last_missing < sent.saturating_sub(newest), "dropped #{last_missing} of {sent}, newer than the newest {newest}");
+        assert!(
+            last_missing < sent.saturating_sub(newest),
+            "dropped #{last_missing} of {sent}, newer than the newest {newest}"
+        );
     }
     // No retry storm: a few calls a second at most while X-Ray answers 503 at once, and the
     // daemon stays mostly idle (a storm would keep a core busy).
@@ -203,7 +207,8 @@ pub async fn flood_scenario(name: &str, length: Duration, buffer_mb: u32, sender
         .await;
     let idle_rss = d.status_kb("VmRSS");
     // Each sender its own ids: the fake X-Ray counts distinct documents.
-    let flood: Vec<Sender> = (0..senders).map(|k| Sender::start(d.udp, 0, k << 32, |i| padded_segment(i, 700))).collect();
+    let flood: Vec<Sender> =
+        (0..senders).map(|k| Sender::start(d.udp, 0, k << 32, |i| padded_segment(i, 700))).collect();
     let t0 = Instant::now();
     let (mut probes, mut slowest) = (0, Duration::ZERO);
     while t0.elapsed() < length {
@@ -298,7 +303,10 @@ async fn a_permanently_rejected_batch_is_counted_logged_once_and_not_retried() {
     for i in 0..3 {
         d.send_doc(&segment(i));
     }
-    let line = d.wait_for_log(|l| l.contains("[Error] Sending segment batch failed with:"), WAIT).await.expect("the reject is logged");
+    let line = d
+        .wait_for_log(|l| l.contains("[Error] Sending segment batch failed with:"), WAIT)
+        .await
+        .expect("the reject is logged");
     assert!(line.contains("InvalidRequestException") && line.contains("not retryable: 3 segments rejected"), "{line}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     d.send_doc(&segment(3));
@@ -313,8 +321,10 @@ async fn a_permanently_rejected_batch_is_counted_logged_once_and_not_retried() {
 /// Keys handed out by the fake container-credentials endpoint, with session tokens.
 pub fn rotating_keys() -> (Credentials, Credentials) {
     (
-        Credentials::new("ASIAROTATEDKEY00001", "rotated-secret-one/abcdefABCDEF0123456789").with_session_token("IQoJb3JpZ2luX2VjEKT1-session-one"),
-        Credentials::new("ASIAROTATEDKEY00002", "rotated-secret-two/abcdefABCDEF0123456789").with_session_token("IQoJb3JpZ2luX2VjEKT2-session-two"),
+        Credentials::new("ASIAROTATEDKEY00001", "rotated-secret-one/abcdefABCDEF0123456789")
+            .with_session_token("IQoJb3JpZ2luX2VjEKT1-session-one"),
+        Credentials::new("ASIAROTATEDKEY00002", "rotated-secret-two/abcdefABCDEF0123456789")
+            .with_session_token("IQoJb3JpZ2luX2VjEKT2-session-two"),
     )
 }
 
@@ -352,7 +362,9 @@ async fn credentials_that_expire_and_rotate_mid_run_lose_no_segment() {
     assert_eq!(got.len(), docs.len(), "every segment is delivered; log:\n{}", d.log_text());
     assert_eq!(raw, docs.len(), "exactly once");
     let puts = fake.requests_to("/TraceSegments");
-    assert!(puts.iter().any(|r| r.status == 200 && r.header("x-amz-security-token") == Some("IQoJb3JpZ2luX2VjEKT2-session-two")));
+    assert!(puts
+        .iter()
+        .any(|r| r.status == 200 && r.header("x-amz-security-token") == Some("IQoJb3JpZ2luX2VjEKT2-session-two")));
     // The proxy signs with the refreshed keys too.
     let (status, _, body) = http(d.tcp(), "POST", "/GetSamplingRules", &[], "{}").await;
     assert_eq!(status, 200, "{body}");
@@ -405,7 +417,10 @@ async fn every_malformed_datagram_is_rejected_or_forwarded_as_specified() {
     ];
     let largest = padded_segment(27, segment_body_len(65_507));
     cases.push((format!("{h}\n{largest}").into(), Some(largest.clone())));
-    cases.push((format!("{h}\n{}", padded_segment(28, 65_400 - h.len() - 1)).into(), Some(padded_segment(28, 65_400 - h.len() - 1))));
+    cases.push((
+        format!("{h}\n{}", padded_segment(28, 65_400 - h.len() - 1)).into(),
+        Some(padded_segment(28, 65_400 - h.len() - 1)),
+    ));
     for (datagram, _) in &cases {
         d.send(datagram);
     }

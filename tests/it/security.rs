@@ -4,7 +4,7 @@
 
 use crate::daemon::{self, http, http_raw, segment};
 use crate::fake_creds::{FakeCreds, AUTH_TOKEN};
-use crate::fake_xray::{Fault, FakeXray, Op};
+use crate::fake_xray::{FakeXray, Fault, Op};
 use crate::reliability::{rotating_keys, with_container_credentials};
 use std::time::Duration;
 
@@ -56,7 +56,9 @@ async fn no_secret_reaches_the_log_at_dev_level_on_any_path() {
     d.wait_for_log(|l| l.contains("Rejected datagram (invalid_header)"), WAIT).await.expect("debug preview");
 
     // The proxy: forwarded, not allowed, too large, upstream hang.
-    let (status, _, _) = http(d.tcp(), "POST", "/GetSamplingRules", &[("Authorization", "AWS4-HMAC-SHA256 client-supplied")], "{}").await;
+    let (status, _, _) =
+        http(d.tcp(), "POST", "/GetSamplingRules", &[("Authorization", "AWS4-HMAC-SHA256 client-supplied")], "{}")
+            .await;
     assert_eq!(status, 200);
     assert_eq!(http(d.tcp(), "GET", "/latest/meta-data/iam/security-credentials/", &[], "").await.0, 404);
     assert_eq!(http(d.tcp(), "POST", "/SamplingTargets", &[], &"z".repeat(2048)).await.0, 413);
@@ -131,7 +133,9 @@ async fn the_proxy_cannot_be_redirected_even_when_it_forwards_everything() {
     let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let other = elsewhere.local_addr().unwrap();
     let strict = daemon::against(&fake).spawn().await;
-    for path in ["/GetSamplingRules/../latest/meta-data", "/%47etSamplingRules", "/GetSamplingRules/", "//GetSamplingRules"] {
+    for path in
+        ["/GetSamplingRules/../latest/meta-data", "/%47etSamplingRules", "/GetSamplingRules/", "//GetSamplingRules"]
+    {
         let (status, _, body) = http(strict.tcp(), "POST", path, &[], "{}").await;
         assert_eq!(status, 404, "{path}: {body}");
     }
@@ -167,9 +171,16 @@ async fn the_proxy_cannot_be_redirected_even_when_it_forwards_everything() {
 async fn header_injection_is_refused_and_nothing_extra_reaches_xray() {
     let fake = FakeXray::start(crate::fake_xray::Credentials::new(daemon::ACCESS_KEY, daemon::SECRET_KEY));
     let d = daemon::against(&fake).spawn().await;
-    let bad_values: [&[u8]; 4] = [b"application/json\rX-Injected: 1", b"application/json\0X-Injected: 1", b"application/json\r\n X-Injected: folded", b"a\r\r\nX-Injected: 1"];
+    let bad_values: [&[u8]; 4] = [
+        b"application/json\rX-Injected: 1",
+        b"application/json\0X-Injected: 1",
+        b"application/json\r\n X-Injected: folded",
+        b"a\r\r\nX-Injected: 1",
+    ];
     for value in bad_values {
-        let mut raw = b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\nContent-Type: ".to_vec();
+        let mut raw =
+            b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\nContent-Type: "
+                .to_vec();
         raw.extend_from_slice(value);
         raw.extend_from_slice(b"\r\n\r\n{}");
         let (status, _, _) = http_raw(d.tcp(), &raw).await;
@@ -181,7 +192,11 @@ async fn header_injection_is_refused_and_nothing_extra_reaches_xray() {
         d.tcp(),
         "POST",
         "/GetSamplingRules",
-        &[("Content-Type", "application/json; x=%0d%0aX-Injected:%201"), ("X-Injected", "1"), ("X-Amz-Security-Token", "forged")],
+        &[
+            ("Content-Type", "application/json; x=%0d%0aX-Injected:%201"),
+            ("X-Injected", "1"),
+            ("X-Amz-Security-Token", "forged"),
+        ],
         "{}",
     )
     .await;
@@ -194,7 +209,16 @@ async fn header_injection_is_refused_and_nothing_extra_reaches_xray() {
         let names: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
         for name in &names {
             assert!(
-                ["host", "content-type", "content-length", "authorization", "x-amz-date", "x-amz-content-sha256", "user-agent"].contains(name),
+                [
+                    "host",
+                    "content-type",
+                    "content-length",
+                    "authorization",
+                    "x-amz-date",
+                    "x-amz-content-sha256",
+                    "user-agent"
+                ]
+                .contains(name),
                 "{name} reached X-Ray: {names:?}"
             );
         }

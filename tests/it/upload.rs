@@ -75,7 +75,10 @@ async fn every_valid_document_arrives_byte_for_byte_and_bad_datagrams_are_counte
     assert!(status.success(), "{status:?}");
     let s = d.summary();
     let total = (docs.len() + extra.len() + bad.len() + 1) as u64;
-    assert_eq!((s.received, s.sent, s.rejected, s.otlp, s.spillover, s.undelivered), (total, expected.len() as u64, 6, 1, 0, 0));
+    assert_eq!(
+        (s.received, s.sent, s.rejected, s.otlp, s.spillover, s.undelivered),
+        (total, expected.len() as u64, 6, 1, 0, 0)
+    );
     // No rejected payload appears in the log at the default level.
     assert!(!d.log_text().contains("svc-21"), "payloads must not be logged at info level");
     assert!(d.logs().iter().any(|l| l.contains("[Warn] Missing header or segment: rejected a datagram")));
@@ -108,14 +111,23 @@ async fn a_partial_batch_leaves_within_one_second_and_batches_hold_at_most_fifty
     assert!(sizes.iter().all(|&n| n <= 50), "{sizes:?}");
     assert!(sizes.contains(&50), "full batches go out whole: {sizes:?}");
     let line = d.wait_for_log(|l| l.contains("Successfully sent batch of 50 segments"), WAIT).await.unwrap();
-    let re_ok = line.len() > 21 && line.as_bytes()[19] == b'Z' && line[20..].starts_with(" [Info] Successfully sent batch of 50 segments (") && line.ends_with(" seconds)");
+    let re_ok = line.len() > 21
+        && line.as_bytes()[19] == b'Z'
+        && line[20..].starts_with(" [Info] Successfully sent batch of 50 segments (")
+        && line.ends_with(" seconds)");
     assert!(re_ok, "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_faults_are_retried_with_backoff_and_nothing_is_lost_or_doubled() {
     let fake = fake();
-    fake.push_faults([Fault::Status(503, "ServiceUnavailableException"), Fault::Throttle, Fault::Status(500, "InternalFailure"), Fault::Hang, Fault::Disconnect]);
+    fake.push_faults([
+        Fault::Status(503, "ServiceUnavailableException"),
+        Fault::Throttle,
+        Fault::Status(500, "InternalFailure"),
+        Fault::Hang,
+        Fault::Disconnect,
+    ]);
     let mut d = daemon::against(&fake).spawn().await;
     let docs: Vec<String> = (0..40).map(segment).collect();
     for doc in &docs {
@@ -124,7 +136,11 @@ async fn transient_faults_are_retried_with_backoff_and_nothing_is_lost_or_double
     let got = fake.wait_for_documents(docs.len(), Duration::from_secs(20)).await;
     assert_eq!(sorted(got), sorted(docs.clone()));
     assert_eq!(fake.pending_faults(), 0);
-    let retries = d.logs().iter().filter(|l| l.contains("[Warn] Sending segment batch failed with:") && l.contains("Retrying 40 segments in")).count();
+    let retries = d
+        .logs()
+        .iter()
+        .filter(|l| l.contains("[Warn] Sending segment batch failed with:") && l.contains("Retrying 40 segments in"))
+        .count();
     assert!(retries >= 4, "each fault is logged with its backoff:\n{}", d.log_text());
     let (status, _) = d.terminate(Duration::from_secs(10)).await;
     assert!(status.success());
@@ -148,7 +164,12 @@ async fn unprocessed_segments_are_resent_or_rejected_by_error_code() {
     fake.push_faults([Fault::UnprocessedIds { ids: vec![bad_id.clone()], code: "InvalidTraceId" }]);
     d.send_doc(&docs[4]);
     let line = d.wait_for_log(|l| l.contains("[Error] Unprocessed trace"), WAIT).await.expect("unprocessed error line");
-    assert!(line.contains("1-6b070b35-000000000000000000000004") && line.contains(&bad_id) && line.contains("InvalidTraceId"), "{line}");
+    assert!(
+        line.contains("1-6b070b35-000000000000000000000004")
+            && line.contains(&bad_id)
+            && line.contains("InvalidTraceId"),
+        "{line}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (status, _) = d.terminate(Duration::from_secs(10)).await;
     assert!(status.success());
@@ -188,7 +209,13 @@ async fn sigterm_during_an_outage_exits_by_the_deadline_and_counts_what_was_lost
     let (status, took) = d.terminate(Duration::from_secs(5)).await;
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_millis(2900), "deadline is 2 s, took {took:?}");
-    assert!(d.logs().iter().any(|l| l.contains("[Error] Shutdown deadline of 2.000 seconds passed: 20 segments were not delivered")), "{}", d.log_text());
+    assert!(
+        d.logs()
+            .iter()
+            .any(|l| l.contains("[Error] Shutdown deadline of 2.000 seconds passed: 20 segments were not delivered")),
+        "{}",
+        d.log_text()
+    );
     assert_eq!(d.summary().undelivered, 20);
 }
 
@@ -225,7 +252,10 @@ async fn a_full_buffer_drops_the_oldest_and_counts_them() {
     assert_eq!(s.received, n as u64, "no kernel drops expected at this pace");
     assert_eq!(s.sent + s.spillover + s.rejected + s.undelivered, s.received, "{s:?}");
     assert_eq!(s.sent, got.len() as u64);
-    assert!(d.logs().iter().any(|l| l.contains("[Warn] Segment buffer is full") && l.contains("Dropping oldest segment document")));
+    assert!(d
+        .logs()
+        .iter()
+        .any(|l| l.contains("[Warn] Segment buffer is full") && l.contains("Dropping oldest segment document")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,7 +329,9 @@ async fn json_log_format_writes_one_object_per_line() {
     fake.wait_for_documents(1, WAIT).await;
     d.wait_for_log(|l| l.contains("Successfully sent batch"), WAIT).await.expect("upload logged");
     d.terminate(Duration::from_secs(10)).await;
-    let lines: Vec<serde_json::Value> = d.logs().iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let lines: Vec<serde_json::Value> =
+        d.logs().iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
     assert!(lines.iter().all(|v| v["level"].is_string() && v["timestamp"].is_string()));
-    assert!(lines.iter().any(|v| v["level"] == "INFO" && v["message"].as_str().is_some_and(|m| m.starts_with("Successfully sent batch of 1 segments ("))));
+    assert!(lines.iter().any(|v| v["level"] == "INFO"
+        && v["message"].as_str().is_some_and(|m| m.starts_with("Successfully sent batch of 1 segments ("))));
 }

@@ -94,7 +94,10 @@ impl NextEvent {
         let deadline_ms = raw.deadline_ms.as_ref().and_then(Millis::get).unwrap_or(0);
         match raw.event_type.to_ascii_uppercase().as_str() {
             "INVOKE" => Ok(NextEvent::Invoke { request_id: raw.request_id.unwrap_or_default(), deadline_ms }),
-            "SHUTDOWN" => Ok(NextEvent::Shutdown { reason: ShutdownReason::parse(raw.shutdown_reason.as_deref().unwrap_or("")), deadline_ms }),
+            "SHUTDOWN" => Ok(NextEvent::Shutdown {
+                reason: ShutdownReason::parse(raw.shutdown_reason.as_deref().unwrap_or("")),
+                deadline_ms,
+            }),
             _ => Err(EventError::UnknownType(raw.event_type)),
         }
     }
@@ -179,7 +182,9 @@ mod tests {
     #[test]
     fn bad_events_are_errors_not_panics() {
         assert!(matches!(NextEvent::parse(b"not json"), Err(EventError::Json(_))));
-        assert!(matches!(NextEvent::parse(br#"{"eventType":"RESTORE"}"#), Err(EventError::UnknownType(t)) if t == "RESTORE"));
+        assert!(
+            matches!(NextEvent::parse(br#"{"eventType":"RESTORE"}"#), Err(EventError::UnknownType(t)) if t == "RESTORE")
+        );
         assert!(NextEvent::parse(br#"{"deadlineMs":1}"#).is_err());
         assert_eq!(
             NextEvent::parse(br#"{"eventType":"INVOKE","deadlineMs":-5}"#).unwrap(),

@@ -31,7 +31,10 @@ impl crate::serve::Handler for Listener {
     type Body = Full<Bytes>;
     const NAME: &'static str = "telemetry listener";
 
-    fn handle(&self, request: hyper::Request<Incoming>) -> impl std::future::Future<Output = Response<Full<Bytes>>> + Send {
+    fn handle(
+        &self,
+        request: hyper::Request<Incoming>,
+    ) -> impl std::future::Future<Output = Response<Full<Bytes>>> + Send {
         handle(request, &self.events)
     }
 }

@@ -142,7 +142,8 @@ struct Prepared {
 
 fn prepare(config: Config) -> Result<Prepared, LambdaError> {
     let lambda = config.lambda.clone().ok_or(LambdaError::Client("not in Lambda mode".into()))?;
-    let region = config.region.as_ref().map(|(r, _)| r.clone()).filter(|r| !r.is_empty()).ok_or(LambdaError::NoRegion)?;
+    let region =
+        config.region.as_ref().map(|(r, _)| r.clone()).filter(|r| !r.is_empty()).ok_or(LambdaError::NoRegion)?;
     info!("Initializing AWS X-Ray daemon {} as a Lambda extension", env!("CARGO_PKG_VERSION"));
     let socket = udp::bind(&config.udp_address, config.receive_buffer)?;
     let telemetry = if lambda.managed_instances {
@@ -154,7 +155,8 @@ fn prepare(config: Config) -> Result<Prepared, LambdaError> {
     let tcp = match lambda.proxy {
         false => None,
         true => Some(
-            listen(&config.tcp_address).map_err(|source| StartError::Tcp { address: config.tcp_address.clone(), source })?,
+            listen(&config.tcp_address)
+                .map_err(|source| StartError::Tcp { address: config.tcp_address.clone(), source })?,
         ),
     };
     Ok(Prepared { config, lambda, region, socket, telemetry, tcp })

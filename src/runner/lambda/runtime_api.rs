@@ -119,8 +119,14 @@ impl RuntimeApi {
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
-        let request = builder.body(Full::new(Bytes::from(body.unwrap_or_default()))).expect("a request built from a valid URI and header names");
-        let response = self.client.request(request).await.map_err(|source| ApiError::Transport { call, base: self.base.clone(), source })?;
+        let request = builder
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("a request built from a valid URI and header names");
+        let response = self.client.request(request).await.map_err(|source| ApiError::Transport {
+            call,
+            base: self.base.clone(),
+            source,
+        })?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(|source| ApiError::Body { call, source })?.to_bytes();
         if !parts.status.is_success() {
@@ -139,10 +145,21 @@ impl RuntimeApi {
         let body = serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap_or_default();
         let headers = [("Lambda-Extension-Name", name), ("Lambda-Extension-Accept-Feature", "accountId")];
         let r = self.call("register", Method::POST, &format!("{EXTENSION}/register"), &headers, Some(body)).await?;
-        let id = r.headers.get(ID_HEADER).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).ok_or(ApiError::NoIdentifier)?.to_owned();
+        let id = r
+            .headers
+            .get(ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .ok_or(ApiError::NoIdentifier)?
+            .to_owned();
         let b: RegisterBody = serde_json::from_slice(&r.body).unwrap_or_default();
         self.id = id.clone();
-        Ok(Registration { id, function_name: b.function_name, function_version: b.function_version, account_id: b.account_id })
+        Ok(Registration {
+            id,
+            function_name: b.function_name,
+            function_version: b.function_version,
+            account_id: b.account_id,
+        })
     }
 
     /// `PUT /telemetry`: platform events only, to `http://sandbox.localdomain:<port>/`.
@@ -153,7 +170,9 @@ impl RuntimeApi {
             "buffering": { "maxItems": 1000, "maxBytes": 262144, "timeoutMs": TELEMETRY_TIMEOUT_MS },
             "destination": { "protocol": "HTTP", "URI": format!("http://sandbox.localdomain:{port}/") },
         });
-        let r = self.call("subscribe", Method::PUT, TELEMETRY, &[], Some(serde_json::to_vec(&body).unwrap_or_default())).await?;
+        let r = self
+            .call("subscribe", Method::PUT, TELEMETRY, &[], Some(serde_json::to_vec(&body).unwrap_or_default()))
+            .await?;
         if r.status == StatusCode::ACCEPTED {
             let e: ErrorBody = serde_json::from_slice(&r.body).unwrap_or_default();
             let what = [e.error_type, e.error_message].into_iter().flatten().collect::<Vec<_>>().join(": ");
@@ -175,6 +194,14 @@ impl RuntimeApi {
         let error_type = format!("Extension.{reason}");
         let body = serde_json::json!({ "errorMessage": message, "errorType": error_type, "stackTrace": [] });
         let headers = [("Lambda-Extension-Function-Error-Type", error_type.as_str())];
-        self.call(call, Method::POST, &format!("{EXTENSION}/{path}"), &headers, Some(serde_json::to_vec(&body).unwrap_or_default())).await.map(|_| ())
+        self.call(
+            call,
+            Method::POST,
+            &format!("{EXTENSION}/{path}"),
+            &headers,
+            Some(serde_json::to_vec(&body).unwrap_or_default()),
+        )
+        .await
+        .map(|_| ())
     }
 }

@@ -27,20 +27,14 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec
 }
 
 pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
-    format!(
-        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        sha256_hex(canonical_request.as_bytes())
-    )
+    format!("{ALGORITHM}\n{amz_date}\n{scope}\n{}", sha256_hex(canonical_request.as_bytes()))
 }
 
 /// Percent-encode everything but the unreserved characters (and `/` if `keep_slash`).
 pub fn uri_encode(input: &[u8], keep_slash: bool) -> String {
     let mut out = String::with_capacity(input.len());
     for &b in input {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'_' | b'.' | b'~')
-            || (keep_slash && b == b'/')
-        {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/') {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -54,10 +48,8 @@ fn percent_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        let hex =
+            b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
         match (b[i], hex) {
             (b'%', Some(v)) => {
                 out.push(v);
@@ -89,18 +81,11 @@ pub fn canonical_query(query: Option<&str>) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (
-                uri_encode(&percent_decode(k), false),
-                uri_encode(&percent_decode(v), false),
-            )
+            (uri_encode(&percent_decode(k), false), uri_encode(&percent_decode(v), false))
         })
         .collect();
     pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
 }
 
 /// Trim and collapse runs of whitespace into one space.
@@ -108,14 +93,8 @@ fn canonical_value(v: &str) -> String {
     v.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn header_values<'a>(
-    headers: &'a [(String, String)],
-    name: &'a str,
-) -> impl Iterator<Item = &'a str> + 'a {
-    headers
-        .iter()
-        .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+fn header_values<'a>(headers: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &'a str) -> Option<&'a str> {
@@ -164,10 +143,8 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, String> {
         .ok_or_else(|| format!("Authorization does not start with {ALGORITHM}: {value:?}"))?;
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.split(',') {
-        let (k, v) = part
-            .trim()
-            .split_once('=')
-            .ok_or_else(|| format!("malformed Authorization component {part:?}"))?;
+        let (k, v) =
+            part.trim().split_once('=').ok_or_else(|| format!("malformed Authorization component {part:?}"))?;
         match k {
             "Credential" => credential = Some(v),
             "SignedHeaders" => signed = Some(v),
@@ -181,18 +158,11 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, String> {
         return Err(format!("malformed credential scope {credential:?}"));
     };
     if terminator != "aws4_request" {
-        return Err(format!(
-            "credential scope must end with aws4_request: {credential:?}"
-        ));
+        return Err(format!("credential scope must end with aws4_request: {credential:?}"));
     }
-    let signed_headers: Vec<String> = signed
-        .ok_or("Authorization without SignedHeaders")?
-        .split(';')
-        .map(str::to_owned)
-        .collect();
-    let signature = signature
-        .ok_or("Authorization without Signature")?
-        .to_owned();
+    let signed_headers: Vec<String> =
+        signed.ok_or("Authorization without SignedHeaders")?.split(';').map(str::to_owned).collect();
+    let signature = signature.ok_or("Authorization without Signature")?.to_owned();
     Ok(Authorization {
         access_key: access_key.into(),
         date: date.into(),
@@ -220,14 +190,7 @@ pub fn parse_amz_date(s: &str) -> Option<i64> {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(4..6)?,
-        num(6..8)?,
-        num(9..11)?,
-        num(11..13)?,
-        num(13..15)?,
-    );
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(4..6)?, num(6..8)?, num(9..11)?, num(11..13)?, num(13..15)?);
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -247,44 +210,26 @@ pub fn verify(
     service: &str,
     clock: Option<(SystemTime, Duration)>,
 ) -> Result<(), String> {
-    let auth = parse_authorization(
-        header(headers, "authorization").ok_or("missing Authorization header")?,
-    )?;
+    let auth = parse_authorization(header(headers, "authorization").ok_or("missing Authorization header")?)?;
     if auth.service != service {
-        return Err(format!(
-            "credential scope service is {:?}, expected {service:?}",
-            auth.service
-        ));
+        return Err(format!("credential scope service is {:?}, expected {service:?}", auth.service));
     }
     let signed: Vec<&str> = auth.signed_headers.iter().map(String::as_str).collect();
-    if signed
-        .iter()
-        .any(|h| h.is_empty() || *h != h.to_ascii_lowercase())
-    {
-        return Err(format!(
-            "SignedHeaders must be non-empty lower-case names: {signed:?}"
-        ));
+    if signed.iter().any(|h| h.is_empty() || *h != h.to_ascii_lowercase()) {
+        return Err(format!("SignedHeaders must be non-empty lower-case names: {signed:?}"));
     }
     if signed.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(format!(
-            "SignedHeaders must be sorted and unique: {signed:?}"
-        ));
+        return Err(format!("SignedHeaders must be sorted and unique: {signed:?}"));
     }
     for required in ["host", "x-amz-date"] {
         if !signed.contains(&required) {
-            return Err(format!(
-                "{required} is not among the SignedHeaders {signed:?}"
-            ));
+            return Err(format!("{required} is not among the SignedHeaders {signed:?}"));
         }
     }
     let amz_date = header(headers, "x-amz-date").ok_or("missing X-Amz-Date header")?;
-    let amz_secs =
-        parse_amz_date(amz_date).ok_or_else(|| format!("malformed X-Amz-Date {amz_date:?}"))?;
+    let amz_secs = parse_amz_date(amz_date).ok_or_else(|| format!("malformed X-Amz-Date {amz_date:?}"))?;
     if !amz_date.starts_with(&auth.date) || auth.date.len() != 8 {
-        return Err(format!(
-            "credential scope date {:?} does not match X-Amz-Date {amz_date:?}",
-            auth.date
-        ));
+        return Err(format!("credential scope date {:?} does not match X-Amz-Date {amz_date:?}", auth.date));
     }
     if let Some((now, max_skew)) = clock {
         let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
@@ -298,37 +243,27 @@ pub fn verify(
             return Err(format!("x-amz-content-sha256 {claimed:?} does not match the body's sha256 {payload_hash}"));
         }
     }
-    let candidates: Vec<&Credentials> = accepted
-        .iter()
-        .filter(|c| c.access_key == auth.access_key)
-        .collect();
+    let candidates: Vec<&Credentials> = accepted.iter().filter(|c| c.access_key == auth.access_key).collect();
     if candidates.is_empty() {
         return Err(format!("unknown access key {:?}", auth.access_key));
     }
     let token = header(headers, "x-amz-security-token");
     let canonical = canonical_request(method, path, query, headers, &signed, &payload_hash)?;
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        auth.date, auth.region, auth.service
-    );
+    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
     let sts = string_to_sign(amz_date, &scope, &canonical);
     let mut first_error = None;
     for creds in candidates {
         let result = match (&creds.session_token, token) {
             (Some(_), None) => Err("missing x-amz-security-token".to_owned()),
-            (Some(expected), Some(got)) if expected != got => {
-                Err("x-amz-security-token does not match".to_owned())
-            }
+            (Some(expected), Some(got)) if expected != got => Err("x-amz-security-token does not match".to_owned()),
             (Some(_), Some(_)) if !signed.contains(&"x-amz-security-token") => {
                 Err("x-amz-security-token is not signed".to_owned())
             }
-            (None, Some(_)) => Err(
-                "unexpected x-amz-security-token for credentials without a session token"
-                    .to_owned(),
-            ),
+            (None, Some(_)) => {
+                Err("unexpected x-amz-security-token for credentials without a session token".to_owned())
+            }
             _ => {
-                let key =
-                    signing_key(&creds.secret_key, &auth.date, &auth.region, &auth.service);
+                let key = signing_key(&creds.secret_key, &auth.date, &auth.region, &auth.service);
                 let expected = hex::encode(hmac(&key, sts.as_bytes()));
                 if expected == auth.signature {
                     Ok(())
