@@ -169,7 +169,7 @@ soak: static-x86_64 build-tests
 ## then the Lambda extension's cold start, then the criterion micro-benchmarks of the hot path. About 10 minutes; not part of `make test`.
 bench: release
 	$(CARGO) run --release --example load -- --bench
-	python3 bench/lambda_cold_start.py $(BIN_RELEASE)
+	python3 benches/lambda_cold_start.py $(BIN_RELEASE)
 	$(MAKE) bench-micro
 
 bench-micro:
