@@ -49,18 +49,24 @@ impl Parent {
                 // already be enabled for the children of its own cgroup.
                 let dir = root.join(&path);
                 if delegates_memory(&dir) {
-                    return Ok(Parent { dir, v2: true });
+                    return Parent { dir, v2: true }.checked();
                 }
                 why.push(format!("{}'s cgroup.subtree_control does not enable memory", dir.display()));
             }
         }
         match path_of(&|c| c.split(',').any(|c| c == "memory")) {
             Some(path) if Path::new("/sys/fs/cgroup/memory/memory.usage_in_bytes").exists() => {
-                return Ok(Parent { dir: Path::new("/sys/fs/cgroup/memory").join(path), v2: false });
+                return Parent { dir: Path::new("/sys/fs/cgroup/memory").join(path), v2: false }.checked();
             }
             _ => why.push("no cgroup v1 memory hierarchy at /sys/fs/cgroup/memory".into()),
         }
         Err(why.join("; "))
+    }
+
+    /// `self` if a cgroup can be made there (it takes root, or a delegated cgroup).
+    fn checked(self) -> Result<Parent, String> {
+        drop(self.create(0)?);
+        Ok(self)
     }
 
     /// One line for the results: which files the cgroup columns come from.
@@ -82,7 +88,10 @@ impl Parent {
             true => ("memory.current", "memory.peak"),
             false => ("memory.usage_in_bytes", "memory.max_usage_in_bytes"),
         };
-        let peak = std::fs::OpenOptions::new().read(true).write(true).open(dir.join(peak)).ok();
+        // Read-only where the peak cannot be reset (v2 before Linux 6.12): then it counts from
+        // the cgroup's creation, the daemon's start-up included.
+        let open = |write| std::fs::OpenOptions::new().read(true).write(write).open(dir.join(peak));
+        let peak = open(true).or_else(|_| open(false)).ok();
         Ok(Cgroup { current: dir.join(current), dir, procs, peak, v2: self.v2 })
     }
 }
@@ -97,7 +106,7 @@ pub struct Cgroup {
     procs: CString,
     current: PathBuf,
     /// Kept open: a v2 `memory.peak` reset holds only for reads through the file descriptor that
-    /// wrote it (Linux 6.12 and later; before, it counts from the cgroup's creation).
+    /// wrote it.
     peak: Option<std::fs::File>,
     v2: bool,
 }
