@@ -1,6 +1,6 @@
 """A minimal Lambda Runtime API (Extensions + Telemetry) for one extension boot, on loopback.
 
-Used by the layer tests (`tests/layer`) and the cold-start benchmark (`bench/lambda_cold_start.py`);
+Used by the layer tests (`tests/layer`) and the cold-start benchmark (`benches/lambda_cold_start.py`);
 the full fake with invocations, freezes and error codes is `tests/it/fake_lambda.rs`.
 
 It answers register with an identifier, the Telemetry API subscription with 200 (or, with

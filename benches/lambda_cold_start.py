@@ -1,6 +1,6 @@
 """Lambda extension cold start, against a fake Runtime API on loopback.
 
-    python3 bench/lambda_cold_start.py BINARY [LAYER_ZIP] [--runs N]
+    python3 benches/lambda_cold_start.py BINARY [LAYER_ZIP] [--runs N]
 
 Each run starts BINARY with `posix_spawn` (as Lambda starts it: argv[0] its path, the Lambda
 environment variables), taking the CLOCK_MONOTONIC time just before the call. The fake
