@@ -127,7 +127,11 @@ impl Cgroup {
                 let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
                 let err = std::io::Error::last_os_error();
                 libc::close(fd);
-                if ok { Ok(()) } else { Err(err) }
+                if ok {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
             });
         }
     }

@@ -29,9 +29,8 @@ impl Template {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let head = format!("{{\"trace_id\":\"1-{now:08x}-00000000");
         let mid = "\",\"id\":\"";
-        let tail = format!(
-            "\",\"name\":\"bench\",\"start_time\":{now}.125,\"end_time\":{now}.5,\"annotations\":{{\"pad\":\""
-        );
+        let tail =
+            format!("\",\"name\":\"bench\",\"start_time\":{now}.125,\"end_time\":{now}.5,\"annotations\":{{\"pad\":\"");
         let end = "\"}}";
         let fixed = head.len() + 16 + mid.len() + 16 + tail.len() + end.len();
         let pad = body_size.saturating_sub(fixed);

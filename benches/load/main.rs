@@ -152,11 +152,16 @@ fn main() {
         let _ = writeln!(out, "{}", Row::header());
         let _ = writeln!(out, "{}", row.markdown());
         let samples: Vec<String> = row.rss_samples.iter().map(|(t, mb)| format!("{t:.0} s: {mb:.1}")).collect();
-        let _ = writeln!(out, "\nRSS (MB) while overloaded: {}. Limit: 20 MB buffer + 10 MB = 30 MB.\n", samples.join(", "));
+        let _ = writeln!(
+            out,
+            "\nRSS (MB) while overloaded: {}. Limit: 20 MB buffer + 10 MB = 30 MB.\n",
+            samples.join(", ")
+        );
     }
     let _ = writeln!(out, "Speed of one core at the end: SHA-256 at {:.0} MB/s.", sha256_mb_per_s());
     print!("{out}");
-    let path = std::env::var("XRAY_BENCH_OUT").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench/results.md").to_owned());
+    let path = std::env::var("XRAY_BENCH_OUT")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench/results.md").to_owned());
     if let Some(dir) = std::path::Path::new(&path).parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -268,7 +273,9 @@ impl Row {
     fn markdown_with_upstream(&self) -> String {
         let up = UPSTREAM.iter().find(|u| u.0 == self.rate);
         let (ucpu, urss, udel) = match up {
-            Some((_, c, r, d)) => (format!("{c}"), format!("{r} MB"), d.map(|d| format!("{d}%")).unwrap_or_else(|| "–".into())),
+            Some((_, c, r, d)) => {
+                (format!("{c}"), format!("{r} MB"), d.map(|d| format!("{d}%")).unwrap_or_else(|| "–".into()))
+            }
             None => ("".into(), "".into(), "".into()),
         };
         format!(
@@ -289,7 +296,7 @@ fn fmt_int(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -508,14 +515,29 @@ fn rcvbuf_errors() -> u64 {
 /// One line about the machine and the binary.
 fn machine(bin: &str, sha256: f64) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned()).unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_gb = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0 / 1024.0;
+    let mem_gb = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+        / 1024.0;
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let size = std::fs::metadata(bin).map(|m| m.len()).unwrap_or(0);
     let zipped = zipped_size(bin).map(|z| format!(", {:.2} MB zipped (`zip -9`)", z as f64 / 1e6)).unwrap_or_default();
-    let rev = Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+    let rev = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
     let debug = if cfg!(debug_assertions) { " (a debug build: its SHA-256 is not the daemon's)" } else { "" };
     format!(
         "Machine: {model}, {cores} cores, {mem_gb:.0} GB RAM, Linux {}. Daemon `{bin}`, {:.2} MB{zipped}; harness \
