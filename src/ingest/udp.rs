@@ -10,6 +10,7 @@
 //! kernel's, takes the backlog. On shutdown (or on a drain request from a Lambda flush) it reads
 //! whatever is already queued in the socket before it returns or answers.
 
+use crate::observe::logging::{suppressed_note, RateLimitedWarn};
 use crate::observe::stats::Stats;
 use crate::pipeline::buffer::{Buffer, Push};
 use crate::signal::segments::{self, Datagram, Reject};
@@ -18,9 +19,8 @@ use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::{mpsc, oneshot};
@@ -110,39 +110,6 @@ fn force_recv_buffer(socket: &Socket, bytes: usize) {
 #[cfg(not(target_os = "linux"))]
 fn force_recv_buffer(_: &Socket, _: usize) {}
 
-/// Logs a warning at most once per interval and says how many were held back in between.
-pub(crate) struct RateLimitedWarn {
-    interval_secs: u64,
-    last: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl RateLimitedWarn {
-    pub(crate) const fn new(interval_secs: u64) -> Self {
-        RateLimitedWarn { interval_secs, last: AtomicU64::new(0), suppressed: AtomicU64::new(0) }
-    }
-
-    /// Returns `Some(suppressed_since_last)` when a line may be logged now.
-    pub(crate) fn check(&self) -> Option<u64> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let last = self.last.load(Relaxed);
-        let due = last == 0 || now >= last + self.interval_secs;
-        if due && self.last.compare_exchange(last, now.max(1), Relaxed, Relaxed).is_ok() {
-            return Some(self.suppressed.swap(0, Relaxed));
-        }
-        self.suppressed.fetch_add(1, Relaxed);
-        None
-    }
-}
-
-fn suffix(suppressed: u64) -> String {
-    if suppressed == 0 {
-        String::new()
-    } else {
-        format!(" ({suppressed} similar messages suppressed)")
-    }
-}
-
 /// What the reader hands each datagram to: counts, classifies and stores it.
 pub struct Intake {
     buffer: Arc<Buffer>,
@@ -192,14 +159,14 @@ impl Intake {
             warn!(
                 "Segment buffer is full ({} bytes). {what}. Consider increasing memory limit{}",
                 self.buffer.limit(),
-                suffix(suppressed)
+                suppressed_note(suppressed)
             );
         }
     }
 
     fn rejected(&self, reason: Reject, datagram: &[u8]) {
         if let Some(suppressed) = self.rejected_warn.check() {
-            warn!("{reason}: rejected a datagram of {} bytes{}", datagram.len(), suffix(suppressed));
+            warn!("{reason}: rejected a datagram of {} bytes{}", datagram.len(), suppressed_note(suppressed));
         }
         if enabled!(Level::DEBUG) {
             debug!("Rejected datagram ({}): {}", reason.as_str(), segments::preview(datagram, 256));

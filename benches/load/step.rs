@@ -1,0 +1,255 @@
+//! One step of the bench: a fresh daemon as a process of its own, fed at one rate and watched,
+//! and measured from `/proc` (CPU ticks, resident and anonymous memory) and, where the machine
+//! allows, from a memory cgroup of its own.
+use crate::{cgroup, gen, sink};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub(crate) struct Bench {
+    pub(crate) bin: String,
+    pub(crate) sink: Arc<sink::Sink>,
+    /// Where each step's cgroup goes, or why there is none.
+    pub(crate) cgroups: Result<cgroup::Parent, String>,
+    pub(crate) step: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Row {
+    pub(crate) rate: u64,
+    pub(crate) sent: u64,
+    pub(crate) sent_per_sec: f64,
+    pub(crate) cpu: f64,
+    pub(crate) rss_mb: f64,
+    pub(crate) peak_mb: f64,
+    pub(crate) anon_mb: f64,
+    pub(crate) anon_peak_mb: f64,
+    pub(crate) cgroup_mb: Option<f64>,
+    pub(crate) cgroup_peak_mb: Option<f64>,
+    pub(crate) delivered: u64,
+    pub(crate) calls: u64,
+    pub(crate) kernel_drops: u64,
+    pub(crate) spillover: Option<u64>,
+    pub(crate) rss_samples: Vec<(f64, f64)>,
+    /// Request-body bytes the sink received, and the seconds they were sent over.
+    pub(crate) body_bytes: u64,
+    pub(crate) secs: f64,
+}
+
+struct Daemon {
+    child: Child,
+    udp: SocketAddr,
+    summary: Arc<Mutex<Option<String>>>,
+    problems: Arc<Mutex<Vec<String>>>,
+}
+
+impl Bench {
+    fn spawn(&self, extra: &[&str], cgroup: Option<&cgroup::Cgroup>) -> Daemon {
+        let mut cmd = Command::new(&self.bin);
+        if let Some(cgroup) = cgroup {
+            cgroup.enter_on_spawn(&mut cmd);
+        }
+        cmd.env_clear()
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", "AKIDBENCHFAKE0001")
+            .env("AWS_SECRET_ACCESS_KEY", "bench-fake-secret-key")
+            .env("AWS_REGION", "us-east-1")
+            .env("XRAY_DAEMON_ENDPOINT", self.sink.endpoint())
+            .args(["-b", "127.0.0.1:0", "-t", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        let summary = Arc::new(Mutex::new(None));
+        let problems = Arc::new(Mutex::new(Vec::new()));
+        let (s, p) = (summary.clone(), problems.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("Listening on UDP ").nth(1) {
+                    let _ = tx.send(rest.trim().to_owned());
+                } else if line.contains("Shutdown finished") {
+                    *s.lock().unwrap() = Some(line);
+                } else if line.contains("[Error]") || line.contains("[Warn]") {
+                    let mut p = p.lock().unwrap();
+                    if p.len() < 3 {
+                        p.push(line);
+                    }
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("the daemon did not start"));
+        Daemon { child, udp: addr.parse().expect("UDP address"), summary, problems }
+    }
+
+    /// One step: a fresh daemon, `rate` segments/s of `size` bytes for `duration`.
+    pub(crate) fn step(
+        &mut self,
+        size: usize,
+        rate: u64,
+        duration: Duration,
+        extra: &[&str],
+        sink_delay: Duration,
+    ) -> Row {
+        self.step += 1;
+        self.sink.reset(self.step);
+        self.sink.set_delay(sink_delay);
+        // Dropped at the end of the step, after the daemon has been reaped.
+        let mut cg = match &self.cgroups {
+            Ok(parent) => parent.create(self.step).map_err(|e| eprintln!("  {e}")).ok(),
+            Err(_) => None,
+        };
+        let mut d = self.spawn(extra, cg.as_ref());
+        let pid = d.child.id();
+        std::thread::sleep(Duration::from_millis(500));
+        // Reset VmHWM and the cgroup's peak so the peaks are this step's.
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        if let Some(cg) = cg.as_mut() {
+            cg.reset_peak();
+        }
+        let drops0 = rcvbuf_errors();
+        let cpu0 = cpu_ticks(pid);
+        let mut watch = Watch::new(pid);
+        let sent = if rate == 0 {
+            while watch.t0.elapsed() < duration {
+                std::thread::sleep(Duration::from_millis(100).min(duration.saturating_sub(watch.t0.elapsed())));
+                watch.sample(true);
+            }
+            gen::Sent { elapsed: duration, ..Default::default() }
+        } else {
+            let (udp, step) = (d.udp, self.step);
+            let sender = std::thread::spawn(move || gen::run(udp, size, step, rate, duration));
+            while !sender.is_finished() {
+                std::thread::sleep(Duration::from_millis(100));
+                watch.sample(true);
+            }
+            sender.join().expect("sender")
+        };
+        let window = watch.t0.elapsed();
+        let cpu1 = cpu_ticks(pid);
+        let status = proc_status(pid);
+        let (rss_mb, anon_mb) = (status_mb(&status, "VmRSS"), status_mb(&status, "RssAnon"));
+        let cgroup_mb = cg.as_ref().and_then(|cg| cg.current_mb());
+        // Wait for delivery: partial batches leave within a second; stop when everything
+        // arrived or nothing more arrived for 3 s.
+        let (mut last, mut since) = (self.sink.snapshot().distinct, Instant::now());
+        while self.sink.snapshot().distinct < sent.datagrams && since.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(100));
+            watch.sample(false);
+            let now = self.sink.snapshot().distinct;
+            if now != last {
+                (last, since) = (now, Instant::now());
+            }
+        }
+        watch.sample(false);
+        let peak_mb = status_mb(&proc_status(pid), "VmHWM");
+        let cgroup_peak_mb = cg.as_mut().and_then(|cg| cg.peak_mb());
+        let drops = rcvbuf_errors().saturating_sub(drops0);
+        let snap = self.sink.snapshot();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let _ = d.child.wait();
+        self.sink.set_delay(Duration::ZERO);
+        let spillover = d.summary.lock().unwrap().as_deref().and_then(|l| number_after(l, "spilled over:"));
+        for p in d.problems.lock().unwrap().iter() {
+            eprintln!("  daemon said: {p}");
+        }
+        let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        eprintln!(
+            "  {} B at {rate}/s: sent {} ({} send errors), sink: {} distinct, {} duplicates, {} foreign ids, {} calls, {} bytes, {} telemetry calls",
+            size, sent.datagrams, sent.errors, snap.distinct, snap.duplicates, snap.foreign, snap.calls, snap.bytes, snap.telemetry_calls
+        );
+        Row {
+            rate,
+            sent: sent.datagrams,
+            sent_per_sec: sent.datagrams as f64 / sent.elapsed.as_secs_f64().max(1e-9),
+            cpu: 100.0 * (cpu1 - cpu0) as f64 / tck / window.as_secs_f64(),
+            rss_mb,
+            peak_mb,
+            anon_mb,
+            anon_peak_mb: watch.anon_peak_mb.max(anon_mb),
+            cgroup_mb,
+            cgroup_peak_mb,
+            delivered: snap.distinct,
+            calls: snap.calls,
+            kernel_drops: drops,
+            spillover,
+            rss_samples: watch.rss_samples,
+            body_bytes: snap.bytes,
+            secs: sent.elapsed.as_secs_f64(),
+        }
+    }
+}
+
+/// The daemon's resident memory through a step, from `/proc/<pid>/status`.
+struct Watch {
+    pid: u32,
+    t0: Instant,
+    anon_peak_mb: f64,
+    /// (second, VmRSS MB), once a second while sending.
+    rss_samples: Vec<(f64, f64)>,
+}
+
+impl Watch {
+    fn new(pid: u32) -> Watch {
+        Watch { pid, t0: Instant::now(), anon_peak_mb: 0.0, rss_samples: Vec::new() }
+    }
+
+    /// Every 100 ms: `RssAnon` has no high-water mark of its own.
+    fn sample(&mut self, sending: bool) {
+        let status = proc_status(self.pid);
+        self.anon_peak_mb = self.anon_peak_mb.max(status_mb(&status, "RssAnon"));
+        let t = self.t0.elapsed().as_secs_f64();
+        if sending && self.rss_samples.last().is_none_or(|(last, _)| last + 1.0 <= t) {
+            self.rss_samples.push((t.round(), status_mb(&status, "VmRSS")));
+        }
+    }
+}
+
+fn number_after(line: &str, key: &str) -> Option<u64> {
+    let rest = &line[line.find(key)? + key.len()..];
+    rest.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// utime + stime of the whole process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
+}
+
+fn proc_status(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default()
+}
+
+/// A `kB` field of a `/proc/<pid>/status` text, in MB (MiB, as the kernel's kB are KiB).
+fn status_mb(status: &str, key: &str) -> f64 {
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    kb as f64 / 1024.0
+}
+
+/// UDP receive-buffer drops on the whole machine so far.
+fn rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else { return 0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
