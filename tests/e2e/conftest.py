@@ -251,6 +251,40 @@ def moto(moto_process):
 
 
 # --------------------------------------------------------------------------------------------------
+# the fake X-Ray OTLP endpoint (moto does not serve /v1/traces)
+
+def load_peer(name):
+    """tests/peers/NAME.py as a module, registered in sys.modules (its dataclasses need that)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, PEERS / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        try:
+            spec.loader.exec_module(mod)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return sys.modules[name]
+
+
+@pytest.fixture
+def fake_otlp():
+    """A started FakeOtlp (tests/peers/fake_otlp.py) on 127.0.0.1:0, region REGION, accepting the
+    module's TEST_ACCESS_KEY/TEST_SECRET_KEY (`fake_otlp.set_credentials(moto.access_key,
+    moto.secret_key)` for a daemon that signs with moto's key). Point the daemon at it with
+    XRAY_DAEMON_OTLP_ENDPOINT=fake_otlp.endpoint. Stopped at teardown; its requests are printed."""
+    fake = load_peer("fake_otlp").FakeOtlp(region=REGION)
+    try:
+        yield fake
+    finally:
+        fake.stop()
+        for r in fake.requests():
+            print(f"fake_otlp #{r.index}: {r.method} {r.path} {r.content_type} {r.content_encoding} "
+                  f"{r.wire_bytes} B -> {r.status} fault={r.fault} accepted={r.accepted_spans} "
+                  f"rejected={r.rejected_spans} sig={r.signature_error or 'ok'} {r.error_message[:200]}")
+
+
+# --------------------------------------------------------------------------------------------------
 # the daemon under test
 
 class Daemon(LoggedProcess):
