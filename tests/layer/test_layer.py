@@ -125,6 +125,10 @@ def test_wrapper_points_every_sdk_at_the_extension(tmp_path):
     assert got["AWS_XRAY_DAEMON_ADDRESS"] == "127.0.0.1:2999" and got["_AWS_XRAY_DAEMON_PORT"] == "2999"
     got = env_after({"XRAY_DAEMON_LAMBDA_PROXY": "true", "XRAY_DAEMON_TCP_ADDRESS": "127.0.0.1:2001"})
     assert got["AWS_XRAY_DAEMON_ADDRESS"] == "tcp:127.0.0.1:2001 udp:127.0.0.1:2000"
+    # With the proxy on the same address as UDP (the default), the plain form serves the X-Ray SDKs'
+    # UDP and TCP alike, and AWS's OpenTelemetry distribution, which parses nothing else.
+    got = env_after({"XRAY_DAEMON_LAMBDA_PROXY": "true"})
+    assert got["AWS_XRAY_DAEMON_ADDRESS"] == "127.0.0.1:2000"
     # The runtime's own command line is run unchanged, with its arguments.
     p = run([str(wrapper), "sh", "-c", 'echo "$0|$1"', "a b", "c"], env={"PATH": os.environ["PATH"]})
     assert p.stdout == "a b|c\n"
