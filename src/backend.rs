@@ -10,6 +10,7 @@ use crate::signal::Signal;
 use bytes::Bytes;
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
 
 /// What went wrong with a call, as the wire showed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,11 +33,19 @@ pub struct BackendError {
     pub kind: ErrorKind,
     /// The error code and message, or the transport error, for the log.
     pub detail: String,
+    /// How long the service asked us to wait before trying again (`Retry-After`).
+    pub retry_after: Option<Duration>,
 }
 
 impl BackendError {
     pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        BackendError { kind, detail: detail.into() }
+        BackendError { kind, detail: detail.into(), retry_after: None }
+    }
+
+    /// The same error, with the service's `Retry-After`.
+    pub(crate) fn retry_after(mut self, wait: Option<Duration>) -> Self {
+        self.retry_after = wait;
+        self
     }
 
     /// Upstream's telemetry class for this error.

@@ -10,11 +10,14 @@
 //! paths are forwarded unless `XRAY_DAEMON_PROXY_ALLOW_ALL` restores upstream's behaviour.
 //! Bodies are limited, slow clients are cut off, and an unreachable X-Ray answers 502.
 
+use crate::aws::errors::error_chain;
 use crate::aws::signer::Signer;
+use crate::ingest::otlp_http::{self, OtlpHttp};
 use crate::observe::health::Health;
 use crate::observe::metrics;
 use crate::observe::stats::{ProxyOutcome, Stats};
 use crate::pipeline::buffer::Buffer;
+use crate::pipeline::Pipeline;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -56,8 +59,10 @@ pub(crate) struct TcpService {
     signer: Arc<Signer>,
     client: HttpsClient,
     stats: Arc<Stats>,
-    buffer: Arc<Buffer>,
+    segments: Arc<Buffer>,
+    spans: Arc<Buffer>,
     health: Arc<Health>,
+    otlp: OtlpHttp,
     user_agent: HeaderValue,
 }
 
@@ -73,15 +78,17 @@ impl TcpService {
         settings: ProxySettings,
         outbound: &crate::aws::outbound::Outbound,
         signer: Arc<Signer>,
-        stats: Arc<Stats>,
-        buffer: Arc<Buffer>,
+        pipeline: &Pipeline,
         health: Arc<Health>,
     ) -> Result<Self, TlsError> {
         let https = outbound.connector().map_err(TlsError)?;
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
         let user_agent =
             HeaderValue::from_static(concat!("xray-agent/xray-daemon/", env!("CARGO_PKG_VERSION"), " proxy"));
-        Ok(TcpService { settings, signer, client, stats, buffer, health, user_agent })
+        let stats = pipeline.stats().clone();
+        let (segments, spans) = (pipeline.segment_buffer().clone(), pipeline.span_buffer().clone());
+        let otlp = OtlpHttp::new(spans.clone(), stats.clone(), settings.client_timeout);
+        Ok(TcpService { settings, signer, client, stats, segments, spans, health, otlp, user_agent })
     }
 
     /// Answers one request.
@@ -104,9 +111,13 @@ impl TcpService {
             }
             "/metrics" if local => {
                 self.stats.proxy_request(ProxyOutcome::Local);
-                let mut r = Response::new(full(metrics::render(&self.stats, &self.buffer)));
+                let mut r = Response::new(full(metrics::render(&self.stats, &self.segments, &self.spans)));
                 r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE));
                 r
+            }
+            otlp_http::PATH => {
+                self.stats.proxy_request(ProxyOutcome::Otlp);
+                self.otlp.handle(req).await.map(|b| b.map_err(|never| match never {}).boxed())
             }
             _ => self.forward(req).await,
         }
@@ -205,17 +216,6 @@ impl TcpService {
             &format!("request body over the proxy's limit of {} bytes", self.settings.max_body),
         )
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn full(text: impl Into<Bytes>) -> Body {

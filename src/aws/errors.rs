@@ -78,7 +78,7 @@ impl HasStatus for aws_smithy_runtime_api::http::Response {
 
 /// Walks the error's sources to tell a refused connection and a failed name lookup apart
 /// from other transport errors.
-fn transport_kind(err: &(dyn StdError + 'static)) -> ErrorKind {
+pub(crate) fn transport_kind(err: &(dyn StdError + 'static)) -> ErrorKind {
     let mut source: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
@@ -101,6 +101,18 @@ fn transport_kind(err: &(dyn StdError + 'static)) -> ErrorKind {
         source = e.source();
     }
     ErrorKind::Other
+}
+
+/// An error and its sources, one after the other, for a log line.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! - [`signer`]: SigV4 for requests the daemon builds itself (the proxy);
 //! - [`put_trace_segments`]: the segments' sink, with [`trace_segments_body`], its request body
 //!   written from the received bytes;
+//! - [`otlp_traces`]: the spans' sink, X-Ray's OTLP endpoint;
 //! - [`put_telemetry_records`]: the telemetry records;
 //! - [`errors`]: SDK errors turned into the neutral `backend::BackendError`;
 //! - [`region`]: where the region comes from when nothing sets it;
@@ -12,6 +13,7 @@
 
 pub(crate) mod client;
 pub(crate) mod errors;
+pub(crate) mod otlp_traces;
 pub mod outbound;
 pub(crate) mod put_telemetry_records;
 pub(crate) mod put_trace_segments;

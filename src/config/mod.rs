@@ -79,6 +79,12 @@ pub struct Config {
     pub proxy_max_body: usize,
     pub proxy_timeout: Duration,
     pub proxy_client_timeout: Duration,
+    /// Where spans go; `None`: `/v1/traces` at the X-Ray endpoint.
+    pub otlp_endpoint: Option<String>,
+    /// A listener of its own for OTLP/HTTP.
+    pub otlp_address: Option<String>,
+    /// gzip the span requests.
+    pub otlp_gzip: bool,
 }
 
 /// Reads each setting through its descriptor: the first of its flag, variable, file key and
@@ -265,6 +271,9 @@ impl Config {
             proxy_max_body: r.get(&table::PROXY_MAX_BODY),
             proxy_timeout: r.get(&table::PROXY_TIMEOUT),
             proxy_client_timeout: r.get(&table::PROXY_CLIENT_TIMEOUT),
+            otlp_endpoint: r.get(&table::OTLP_ENDPOINT),
+            otlp_address: r.get(&table::OTLP_ADDRESS),
+            otlp_gzip: r.get(&table::OTLP_GZIP),
             ecs_metadata_file,
             hostname: r.get(&table::HOSTNAME),
             instance_id: r.get(&table::INSTANCE_ID),

@@ -310,6 +310,34 @@ settings! {
         about: "how long a client may take to send a request head or body, and how long an idle connection \
             stays open",
     }
+    OTLP_ENDPOINT: Option<String> {
+        parse: parse::url,
+        flag: None,
+        var: "XRAY_DAEMON_OTLP_ENDPOINT",
+        file: None,
+        also: &[],
+        default: Empty("`/v1/traces` at the X-Ray endpoint"),
+        about: "the OTLP traces URL that spans are sent to",
+    }
+    OTLP_ADDRESS: Option<String> {
+        parse: |source, value| parse::address(source, value).map(Some),
+        flag: None,
+        var: "XRAY_DAEMON_OTLP_ADDRESS",
+        file: None,
+        also: &[],
+        default: Empty("off"),
+        about: "a listener of its own for OTLP/HTTP `POST /v1/traces`, e.g. `0.0.0.0:4318` (the TCP port serves it \
+            too)",
+    }
+    OTLP_GZIP: bool {
+        parse: parse::go_bool,
+        flag: None,
+        var: "XRAY_DAEMON_OTLP_GZIP",
+        file: None,
+        also: &[],
+        default: Is("true"),
+        about: "gzip the span requests sent to X-Ray",
+    }
     MODE: ModeChoice {
         parse: parse::mode,
         flag: None,

@@ -9,16 +9,21 @@
 //! thread run only between turns of [`READ_BUDGET`] datagrams, and the segment buffer, not the
 //! kernel's, takes the backlog. On shutdown (or on a drain request from a Lambda flush) it reads
 //! whatever is already queued in the socket before it returns or answers.
+//!
+//! It is over 500 lines: the reader, its system calls and the [`Intake`] are one step of a
+//! datagram's path (see the crate docs), and its tests read real sockets.
 
 use crate::observe::logging::{suppressed_note, RateLimitedWarn};
 use crate::observe::stats::Stats;
 use crate::pipeline::buffer::{Buffer, Push};
-use crate::signal::segments::{self, Datagram, Reject};
-use crate::signal::{Segments, Signal};
+use crate::signal::segments::{self, Datagram, OtlpKind, Reject};
+use crate::signal::spans;
+use crate::signal::{Segments, Signal, Spans};
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
@@ -112,16 +117,19 @@ fn force_recv_buffer(_: &Socket, _: usize) {}
 
 /// What the reader hands each datagram to: counts, classifies and stores it.
 pub struct Intake {
-    buffer: Arc<Buffer>,
+    segments: Arc<Buffer>,
+    spans: Arc<Buffer>,
     stats: Arc<Stats>,
     rejected_warn: RateLimitedWarn,
     spill_warn: RateLimitedWarn,
+    malformed_warn: RateLimitedWarn,
 }
 
 impl Intake {
-    /// Segments go to `buffer`.
-    pub fn new(buffer: Arc<Buffer>, stats: Arc<Stats>) -> Self {
-        Intake { buffer, stats, rejected_warn: RateLimitedWarn::new(10), spill_warn: RateLimitedWarn::new(10) }
+    /// Segments go to `segments`, the spans of `T1S` datagrams to `spans`.
+    pub fn new(segments: Arc<Buffer>, spans: Arc<Buffer>, stats: Arc<Stats>) -> Self {
+        let warn = || RateLimitedWarn::new(10);
+        Intake { segments, spans, stats, rejected_warn: warn(), spill_warn: warn(), malformed_warn: warn() }
     }
 
     /// Handles one datagram: count, classify, store.
@@ -132,19 +140,23 @@ impl Intake {
         Stats::add(&self.stats.received, 1);
         self.stats.datagram_seen();
         match segments::classify(datagram) {
-            Datagram::Segment(body) => match self.buffer.push(Bytes::copy_from_slice(body)) {
+            Datagram::Segment(body) => match self.segments.push(Bytes::copy_from_slice(body)) {
                 Push::Stored { evicted: 0 } => {}
-                Push::Stored { evicted } => self.spilled(evicted as u64, "Dropping oldest segment document"),
-                Push::Dropped => {
-                    self.spilled(1, "Dropping the new segment document: all buffered segments are being uploaded")
+                Push::Stored { evicted } => {
+                    self.spilled::<Segments>(evicted as u64, "Dropping oldest segment document")
                 }
+                Push::Dropped => self.spilled::<Segments>(
+                    1,
+                    "Dropping the new segment document: all buffered segments are being uploaded",
+                ),
             },
-            Datagram::Otlp(kind) => {
+            Datagram::Otlp(OtlpKind::SampledSpans, payload) => self.sampled_spans(payload, datagram.len()),
+            Datagram::Otlp(kind, _) => {
                 Stats::add(&self.stats.otlp, 1);
-                debug!(
-                    "Received an OTLP datagram ({kind:?}, {} bytes); OTLP forwarding is not enabled, dropping it",
-                    datagram.len()
-                );
+                if kind == OtlpKind::UnsampledSpans {
+                    Stats::add(&self.stats.otlp_unsampled, 1);
+                }
+                debug!("Received an OTLP datagram ({kind:?}, {} bytes); it is counted, not forwarded", datagram.len());
             }
             Datagram::Rejected(reason) => {
                 Stats::add(&self.stats.rejected_datagrams, 1);
@@ -153,12 +165,46 @@ impl Intake {
         }
     }
 
-    fn spilled(&self, n: u64, what: &str) {
-        Stats::add(&Segments::delivery(&self.stats).spillover, n);
+    /// A `T1S` datagram: its spans go to the span buffer; a payload that is not an OTLP request
+    /// is rejected, counted and logged without its bytes.
+    fn sampled_spans(&self, payload: &[u8], size: usize) {
+        let checked = match spans::from_udp(payload) {
+            Ok(checked) => checked,
+            Err(e) => {
+                Stats::add(&self.stats.rejected_datagrams, 1);
+                Stats::add(&self.stats.spans_malformed, 1);
+                if let Some(suppressed) = self.malformed_warn.check() {
+                    warn!("Malformed T1S datagram of {size} bytes rejected: {e}{}", suppressed_note(suppressed));
+                }
+                return;
+            }
+        };
+        Stats::add(&self.stats.otlp_sampled, 1);
+        Stats::add(&self.stats.spans_udp, u64::from(checked.spans));
+        if checked.spans == 0 {
+            return;
+        }
+        match self.spans.push_items(checked.body, checked.spans) {
+            Push::Stored { evicted: 0 } => {}
+            Push::Stored { evicted } => self.spilled::<Spans>(evicted as u64, "Dropping the oldest spans"),
+            Push::Dropped => self.spilled::<Spans>(
+                u64::from(checked.spans),
+                "Dropping the new spans: all buffered spans are being uploaded",
+            ),
+        }
+    }
+
+    fn spilled<S: Signal>(&self, n: u64, what: &str) {
+        Stats::add(&S::delivery(&self.stats).spillover, n);
         if let Some(suppressed) = self.spill_warn.check() {
+            // Upstream's line for segments, word for word ("Segment buffer is full"); the same
+            // for spans.
+            let item = S::ITEM;
+            let (first, rest) = item.split_at(1);
             warn!(
-                "Segment buffer is full ({} bytes). {what}. Consider increasing memory limit{}",
-                self.buffer.limit(),
+                "{}{rest} buffer is full ({} bytes). {what}. Consider increasing memory limit{}",
+                first.to_ascii_uppercase(),
+                self.segments.limit(),
                 suppressed_note(suppressed)
             );
         }
@@ -413,7 +459,8 @@ mod tests {
             sender.send_to(b"{\"format\":\"json\",\"version\":1}\n{}", to).expect("send");
         }
         let stats = Arc::new(Stats::default());
-        let sink = Intake::new(Arc::new(Buffer::new(64 << 20, 50)), stats.clone());
+        let sink =
+            Intake::new(Arc::new(Buffer::new(64 << 20, 50)), Arc::new(Buffer::new(1 << 20, 10_000)), stats.clone());
         let shutdown = CancellationToken::new();
         let (_drain, requests) = mpsc::channel(1);
         let reader = tokio::spawn(run(socket, sink, shutdown.clone(), requests));
@@ -452,7 +499,7 @@ mod tests {
         }
         let stats = Arc::new(Stats::default());
         let buffer = Arc::new(Buffer::new(64 << 20, 50));
-        let sink = Intake::new(buffer.clone(), stats.clone());
+        let sink = Intake::new(buffer.clone(), Arc::new(Buffer::new(1 << 20, 10_000)), stats.clone());
         let mut receiver = Receiver::new();
         let turn = receiver.read(&bound.socket, &sink, READ_BUDGET);
         assert_eq!(turn.datagrams, sizes.len());

@@ -6,6 +6,7 @@
 use crate::observe::stats::{ErrorClass, ProxyOutcome, Stats, LATENCY_BUCKETS};
 use crate::pipeline::buffer::{Buffer, Level};
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// The content type of the text format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -29,10 +30,63 @@ impl Out {
     }
 }
 
+fn read(counter: &AtomicU64) -> u64 {
+    counter.load(Relaxed)
+}
+
+/// The spans' counters.
+fn spans(o: &mut Out, stats: &Stats, level: &Level) {
+    let d = &stats.spans;
+    let name = "xray_daemon_spans_received_total";
+    o.family(name, "counter", "Spans received, by where they came from.");
+    o.sample(name, "source=\"udp\"", read(&stats.spans_udp));
+    o.sample(name, "source=\"http\"", read(&stats.spans_http));
+    o.single("xray_daemon_spans_sent_total", "counter", "Spans accepted by X-Ray.", read(&d.sent));
+    let name = "xray_daemon_spans_rejected_total";
+    o.family(
+        name,
+        "counter",
+        "Spans refused: by X-Ray, or at ingest for being over 200 KB; malformed counts payloads.",
+    );
+    o.sample(name, "reason=\"xray\"", read(&d.rejected));
+    o.sample(name, "reason=\"too_large\"", read(&stats.spans_too_large));
+    o.sample(name, "reason=\"malformed\"", read(&stats.spans_malformed));
+    o.single(
+        "xray_daemon_spans_dropped_total",
+        "counter",
+        "Spans dropped because the buffer was full.",
+        read(&d.spillover),
+    );
+    o.single(
+        "xray_daemon_spans_undelivered_total",
+        "counter",
+        "Spans still held when a shutdown deadline passed.",
+        read(&d.undelivered),
+    );
+    o.single(
+        "xray_daemon_otlp_http_refused_total",
+        "counter",
+        "OTLP/HTTP requests answered 503 because the buffer was full (clients retry them).",
+        read(&stats.otlp_http_refused),
+    );
+    o.single("xray_daemon_otlp_calls_total", "counter", "Calls to X-Ray's OTLP endpoint.", read(&d.calls));
+    o.single(
+        "xray_daemon_otlp_retries_total",
+        "counter",
+        "Calls to X-Ray's OTLP endpoint that were retries.",
+        read(&d.retries),
+    );
+    let name = "xray_daemon_buffer_spans";
+    o.family(name, "gauge", "Spans held by the buffer.");
+    o.sample(name, "state=\"queued\"", level.queued_items);
+    o.sample(name, "state=\"in_flight\"", level.in_flight_items);
+}
+
 /// Renders every metric.
-pub(crate) fn render(stats: &Stats, buffer: &Buffer) -> String {
+pub(crate) fn render(stats: &Stats, buffer: &Buffer, span_buffer: &Buffer) -> String {
     let s = stats.snapshot();
     let level: Level = buffer.level();
+    let span_level: Level = span_buffer.level();
     let mut o = Out(String::with_capacity(4096));
     o.single("xray_daemon_segments_received_total", "counter", "Datagrams received on the UDP port.", s.received);
     o.family(
@@ -61,7 +115,13 @@ pub(crate) fn render(stats: &Stats, buffer: &Buffer) -> String {
         "Segments still held when a shutdown deadline passed.",
         s.undelivered,
     );
-    o.single("xray_daemon_otlp_datagrams_total", "counter", "OTLP datagrams received and not forwarded.", s.otlp);
+    let name = "xray_daemon_otlp_datagrams_total";
+    o.family(name, "counter", "OTLP datagrams received, by kind; only sampled spans (T1S) are forwarded.");
+    let unsampled = read(&stats.otlp_unsampled);
+    o.sample(name, "kind=\"sampled_spans\"", read(&stats.otlp_sampled));
+    o.sample(name, "kind=\"unsampled_spans\"", unsampled);
+    o.sample(name, "kind=\"metrics\"", s.otlp.saturating_sub(unsampled));
+    spans(&mut o, stats, &span_level);
     o.single("xray_daemon_upload_retries_total", "counter", "PutTraceSegments attempts that were retries.", s.retries);
     o.single("xray_daemon_put_trace_segments_calls_total", "counter", "PutTraceSegments calls made.", s.put_calls);
     o.family("xray_daemon_backend_errors_total", "counter", "Failed X-Ray API calls by error class.");
@@ -79,10 +139,10 @@ pub(crate) fn render(stats: &Stats, buffer: &Buffer) -> String {
     o.single(
         "xray_daemon_buffer_bytes",
         "gauge",
-        "Bytes held by the segment buffer, waiting or being uploaded.",
-        level.bytes as u64,
+        "Bytes held by the buffer (segments and spans), waiting or being uploaded.",
+        (level.bytes + span_level.bytes) as u64,
     );
-    o.single("xray_daemon_buffer_limit_bytes", "gauge", "The segment buffer's byte limit.", buffer.limit() as u64);
+    o.single("xray_daemon_buffer_limit_bytes", "gauge", "The buffer's byte limit (-m).", buffer.limit() as u64);
     o.family("xray_daemon_buffer_segments", "gauge", "Segments held by the buffer.");
     o.sample("xray_daemon_buffer_segments", "state=\"queued\"", level.queued);
     o.sample("xray_daemon_buffer_segments", "state=\"in_flight\"", level.in_flight);
@@ -112,8 +172,9 @@ mod tests {
         stats.proxy_request(ProxyOutcome::TooLarge);
         stats.segments.latency.observe(0.02);
         let buffer = Buffer::new(3 << 20, 50);
+        let span_buffer = Buffer::new(3 << 20, 10_000);
         buffer.push(bytes::Bytes::from_static(b"{}"));
-        let text = render(&stats, &buffer);
+        let text = render(&stats, &buffer, &span_buffer);
         for line in [
             "# TYPE xray_daemon_segments_received_total counter",
             "xray_daemon_segments_received_total 17",

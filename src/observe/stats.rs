@@ -62,10 +62,12 @@ pub(crate) enum ProxyOutcome {
     ClientError,
     /// Answered by the daemon itself: /health, /ready, /metrics.
     Local,
+    /// OTLP/HTTP spans, taken by the daemon (`POST /v1/traces`).
+    Otlp,
 }
 
 impl ProxyOutcome {
-    pub(crate) const ALL: [ProxyOutcome; 7] = [
+    pub(crate) const ALL: [ProxyOutcome; 8] = [
         ProxyOutcome::Forwarded,
         ProxyOutcome::NotAllowed,
         ProxyOutcome::TooLarge,
@@ -73,6 +75,7 @@ impl ProxyOutcome {
         ProxyOutcome::SigningFailed,
         ProxyOutcome::ClientError,
         ProxyOutcome::Local,
+        ProxyOutcome::Otlp,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -84,6 +87,7 @@ impl ProxyOutcome {
             ProxyOutcome::SigningFailed => "signing_failed",
             ProxyOutcome::ClientError => "client_error",
             ProxyOutcome::Local => "local",
+            ProxyOutcome::Otlp => "otlp",
         }
     }
 }
@@ -145,12 +149,27 @@ pub struct Stats {
     pub received: AtomicU64,
     /// Datagrams rejected at ingest (bad header, no body, not UTF-8).
     pub rejected_datagrams: AtomicU64,
-    /// OTLP datagrams recognised and not forwarded.
+    /// OTLP datagrams counted and not forwarded: unsampled spans (`T1U`) and metrics (`M1`).
     pub otlp: AtomicU64,
+    /// `T1U` datagrams (unsampled spans) among them.
+    pub otlp_unsampled: AtomicU64,
+    /// `T1S` datagrams (sampled spans) taken into the span buffer.
+    pub otlp_sampled: AtomicU64,
     /// Segments after ingest.
     pub segments: Delivery,
+    /// Spans received in `T1S` datagrams, and in OTLP/HTTP requests.
+    pub spans_udp: AtomicU64,
+    pub spans_http: AtomicU64,
+    /// OTLP payloads (a datagram or a request) that were not an `ExportTraceServiceRequest`.
+    pub spans_malformed: AtomicU64,
+    /// Spans taken out because they were over X-Ray's size limit for one span.
+    pub spans_too_large: AtomicU64,
+    /// OTLP/HTTP requests answered 503 because the buffer could not take them (the client retries).
+    pub otlp_http_refused: AtomicU64,
+    /// Spans after ingest.
+    pub spans: Delivery,
     backend_errors: [AtomicU64; 6],
-    proxy: [AtomicU64; 7],
+    proxy: [AtomicU64; 8],
     first_datagram: AtomicBool,
 }
 
@@ -203,6 +222,10 @@ impl Snapshot {
 }
 
 impl Stats {
+    pub(crate) fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
     }

@@ -22,7 +22,7 @@
 //!   is sent again later or, if the buffer overflows first, counted as spillover.
 //!
 //! The two halves share a file because a batch passes from one to the other and nowhere else;
-//! each is its own type with its own tests.
+//! each is its own type with its own tests. That makes it a little over 500 lines.
 
 use crate::backend::{BackendError, ErrorKind, Receipt, Sink};
 use crate::observe::stats::Stats;
@@ -63,10 +63,17 @@ impl FlushPolicy {
         FlushPolicy { max_items: S::MAX_ITEMS, max_delay }
     }
 
-    pub(crate) fn decide(&self, queued: usize, oldest: Option<Instant>, now: Instant, draining: bool) -> Decision {
+    /// `queued_items`: the items (segments, spans) waiting; `oldest`: when the oldest arrived.
+    pub(crate) fn decide(
+        &self,
+        queued_items: usize,
+        oldest: Option<Instant>,
+        now: Instant,
+        draining: bool,
+    ) -> Decision {
         let Some(oldest) = oldest else { return Decision::Idle };
         let due = oldest + self.max_delay;
-        if draining || queued >= self.max_items || now >= due {
+        if draining || queued_items >= self.max_items || now >= due {
             Decision::Send
         } else {
             Decision::WaitUntil(due)
@@ -110,7 +117,8 @@ impl<S: Signal, K: Sink<S>> Driver<S, K> {
                     return;
                 }
             }
-            let decision = self.policy.decide(level.queued, self.buffer.oldest_arrival(), Instant::now(), draining);
+            let decision =
+                self.policy.decide(level.queued_items, self.buffer.oldest_arrival(), Instant::now(), draining);
             let slot_free = uploads.len() < concurrency;
             if decision == Decision::Send && slot_free {
                 if let Some(batch) = self.buffer.take_batch(self.policy.max_items, S::MAX_BYTES) {
@@ -149,6 +157,8 @@ pub(crate) struct RetryPolicy {
     pub max_elapsed: Duration,
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// The longest a service's `Retry-After` is honoured for.
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -158,6 +168,7 @@ impl Default for RetryPolicy {
             max_elapsed: Duration::from_secs(30),
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(30),
         }
     }
 }
@@ -240,9 +251,12 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
         let delivery = S::delivery(&self.stats);
         let started = Instant::now();
         let mut attempt = 0u32;
+        // What the service last asked for with `Retry-After`, honoured up to a cap.
+        let mut asked: Option<Duration> = None;
         loop {
             attempt += 1;
-            if let Some(wait) = self.backoff.delay(&self.policy) {
+            let asked_wait = asked.take().map(|d| d.min(self.policy.max_retry_after));
+            if let Some(wait) = self.backoff.delay(&self.policy).max(asked_wait) {
                 if attempt > 1 {
                     Stats::add(&delivery.retries, 1);
                 }
@@ -265,15 +279,16 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
                 Err(e) => {
                     self.stats.backend_error(e.class());
                     if !retryable(&e) {
-                        let (n, noun, item) = (batch.len(), S::NOUN, S::ITEM);
+                        let (n, noun, item) = (batch.items(), S::NOUN, S::ITEM);
                         error!(
                             "Sending {item} batch failed with: {e}. The error is not retryable: {n} {noun} rejected"
                         );
-                        Stats::add(&delivery.rejected, n as u64);
+                        Stats::add(&delivery.rejected, n);
                         return;
                     }
                     self.backoff.failure();
-                    let next = self.backoff.delay(&self.policy).unwrap_or_default();
+                    asked = e.retry_after;
+                    let next = self.backoff.delay(&self.policy).max(asked).unwrap_or_default();
                     if attempt < self.policy.max_attempts && started.elapsed() < self.policy.max_elapsed {
                         warn!(
                             "Sending {} batch failed with: {e}. Retrying {} {} in {:.3} seconds (attempt {attempt} of {})",
@@ -303,7 +318,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
     /// Returns true when nothing is left to send.
     fn settle(&self, batch: &mut Batch, receipt: Receipt, secs: f64) -> bool {
         let delivery = S::delivery(&self.stats);
-        let n = batch.len() as u64;
+        let n = batch.items();
         let noun = S::NOUN;
         if receipt.unprocessed == 0 && receipt.retry.is_empty() && receipt.rejected == 0 {
             // Counters and buffer first: whoever reads the log line must see them updated.
@@ -314,7 +329,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
         }
         info!("Sent batch of {n} {noun} but had {} Unprocessed {noun} ({secs:.3} seconds)", receipt.unprocessed);
         Stats::add(&delivery.unprocessed, receipt.unprocessed);
-        let retry = receipt.retry.len() as u64;
+        let retry = batch.items_of(&receipt.retry);
         let rejected = receipt.rejected.min(n - retry);
         Stats::add(&delivery.sent, n - retry - rejected);
         Stats::add(&delivery.rejected, rejected);

@@ -16,7 +16,7 @@ use crate::ingest::udp::{self, Intake};
 use crate::observe::health::{AliveGuard, Liveness};
 use crate::observe::stats::Stats;
 use crate::observe::telemetry::Telemetry;
-use crate::signal::{Segments, Signal};
+use crate::signal::{Segments, Signal, Spans};
 use buffer::{Budget, Buffer};
 use flush::{Command, Driver, FlushPolicy, RetryPolicy, Uploader};
 use std::net::UdpSocket;
@@ -53,6 +53,8 @@ pub struct Timeout {
 pub(crate) struct ShutdownReport {
     /// Segments still held when the deadline passed (0 after a complete drain).
     pub undelivered: u64,
+    /// Spans still held then.
+    pub undelivered_spans: u64,
     /// How long the shutdown took.
     pub took: Duration,
 }
@@ -84,10 +86,15 @@ impl Lane {
         (Lane { buffer, commands }, task)
     }
 
-    /// Records held now, waiting or being uploaded.
+    /// Items held now, waiting or being uploaded.
     fn held(&self) -> u64 {
-        let level = self.buffer.level();
-        (level.queued + level.in_flight) as u64
+        self.buffer.held_items()
+    }
+
+    /// Asks the driver to send everything now; the answer comes when it has.
+    async fn flush(&self) -> Option<oneshot::Receiver<()>> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Flush(tx)).await.ok().map(|()| rx)
     }
 }
 
@@ -102,6 +109,7 @@ struct Shared {
     stats: Arc<Stats>,
     liveness: Arc<Liveness>,
     segments: Lane,
+    spans: Lane,
     stop_ingest: CancellationToken,
     drain: mpsc::Sender<oneshot::Sender<()>>,
     stop_telemetry: CancellationToken,
@@ -116,21 +124,29 @@ pub(crate) struct Pipeline {
 
 impl Pipeline {
     /// Starts the tasks on the current runtime. `socket` must already be bound. `backend`
-    /// takes the segment batches and the telemetry records.
-    pub(crate) fn start<B>(socket: UdpSocket, backend: B, settings: Settings, stats: Arc<Stats>) -> Pipeline
+    /// takes the segment batches and the telemetry records, `spans` the span batches.
+    pub(crate) fn start<B, P>(
+        socket: UdpSocket,
+        backend: B,
+        spans: P,
+        settings: Settings,
+        stats: Arc<Stats>,
+    ) -> Pipeline
     where
         B: Sink<Segments> + TelemetryApi,
+        P: Sink<Spans>,
     {
         let backend = Arc::new(backend);
         let budget = Arc::new(Budget::new(settings.buffer_bytes));
         let liveness = Arc::new(Liveness::default());
-        let uploads_alive = AliveGuard(liveness.clone(), |l| &l.uploads);
+        let alive = || AliveGuard(liveness.clone(), |l| &l.uploads);
         let (segments, segments_driver) =
-            Lane::start::<Segments, _>(backend.clone(), &budget, &settings, &stats, uploads_alive);
+            Lane::start::<Segments, _>(backend.clone(), &budget, &settings, &stats, alive());
+        let (spans, spans_driver) = Lane::start::<Spans, _>(spans, &budget, &settings, &stats, alive());
 
         let stop_ingest = CancellationToken::new();
         let (drain, drain_rx) = mpsc::channel(4);
-        let intake = Intake::new(segments.buffer.clone(), stats.clone());
+        let intake = Intake::new(segments.buffer.clone(), spans.buffer.clone(), stats.clone());
         let ingest_alive = AliveGuard(liveness.clone(), |l| &l.ingest);
         let run_ingest = udp::run(socket, intake, stop_ingest.clone(), drain_rx);
         let ingest = tokio::spawn(async move {
@@ -144,9 +160,17 @@ impl Pipeline {
             tokio::spawn(t.run(interval, stop_telemetry.clone()))
         });
 
-        let tasks = Tasks { ingest, drivers: vec![segments_driver], telemetry };
-        let shared =
-            Shared { stats, liveness, segments, stop_ingest, drain, stop_telemetry, tasks: Mutex::new(Some(tasks)) };
+        let tasks = Tasks { ingest, drivers: vec![segments_driver, spans_driver], telemetry };
+        let shared = Shared {
+            stats,
+            liveness,
+            segments,
+            spans,
+            stop_ingest,
+            drain,
+            stop_telemetry,
+            tasks: Mutex::new(Some(tasks)),
+        };
         Pipeline { shared: Arc::new(shared) }
     }
 
@@ -159,6 +183,11 @@ impl Pipeline {
         &self.shared.segments.buffer
     }
 
+    /// The span buffer, for OTLP/HTTP requests and `/metrics`.
+    pub(crate) fn span_buffer(&self) -> &Arc<Buffer> {
+        &self.shared.spans.buffer
+    }
+
     /// Cleared when the reader or an upload loop stops, for `/health`.
     pub(crate) fn liveness(&self) -> &Arc<Liveness> {
         &self.shared.liveness
@@ -169,20 +198,26 @@ impl Pipeline {
         self.shared.segments.held()
     }
 
-    /// Reads everything the socket holds, then sends everything buffered. Returns when all of
-    /// it is delivered (or refused for good), or with [`Timeout`] at the deadline.
+    /// Reads everything the socket holds, then sends everything buffered, segments and spans.
+    /// Returns when all of it is delivered (or refused for good), or with [`Timeout`] at the
+    /// deadline.
     pub(crate) async fn flush(&self, deadline: Instant) -> Result<(), Timeout> {
         let (tx, rx) = oneshot::channel();
         if self.shared.drain.send(tx).await.is_ok() {
             let _ = timeout_at(deadline, rx).await;
         }
-        let (tx, rx) = oneshot::channel();
-        if self.shared.segments.commands.send(Command::Flush(tx)).await.is_err() {
-            return Err(Timeout { undelivered: self.held() });
+        let (segments, spans) = (self.shared.segments.flush().await, self.shared.spans.flush().await);
+        let mut done = true;
+        for answer in [segments, spans] {
+            done &= match answer {
+                Some(rx) => matches!(timeout_at(deadline, rx).await, Ok(Ok(()))),
+                None => false,
+            };
         }
-        match timeout_at(deadline, rx).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(Timeout { undelivered: self.held() }),
+        if done {
+            Ok(())
+        } else {
+            Err(Timeout { undelivered: self.held() })
         }
     }
 
@@ -196,13 +231,15 @@ impl Pipeline {
             if timeout_at(deadline, &mut ingest).await.is_err() {
                 ingest.abort();
             }
-            let _ = self.shared.segments.commands.send(Command::Close).await;
+            for lane in [&self.shared.segments, &self.shared.spans] {
+                let _ = lane.commands.send(Command::Close).await;
+            }
             // Counted when the deadline passes: aborting a driver drops its uploads, and their
             // batches return their bytes to the budget as they go.
             let mut at_deadline = None;
             for mut driver in drivers {
                 if timeout_at(deadline, &mut driver).await.is_err() {
-                    at_deadline.get_or_insert_with(|| self.held());
+                    at_deadline.get_or_insert_with(|| (self.held(), self.shared.spans.held()));
                     driver.abort();
                     let _ = driver.await;
                 }
@@ -214,10 +251,13 @@ impl Pipeline {
                     t.abort();
                 }
             }
-            let undelivered = at_deadline.unwrap_or_else(|| self.held());
+            let (undelivered, undelivered_spans) =
+                at_deadline.unwrap_or_else(|| (self.held(), self.shared.spans.held()));
             Stats::add(&Segments::delivery(&self.shared.stats).undelivered, undelivered);
-            return ShutdownReport { undelivered, took: started.elapsed() };
+            Stats::add(&Spans::delivery(&self.shared.stats).undelivered, undelivered_spans);
+            return ShutdownReport { undelivered, undelivered_spans, took: started.elapsed() };
         }
-        ShutdownReport { undelivered: self.held(), took: started.elapsed() }
+        let undelivered_spans = self.shared.spans.held();
+        ShutdownReport { undelivered: self.held(), undelivered_spans, took: started.elapsed() }
     }
 }

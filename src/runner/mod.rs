@@ -8,12 +8,16 @@
 pub mod lambda;
 pub mod sidecar;
 
-use crate::aws::client::ClientSettings;
+use crate::aws::client::{xray_endpoint, ClientSettings, Deferred};
+use crate::aws::otlp_traces::OtlpTraces;
+use crate::aws::outbound::Outbound;
 use crate::aws::signer::Signer;
 use crate::backend::Reporter;
 use crate::config::Config;
+use crate::ingest::otlp_http::{OtlpHttp, OtlpListener};
 use crate::ingest::udp;
 use crate::observe::health::Health;
+use crate::observe::stats::Stats;
 use crate::pipeline::flush::RetryPolicy;
 use crate::pipeline::{Pipeline, Settings, ShutdownReport};
 use crate::proxy::{ProxySettings, TcpService};
@@ -41,6 +45,8 @@ pub enum StartError {
     Aws(String),
     #[error(transparent)]
     Tls(#[from] crate::proxy::TlsError),
+    #[error("cannot set up TLS for the OTLP endpoint: {0}")]
+    OtlpTls(std::io::Error),
 }
 
 /// The AWS clients' settings for `region`.
@@ -53,6 +59,32 @@ pub(crate) fn client_settings(config: &Config, region: &str) -> ClientSettings {
         role_arn: config.role_arn.clone(),
         proxy_address: config.proxy_address.clone(),
         no_verify_ssl: config.no_verify_ssl,
+    }
+}
+
+/// Where spans go: `XRAY_DAEMON_OTLP_ENDPOINT`, else `/v1/traces` at the X-Ray endpoint the
+/// uploads use.
+pub(crate) fn otlp_endpoint(config: &Config, region: &str) -> String {
+    match &config.otlp_endpoint {
+        Some(url) => url.clone(),
+        None => format!("{}/v1/traces", xray_endpoint(config, region).trim_end_matches('/')),
+    }
+}
+
+/// The spans' sink, signing with the credentials of `clients`.
+pub(crate) fn spans_sink(config: &Config, region: &str, clients: Arc<Deferred>) -> Result<OtlpTraces, StartError> {
+    let endpoint = otlp_endpoint(config, region);
+    let uri: http::Uri = endpoint.parse().map_err(|e| StartError::Endpoint(format!("{endpoint}: {e}")))?;
+    let outbound = outbound(config);
+    OtlpTraces::new(uri, clients, &outbound, config.otlp_gzip, config.upload_timeout).map_err(StartError::OtlpTls)
+}
+
+/// How the daemon's own HTTP clients (the proxy's, the spans') reach AWS.
+fn outbound(config: &Config) -> Outbound {
+    Outbound {
+        proxy_address: config.proxy_address.clone(),
+        no_verify_ssl: config.no_verify_ssl,
+        connect_timeout: Some(Duration::from_secs(2)),
     }
 }
 
@@ -114,7 +146,7 @@ impl Core {
     /// until shutdown; the proxy signs with `signer`.
     pub(crate) fn serve_tcp_port(&self, listener: TcpListener, signer: Arc<Signer>) -> Result<(), StartError> {
         let config = &self.config;
-        let proxy_endpoint = crate::aws::client::xray_endpoint(config, &self.region);
+        let proxy_endpoint = xray_endpoint(config, &self.region);
         let endpoint: http::Uri = proxy_endpoint.parse().map_err(|e| StartError::Endpoint(format!("{e}")))?;
         let settings = ProxySettings {
             endpoint,
@@ -123,15 +155,8 @@ impl Core {
             upstream_timeout: config.proxy_timeout,
             client_timeout: config.proxy_client_timeout,
         };
-        let outbound = crate::aws::outbound::Outbound {
-            proxy_address: config.proxy_address.clone(),
-            no_verify_ssl: config.no_verify_ssl,
-            connect_timeout: Some(Duration::from_secs(2)),
-        };
-        let pipeline = &self.pipeline;
-        let buffer = pipeline.segment_buffer().clone();
-        let service =
-            TcpService::new(settings, &outbound, signer, pipeline.stats().clone(), buffer, self.health.clone())?;
+        let outbound = outbound(config);
+        let service = TcpService::new(settings, &outbound, signer, &self.pipeline, self.health.clone())?;
         info!("HTTP Proxy server using X-Ray Endpoint : {proxy_endpoint}");
         info!("Starting proxy http server on {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
         if config.proxy_allow_all {
@@ -141,6 +166,17 @@ impl Core {
         Ok(())
     }
 
+    /// Serves OTLP/HTTP `POST /v1/traces` on a listener of its own until shutdown.
+    pub(crate) fn serve_otlp(&self, listener: TcpListener) {
+        let otlp = OtlpHttp::new(
+            self.pipeline.span_buffer().clone(),
+            self.pipeline.stats().clone(),
+            self.config.proxy_client_timeout,
+        );
+        info!("Starting OTLP/HTTP server on {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+        tokio::spawn(crate::serve::run(listener, Arc::new(OtlpListener(otlp)), self.stop_servers.clone()));
+    }
+
     /// The one shutdown path: stops the TCP servers, sends everything buffered before
     /// `started + budget`, and writes the last lines of the run.
     pub(crate) async fn shutdown(&self, started: Instant, budget: Duration) -> ShutdownReport {
@@ -148,9 +184,13 @@ impl Core {
         let mut report = self.pipeline.shutdown(started + budget).await;
         report.took = started.elapsed();
         let s = self.pipeline.stats().snapshot();
-        if report.undelivered > 0 {
+        if report.undelivered > 0 || report.undelivered_spans > 0 {
+            let spans = match report.undelivered_spans {
+                0 => String::new(),
+                n => format!(" and {n} spans"),
+            };
             error!(
-                "Shutdown deadline of {:.3} seconds passed: {} segments were not delivered",
+                "Shutdown deadline of {:.3} seconds passed: {} segments{spans} were not delivered",
                 budget.as_secs_f64(),
                 report.undelivered
             );
@@ -163,8 +203,20 @@ impl Core {
             s.rejected(),
             s.spillover,
             report.undelivered,
-            s.otlp
+            s.otlp + Stats::read(&self.pipeline.stats().otlp_sampled)
         );
+        let spans = &self.pipeline.stats().spans;
+        let stats = self.pipeline.stats();
+        let received = Stats::read(&stats.spans_udp) + Stats::read(&stats.spans_http);
+        if received > 0 || report.undelivered_spans > 0 {
+            info!(
+                "Spans received: {received}, sent: {}, rejected: {}, dropped: {}, not delivered: {}",
+                Stats::read(&spans.sent),
+                Stats::read(&spans.rejected) + Stats::read(&stats.spans_too_large),
+                Stats::read(&spans.spillover),
+                report.undelivered_spans
+            );
+        }
         report
     }
 }

@@ -1,8 +1,9 @@
 //! The long-lived runner for containers, hosts and Kubernetes: bind, run the pipeline until
 //! SIGTERM or SIGINT, then drain within the shutdown deadline. A second signal exits at once.
 
-use super::{client_settings, pipeline_settings, resolve_credentials, Core, StartError};
-use crate::aws::{client, region};
+use super::{client_settings, pipeline_settings, resolve_credentials, spans_sink, Core, StartError};
+use crate::aws::client::Deferred;
+use crate::aws::region;
 use crate::config::Config;
 use crate::ingest::udp;
 use crate::observe::stats::Stats;
@@ -35,7 +36,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         warn!("NoVerifySSL is on: TLS certificates of X-Ray, STS and the proxy's upstream are not verified");
     }
 
-    let aws = client::load(&client_settings(&config, &region)).await.map_err(StartError::Aws)?;
+    let clients = Arc::new(Deferred::new(client_settings(&config, &region)));
+    let signer = clients.signer().await.map_err(|e| StartError::Aws(e.detail))?;
+    let spans = spans_sink(&config, &region, clients.clone())?;
     if let Some(endpoint) = &config.endpoint {
         debug!("Using Endpoint: {endpoint}");
     }
@@ -48,17 +51,25 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             None
         }
     };
+    let otlp = match &config.otlp_address {
+        Some(address) => Some(
+            TcpListener::bind(address).await.map_err(|source| StartError::Tcp { address: address.clone(), source })?,
+        ),
+        None => None,
+    };
     let bound = udp::bind(&config.udp_address, config.receive_buffer)?;
     let local_addr = bound.local_addr;
     let granted = bound.receive_buffer;
     let socket = bound.socket;
 
     let settings = pipeline_settings(&config);
-    let signer = aws.signer;
-    let pipeline = Pipeline::start(socket, aws.client, settings, Arc::new(Stats::default()));
+    let pipeline = Pipeline::start(socket, clients, spans, settings, Arc::new(Stats::default()));
     let core = Core::new(config, region, pipeline);
     if let Some(listener) = tcp {
         core.serve_tcp_port(listener, signer.clone())?;
+    }
+    if let Some(listener) = otlp {
+        core.serve_otlp(listener);
     }
     tokio::spawn(resolve_credentials(signer, core.health.clone()));
     // Everything runs: the UDP address is announced last, as the sign the daemon is up.

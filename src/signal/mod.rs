@@ -4,9 +4,11 @@
 //! supplies what they need to know about its items: a name for log lines and counters, the
 //! batch limits of the API its batches go to, and which counters its deliveries move. How a batch
 //! becomes a request body and how the answer is read belong to its [`Sink`](crate::backend::Sink),
-//! which knows the API. [`segments`] holds the UDP wire format that tells a segment from the rest.
+//! which knows the API. [`segments`] holds the UDP wire format that tells a segment from the rest;
+//! [`spans`] checks and counts the OTLP requests that carry spans.
 
 pub mod segments;
+pub mod spans;
 
 use crate::observe::stats::{Delivery, Stats};
 
@@ -39,5 +41,23 @@ impl Signal for Segments {
 
     fn delivery(stats: &Stats) -> &Delivery {
         &stats.segments
+    }
+}
+
+/// OTLP spans, sent to X-Ray's OTLP endpoint. One record is one `ExportTraceServiceRequest`,
+/// holding many spans.
+#[derive(Debug, Clone, Copy)]
+pub struct Spans;
+
+impl Signal for Spans {
+    const NOUN: &'static str = "spans";
+    const ITEM: &'static str = "span";
+    /// X-Ray's OTLP endpoint takes at most 10,000 spans a request.
+    const MAX_ITEMS: usize = 10_000;
+    /// And at most 5 MB, uncompressed.
+    const MAX_BYTES: usize = 5_000_000;
+
+    fn delivery(stats: &Stats) -> &Delivery {
+        &stats.spans
     }
 }

@@ -26,8 +26,9 @@ pub const MAX_DATAGRAM: usize = 65_507;
 pub enum Datagram<'a> {
     /// An X-Ray segment document (or subsegment, or array of them) to upload unchanged.
     Segment(&'a [u8]),
-    /// An OTLP payload from AWS's newer SDKs; counted, not sent to PutTraceSegments.
-    Otlp(OtlpKind),
+    /// An OTLP payload from AWS's OpenTelemetry distribution: its kind and what follows the
+    /// kind's prefix (base64 of a protobuf message).
+    Otlp(OtlpKind, &'a [u8]),
     /// Not acceptable; the reason says why.
     Rejected(Reject),
 }
@@ -92,7 +93,7 @@ pub fn classify(datagram: &[u8]) -> Datagram<'_> {
         return Datagram::Rejected(Reject::InvalidHeader);
     }
     if let Some(kind) = otlp_kind(body) {
-        return Datagram::Otlp(kind);
+        return Datagram::Otlp(kind, &body[kind.prefix().len()..]);
     }
     if std::str::from_utf8(body).is_err() {
         return Datagram::Rejected(Reject::InvalidUtf8);
@@ -105,14 +106,19 @@ fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
 }
 
 fn otlp_kind(body: &[u8]) -> Option<OtlpKind> {
-    if body.starts_with(b"T1S") {
-        Some(OtlpKind::SampledSpans)
-    } else if body.starts_with(b"T1U") {
-        Some(OtlpKind::UnsampledSpans)
-    } else if body.starts_with(b"M1") {
-        Some(OtlpKind::Metrics)
-    } else {
-        None
+    [OtlpKind::SampledSpans, OtlpKind::UnsampledSpans, OtlpKind::Metrics]
+        .into_iter()
+        .find(|kind| body.starts_with(kind.prefix().as_bytes()))
+}
+
+impl OtlpKind {
+    /// What the body starts with.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            OtlpKind::SampledSpans => "T1S",
+            OtlpKind::UnsampledSpans => "T1U",
+            OtlpKind::Metrics => "M1",
+        }
     }
 }
 
@@ -290,9 +296,9 @@ mod tests {
     #[test]
     fn otlp_bodies_are_their_own_kind() {
         let h = r#"{"format":"json","version":1}"#;
-        assert_eq!(classify(&dg(h, "T1SCgYKBAoC")), Datagram::Otlp(OtlpKind::SampledSpans));
-        assert_eq!(classify(&dg(h, "T1UCgYKBAoC")), Datagram::Otlp(OtlpKind::UnsampledSpans));
-        assert_eq!(classify(&dg(h, "M1CgYKBAoC")), Datagram::Otlp(OtlpKind::Metrics));
+        assert_eq!(classify(&dg(h, "T1SCgYKBAoC")), Datagram::Otlp(OtlpKind::SampledSpans, b"CgYKBAoC"));
+        assert_eq!(classify(&dg(h, "T1UCgYKBAoC")), Datagram::Otlp(OtlpKind::UnsampledSpans, b"CgYKBAoC"));
+        assert_eq!(classify(&dg(h, "M1CgYKBAoC")), Datagram::Otlp(OtlpKind::Metrics, b"CgYKBAoC"));
         assert_eq!(classify(&dg("bad", "T1SCgYK")), Datagram::Rejected(Reject::InvalidHeader));
     }
 

@@ -87,7 +87,7 @@ proptest! {
                 prop_assert!(std::str::from_utf8(body).is_ok(), "only UTF-8 bodies are forwarded");
                 prop_assert!(segments::header_is_valid(&d[..nl]));
             }
-            Datagram::Otlp(_) => {
+            Datagram::Otlp(..) => {
                 let nl = first_newline.expect("OTLP has a header line");
                 prop_assert!(segments::header_is_valid(&d[..nl]));
             }
@@ -126,14 +126,16 @@ proptest! {
     fn fuzz_ingest_counters_add_up(ds in prop::collection::vec(datagram(), 1..20)) {
         let buffer = Arc::new(Buffer::new(64 << 20, 50));
         let stats = Arc::new(Stats::default());
-        let sink = Intake::new(buffer.clone(), stats.clone());
+        let spans = Arc::new(Buffer::new(64 << 20, 10_000));
+        let sink = Intake::new(buffer.clone(), spans, stats.clone());
         for d in &ds {
             sink.accept(d);
         }
         let s = stats.snapshot();
         let non_empty = ds.iter().filter(|d| !d.is_empty()).count() as u64;
         prop_assert_eq!(s.received, non_empty, "zero-length reads are not counted");
-        prop_assert_eq!(s.received, buffer.level().queued as u64 + s.rejected_datagrams + s.otlp + s.spillover);
+        let sampled = stats.otlp_sampled.load(std::sync::atomic::Ordering::Relaxed);
+        prop_assert_eq!(s.received, buffer.level().queued as u64 + s.rejected_datagrams + s.otlp + sampled + s.spillover);
         prop_assert!(buffer.level().bytes <= buffer.limit());
     }
 

@@ -7,6 +7,7 @@
 use crate::daemon::{against, segment, Builder, Daemon};
 use crate::daemon::{ACCESS_KEY, SECRET_KEY};
 use crate::fake_lambda::{FakeLambda, TelemetryMode, EXTENSION_NAME};
+use crate::fake_otlp::{t1s_datagram, FakeOtlp};
 use crate::fake_xray::{Credentials, FakeXray, Fault, Op, RecordedRequest};
 use std::time::{Duration, Instant};
 
@@ -53,7 +54,7 @@ fn delivered_before(xray: &FakeXray, t: Instant) -> Vec<String> {
         .collect()
 }
 
-fn sorted(mut v: Vec<String>) -> Vec<String> {
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort();
     v
 }
@@ -141,6 +142,32 @@ async fn end_mode_uploads_every_segment_of_an_invocation_before_asking_for_the_n
     let s = d.summary();
     assert_eq!((s.received, s.sent, s.undelivered), (240, 240, 0));
     assert_eq!(sorted(xray.accepted_documents()), sorted(sent), "each document exactly once");
+}
+
+#[tokio::test]
+async fn end_mode_uploads_an_invocations_spans_with_its_segments_before_the_next_event() {
+    let xray = fakes();
+    let otlp = FakeOtlp::start().await;
+    let lambda = FakeLambda::start().await;
+    let mut d = booted(extension(&xray, &lambda).env("XRAY_DAEMON_OTLP_ENDPOINT", otlp.url.clone()), &lambda).await;
+    let mut spans = Vec::new();
+    for (n, request) in ["req-1", "req-2"].into_iter().enumerate() {
+        lambda.invoke(request, Duration::from_secs(10));
+        let first = 1 + 100 * n as u64;
+        // ADOT in Lambda sends 10 spans a datagram.
+        for k in 0..3 {
+            d.send(&t1s_datagram(first + 10 * k, 10));
+        }
+        spans.extend((first..first + 30).map(|i| i.to_be_bytes().to_vec()));
+        let sent = send(&d, n * 1000, 5);
+        assert_eq!(lambda.runtime_done(request).await, 200);
+        let next_at = nth_next(&lambda, n + 2, &d).await;
+        assert_eq!(sorted(otlp.spans_before(next_at)), sorted(spans.clone()), "spans not all uploaded before /next");
+        assert!(delivered_before(&xray, next_at).iter().filter(|doc| sent.contains(doc)).count() == 5);
+    }
+    lambda.shutdown("spindown", Duration::from_millis(1700));
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).await.and_then(|s| s.code()), Some(0), "{}", d.log_text());
+    assert_eq!(sorted(otlp.received().into_iter().flat_map(|r| r.span_ids).collect()), sorted(spans), "each span once");
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod config;
 mod daemon;
 mod fake_creds;
 mod fake_lambda;
+mod fake_otlp;
 mod fake_xray;
 mod fake_xray_selftest;
 mod fuzz;

@@ -205,7 +205,7 @@ async fn health_ready_and_metrics_report_what_happened() {
     assert_eq!(metric(&m, "xray_daemon_segments_received_total"), 9.0);
     assert_eq!(metric(&m, "xray_daemon_segments_sent_total"), 7.0);
     assert_eq!(metric(&m, "xray_daemon_segments_rejected_total{stage=\"ingest\"}"), 1.0);
-    assert_eq!(metric(&m, "xray_daemon_otlp_datagrams_total"), 1.0);
+    assert_eq!(metric(&m, "xray_daemon_otlp_datagrams_total{kind=\"unsampled_spans\"}"), 1.0);
     assert_eq!(metric(&m, "xray_daemon_segments_spillover_total"), 0.0);
     assert_eq!(metric(&m, "xray_daemon_put_trace_segments_calls_total"), 1.0);
     assert_eq!(metric(&m, "xray_daemon_put_trace_segments_duration_seconds_count"), 1.0);

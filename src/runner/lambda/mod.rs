@@ -15,7 +15,7 @@ pub mod events;
 pub(crate) mod listener;
 pub(crate) mod runtime_api;
 
-use super::{client_settings, pipeline_settings, resolve_credentials, Core, StartError};
+use super::{client_settings, pipeline_settings, resolve_credentials, spans_sink, Core, StartError};
 use crate::aws::client::Deferred;
 use crate::config::{Config, ConfigError, LambdaConfig, LambdaFlush};
 use crate::ingest::udp;
@@ -138,6 +138,7 @@ struct Prepared {
     socket: udp::Bound,
     telemetry: Option<TcpListener>,
     tcp: Option<TcpListener>,
+    otlp: Option<TcpListener>,
 }
 
 fn prepare(config: Config) -> Result<Prepared, LambdaError> {
@@ -159,7 +160,11 @@ fn prepare(config: Config) -> Result<Prepared, LambdaError> {
                 .map_err(|source| StartError::Tcp { address: config.tcp_address.clone(), source })?,
         ),
     };
-    Ok(Prepared { config, lambda, region, socket, telemetry, tcp })
+    let otlp = match &config.otlp_address {
+        Some(address) => Some(listen(address).map_err(|source| StartError::Tcp { address: address.clone(), source })?),
+        None => None,
+    };
+    Ok(Prepared { config, lambda, region, socket, telemetry, tcp, otlp })
 }
 
 /// Binds a TCP listener synchronously (before registering), for the runtime to serve.
@@ -172,14 +177,15 @@ fn listen(address: &str) -> std::io::Result<TcpListener> {
 /// Subscribes to the Telemetry API and starts the pipeline.
 async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, LambdaError> {
     let (events_tx, events_rx) = mpsc::channel(listener::QUEUE);
-    let Prepared { config, lambda, region, socket, telemetry, tcp } = p;
+    let Prepared { config, lambda, region, socket, telemetry, tcp, otlp } = p;
     // The SDK client (credentials chain, TLS roots: PEM-decoding the system's CA bundle is most
     // of a boot's CPU) is built once the first event arrives, so that it does not delay init:
     // on the one-thread runtime, a build queued before the first `/next` would run before that
     // request is written. An upload that comes earlier starts it itself.
     let clients = Arc::new(Deferred::new(client_settings(&config, &region)));
     let settings = pipeline_settings(&config);
-    let pipeline = Pipeline::start(socket.socket, clients.clone(), settings, Arc::new(Stats::default()));
+    let spans = spans_sink(&config, &region, clients.clone())?;
+    let pipeline = Pipeline::start(socket.socket, clients.clone(), spans, settings, Arc::new(Stats::default()));
     let core = Core::new(config, region, pipeline);
     let mut telemetry_ok = false;
     if let Some(l) = telemetry {
@@ -194,6 +200,9 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
                 warn!("Cannot subscribe to the Telemetry API ({e}): segments are sent when the next invocation starts and at shutdown")
             }
         }
+    }
+    if let Some(l) = otlp {
+        core.serve_otlp(l);
     }
     if let Some(l) = tcp {
         // The proxy signs with the clients' credentials: with it on, init waits for them.

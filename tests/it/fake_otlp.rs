@@ -1,0 +1,103 @@
+//! A small stand-in for X-Ray's OTLP traces endpoint, for tests that need to know *when* spans
+//! arrive (Lambda's "before `/next`"). It records each `POST /v1/traces` with its arrival time and
+//! the span ids it carried, and answers an empty `ExportTraceServiceResponse`. Signatures and the
+//! endpoint's limits are checked by the Python fake in the end-to-end tests
+//! (`tests/peers/fake_otlp.py`), against the same sink code.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use prost::Message;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// One request received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: Instant,
+    pub span_ids: Vec<Vec<u8>>,
+}
+
+pub struct FakeOtlp {
+    pub url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl FakeOtlp {
+    pub async fn start() -> FakeOtlp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/v1/traces", listener.local_addr().expect("addr"));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let store = received.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let store = store.clone();
+                let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    let store = store.clone();
+                    async move {
+                        let at = Instant::now();
+                        let gzip = req.headers().get("content-encoding").is_some_and(|v| v == "gzip");
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = if gzip { gunzip(&body) } else { body.to_vec() };
+                        let request = ExportTraceServiceRequest::decode(&body[..]).unwrap_or_default();
+                        let span_ids = request
+                            .resource_spans
+                            .iter()
+                            .flat_map(|r| &r.scope_spans)
+                            .flat_map(|s| &s.spans)
+                            .map(|s| s.span_id.clone())
+                            .collect();
+                        store.lock().unwrap().push(Received { at, span_ids });
+                        let answer = ExportTraceServiceResponse::default().encode_to_vec();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(answer))))
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        FakeOtlp { url, received }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The span ids of the requests that arrived before `t`.
+    pub fn spans_before(&self, t: Instant) -> Vec<Vec<u8>> {
+        self.received().into_iter().filter(|r| r.at < t).flat_map(|r| r.span_ids).collect()
+    }
+}
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data).read_to_end(&mut out).expect("gzip");
+    out
+}
+
+/// A `T1S` datagram, as AWS's OpenTelemetry distribution sends it, of `n` spans with span ids
+/// `first..first + n`.
+pub fn t1s_datagram(first: u64, n: u64) -> Vec<u8> {
+    use base64::Engine;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let spans = (first..first + n)
+        .map(|i| Span {
+            trace_id: vec![7; 16],
+            span_id: i.to_be_bytes().to_vec(),
+            name: format!("s{i}"),
+            ..Default::default()
+        })
+        .collect();
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let b64 = base64::engine::general_purpose::STANDARD.encode(request.encode_to_vec());
+    format!("{{\"format\":\"json\",\"version\":1}}\nT1S{b64}").into_bytes()
+}
