@@ -79,25 +79,29 @@ fn gunzip(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A `T1S` datagram, as AWS's OpenTelemetry distribution sends it, of `n` spans with span ids
-/// `first..first + n`.
-pub fn t1s_datagram(first: u64, n: u64) -> Vec<u8> {
-    use base64::Engine;
+/// A request of `n` spans with span ids `first..first + n`, each name padded with `pad` bytes.
+pub fn spans_request(first: u64, n: u64, pad: usize) -> ExportTraceServiceRequest {
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     let spans = (first..first + n)
         .map(|i| Span {
             trace_id: vec![7; 16],
             span_id: i.to_be_bytes().to_vec(),
-            name: format!("s{i}"),
+            name: format!("s{i}{}", "x".repeat(pad)),
             ..Default::default()
         })
         .collect();
-    let request = ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
             ..Default::default()
         }],
-    };
-    let b64 = base64::engine::general_purpose::STANDARD.encode(request.encode_to_vec());
+    }
+}
+
+/// A `T1S` datagram, as AWS's OpenTelemetry distribution sends it, of `n` spans with span ids
+/// `first..first + n`.
+pub fn t1s_datagram(first: u64, n: u64) -> Vec<u8> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(spans_request(first, n, 0).encode_to_vec());
     format!("{{\"format\":\"json\",\"version\":1}}\nT1S{b64}").into_bytes()
 }
