@@ -11,7 +11,10 @@
 //!    PutTraceSegments call, and its answer read. The body's escaping is its own small file,
 //!    [`aws::trace_segments_body`], so that `make test-simd` can compile it alone for arm64.
 //!
-//! `docs/architecture.md` walks the same path with the reasons behind each step.
+//! An OpenTelemetry span takes the same path, with [`signal::spans`] at step 2 and
+//! [`aws::otlp_traces`] at step 5; it arrives in a `T1S` datagram, or in an OTLP/HTTP request
+//! through [`ingest::otlp_http`]. `docs/architecture.md` walks both paths with the reasons behind
+//! each step.
 //!
 //! # Around it
 //! - [`pipeline`] wires the core and hands it out as a handle with `flush` and `shutdown`;

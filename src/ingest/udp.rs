@@ -1,4 +1,5 @@
-//! The UDP port: reads datagrams, classifies them, and stores segment bodies in their buffer.
+//! The UDP port: reads datagrams, classifies them, and stores segments and the spans of `T1S`
+//! datagrams in their buffers.
 //!
 //! The reader never waits on the uploader: storing a body is a short, non-blocking buffer push
 //! that drops the oldest segments when the buffer is full. After each wake-up it empties the

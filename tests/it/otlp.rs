@@ -3,7 +3,7 @@
 
 use crate::daemon::{against, http, http_raw, Daemon};
 use crate::daemon::{ACCESS_KEY, SECRET_KEY};
-use crate::fake_otlp::{spans_request, FakeOtlp};
+use crate::fake_otlp::{spans_request, t1s_datagram, FakeOtlp};
 use crate::fake_xray::{Credentials, FakeXray};
 use crate::proxy::metric;
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
@@ -140,4 +140,22 @@ async fn a_full_buffer_pushes_http_clients_back_with_503_and_retry_after() {
     let (_, _, m) = http(d.tcp(), "GET", "/metrics", &[], "").await;
     assert_eq!(metric(&m, "xray_daemon_otlp_http_refused_total"), refused as f64);
     assert!(metric(&m, "xray_daemon_buffer_bytes") <= metric(&m, "xray_daemon_buffer_limit_bytes"));
+}
+
+#[tokio::test]
+async fn sigterm_sends_the_spans_still_buffered_before_exiting() {
+    let xray = FakeXray::start(Credentials::new(ACCESS_KEY, SECRET_KEY));
+    let otlp = FakeOtlp::start().await;
+    let mut d = daemon(&xray, &otlp.url, &[]).await;
+    for k in 0..5 {
+        d.send(&t1s_datagram(1 + 10 * k, 10));
+    }
+    // At once: the partial batch would otherwise wait up to a second.
+    let (status, took) = d.terminate(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let ids: usize = otlp.received().iter().map(|r| r.span_ids.len()).sum();
+    assert_eq!(ids, 50, "{}", d.log_text());
+    let line = d.logs().into_iter().find(|l| l.contains("Spans received:")).expect("a spans line");
+    assert!(line.contains("Spans received: 50, sent: 50, rejected: 0, dropped: 0, not delivered: 0"), "{line}");
 }
