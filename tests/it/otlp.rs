@@ -159,3 +159,36 @@ async fn sigterm_sends_the_spans_still_buffered_before_exiting() {
     let line = d.logs().into_iter().find(|l| l.contains("Spans received:")).expect("a spans line");
     assert!(line.contains("Spans received: 50, sent: 50, rejected: 0, dropped: 0, not delivered: 0"), "{line}");
 }
+
+#[tokio::test]
+async fn a_listener_of_its_own_takes_v1_traces_and_nothing_else() {
+    let xray = FakeXray::start(Credentials::new(ACCESS_KEY, SECRET_KEY));
+    let otlp = FakeOtlp::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("127.0.0.1:{port}");
+    let d = against(&xray)
+        .env("XRAY_DAEMON_OTLP_ENDPOINT", otlp.url.clone())
+        .env("XRAY_DAEMON_OTLP_ADDRESS", address.clone())
+        .spawn()
+        .await;
+    d.wait_for_log(|l| l.contains(&format!("Starting OTLP/HTTP server on {address}")), WAIT)
+        .await
+        .expect("no listener line");
+    let addr: std::net::SocketAddr = address.parse().unwrap();
+    let body = request(1, 4, 0).encode_to_vec();
+    let mut req = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    assert_eq!(http_raw(addr, &req).await.0, 200);
+    let (status, _, text) = http(addr, "GET", "/health", &[], "").await;
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("/v1/traces"), "{text}");
+    let deadline = Instant::now() + WAIT;
+    while otlp.received().iter().map(|r| r.span_ids.len()).sum::<usize>() < 4 {
+        assert!(Instant::now() < deadline, "spans did not arrive:\n{}", d.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
