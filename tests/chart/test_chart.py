@@ -52,6 +52,8 @@ DAEMON_ENV = {
     "proxyAllowAll": "XRAY_DAEMON_PROXY_ALLOW_ALL",
 }
 COMING_SOON = {"XRAY_DAEMON_PROXY_ADDRESS", "XRAY_DAEMON_NO_VERIFY_SSL", "XRAY_DAEMON_PROXY_ALLOW_ALL"}
+# The variables the chart sets from values outside `daemon:` (region, roleArn, otlp).
+CHART_ENV = {"XRAY_DAEMON_REGION", "XRAY_DAEMON_ROLE_ARN", "XRAY_DAEMON_OTLP_ADDRESS"}
 
 
 def tool(name: str) -> str:
@@ -305,6 +307,10 @@ INVALID = [
     ("updateStrategy.type=Recreate", "/updateStrategy/type"),
     ("config.settings.Version=3", "/config/settings/Version"),
     ("livenessProbe.path=health", "/livenessProbe/path"),
+    ("otlp.enabled=yes", "/otlp/enabled"),
+    ("otlp.port=0", "/otlp/port"),
+    ("otlp.port=65536", "/otlp/port"),
+    ("otlp.address=0.0.0.0:4318", "address"),  # the port is the only setting
 ]
 
 
@@ -335,6 +341,7 @@ def test_yamllint(default, full, tmp_path):
 
 def test_default_daemonset_ports_and_probes(default):
     ports = default.ports()
+    assert set(ports) == {"xray-ingest", "xray-tcp"}  # no OTLP listener unless otlp.enabled
     assert ports["xray-ingest"] == {"name": "xray-ingest", "containerPort": 2000, "protocol": "UDP", "hostPort": 2000}
     assert ports["xray-tcp"] == {"name": "xray-tcp", "containerPort": 2000, "protocol": "TCP", "hostPort": 2000}
     container = default.container()
@@ -423,7 +430,7 @@ def test_daemon_reads_the_variables_the_chart_sets():
     if not sources.is_dir():
         pytest.skip("no daemon sources beside the chart")
     text = "".join(p.read_text() for p in sources.rglob("*.rs"))
-    unread = sorted(name for name in set(DAEMON_ENV.values()) - COMING_SOON if f'"{name}"' not in text)
+    unread = sorted(name for name in set(DAEMON_ENV.values()) - COMING_SOON | CHART_ENV if f'"{name}"' not in text)
     assert unread == []
 
 
@@ -439,6 +446,7 @@ def test_values_all_env(full):
         "XRAY_DAEMON_REGION": "eu-west-1",
         "AWS_REGION": "eu-west-1",
         "XRAY_DAEMON_ROLE_ARN": "arn:aws:iam::123456789012:role/xray-cross-account",
+        "XRAY_DAEMON_OTLP_ADDRESS": "0.0.0.0:4319",
         "HTTPS_PROXY": "http://proxy.internal:3128",
         "AWS_STS_REGIONAL_ENDPOINTS": "regional",
     }
@@ -483,6 +491,7 @@ def test_values_all_pod(full):
     assert spec["hostNetwork"] is True and spec["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert full.ports()["xray-ingest"] == {"name": "xray-ingest", "containerPort": 3000, "protocol": "UDP", "hostPort": 3000}
     assert full.ports()["xray-tcp"] == {"name": "xray-tcp", "containerPort": 3001, "protocol": "TCP", "hostPort": 3001}
+    assert full.ports()["otlp"] == {"name": "otlp", "containerPort": 4319, "protocol": "TCP", "hostPort": 4319}
     assert container["livenessProbe"] == {
         "httpGet": {"path": "/health", "port": "xray-tcp"},
         "initialDelaySeconds": 3, "periodSeconds": 20, "timeoutSeconds": 4, "failureThreshold": 5,
@@ -516,6 +525,7 @@ def test_values_all_service_account_and_service(full):
     assert {(p["protocol"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
         ("UDP", 2100, "xray-ingest"),
         ("TCP", 2100, "xray-tcp"),
+        ("TCP", 4319, "otlp"),
     }
 
 
@@ -577,6 +587,28 @@ def test_host_ports():
     assert host["xray-ingest"]["hostPort"] == 2000 and host["xray-tcp"]["hostPort"] == 2000
 
 
+def test_otlp_listener_is_off_by_default_and_exposed_like_the_other_ports(default):
+    assert "XRAY_DAEMON_OTLP_ADDRESS" not in default.env()
+    assert "otlp" not in default.ports()
+    assert "otlp" not in {p["name"] for p in default.one("Service")["spec"]["ports"]}
+
+    on = Rendered(set_values("otlp.enabled=true"))
+    assert on.env()["XRAY_DAEMON_OTLP_ADDRESS"] == "0.0.0.0:4318"
+    assert on.ports()["otlp"] == {"name": "otlp", "containerPort": 4318, "protocol": "TCP", "hostPort": 4318}
+    service_ports = {p["name"]: p for p in on.one("Service")["spec"]["ports"]}
+    assert service_ports["otlp"] == {"name": "otlp", "port": 4318, "targetPort": "otlp", "protocol": "TCP"}
+    # The probes and the ServiceMonitor stay on the TCP port.
+    assert on.container()["readinessProbe"]["httpGet"]["port"] == "xray-tcp"
+
+    moved = Rendered(set_values("otlp.enabled=true", "otlp.port=4320"))
+    assert moved.env()["XRAY_DAEMON_OTLP_ADDRESS"] == "0.0.0.0:4320"
+    assert (moved.ports()["otlp"]["containerPort"], moved.ports()["otlp"]["hostPort"]) == (4320, 4320)
+    # Host ports follow hostPorts.enabled and hostNetwork, as for UDP and TCP.
+    assert "hostPort" not in Rendered(set_values("otlp.enabled=true", "hostPorts.enabled=false")).ports()["otlp"]
+    host = Rendered(set_values("otlp.enabled=true", "hostNetwork=true", "hostPorts.enabled=false")).ports()
+    assert host["otlp"]["hostPort"] == 4318
+
+
 def test_notes_tell_apps_where_to_send(default, full):
     assert "AWS_XRAY_DAEMON_ADDRESS" in default.notes
     assert "xray-xray-daemon.observability.svc.cluster.local:2000" in default.notes
@@ -584,6 +616,12 @@ def test_notes_tell_apps_where_to_send(default, full):
     assert "xray-service.observability.svc.cluster.local:2100" in full.notes
     assert "$(HOST_IP):3000" in full.notes
     assert "No region is set" in default.notes and "No region is set" not in full.notes
+    assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" not in default.notes
+    assert "value: http://xray-service.observability.svc.cluster.local:4319/v1/traces" in full.notes
+    assert "Transaction Search" in full.notes
+    # Without the Service, the node's IP and the host port.
+    direct = Rendered(set_values("otlp.enabled=true", "service.enabled=false")).notes
+    assert "value: http://$(HOST_IP):4318/v1/traces" in direct
 
 
 REFUSED = [
@@ -594,6 +632,8 @@ REFUSED = [
     (["serviceMonitor.enabled=true", "service.enabled=false"], "service.enabled"),
     (["hostNetwork=true", "hostPorts.udp=2001"], "hostNetwork"),
     (["updateStrategy.rollingUpdate.maxSurge=1"], "maxSurge"),
+    (["otlp.enabled=true", "otlp.port=2000"], "otlp.port (2000) is the TCP port"),
+    (["otlp.enabled=true", "hostPorts.tcp=4318"], "otlp.port (4318) is also hostPorts.tcp"),
 ]
 
 
@@ -613,6 +653,9 @@ ACCEPTED = [
     (["daemon.shutdownTimeout=10", "terminationGracePeriodSeconds=11"], lambda r: r.env()["XRAY_DAEMON_SHUTDOWN_TIMEOUT"] == "10"),
     (["updateStrategy.rollingUpdate.maxSurge=1", "hostPorts.enabled=false"], lambda r: strategy(r)["rollingUpdate"]["maxSurge"] == 1),
     (["updateStrategy.type=OnDelete"], lambda r: strategy(r) == {"type": "OnDelete"}),
+    # The OTLP listener may take the UDP port's number: they are different protocols.
+    (["otlp.enabled=true", "otlp.port=2000", "daemon.tcpAddress=0.0.0.0:2001", "hostPorts.tcp=2001"],
+     lambda r: r.ports()["otlp"]["containerPort"] == r.ports()["xray-ingest"]["containerPort"] == 2000),
 ]
 
 

@@ -6,8 +6,9 @@ deselects the arm64 tests, `-m "not arm64"`, since a second cross build costs CI
 
 Checks: the zip's entries and modes, the binary is a static ELF for its machine that needs no
 glibc at all (so it runs on Amazon Linux 2's glibc 2.26 and AL2023 alike), `--version` runs
-(arm64 under qemu-aarch64-static), the wrapper script points SDKs at the extension, and the
-unpacked x86_64 extension boots against a minimal Runtime API, takes a SHUTDOWN, exits 0.
+(arm64 under qemu-aarch64-static), the wrapper script points SDKs at the extension and runs a
+second wrapper if asked to, and the unpacked x86_64 extension boots against a minimal Runtime API,
+takes a SHUTDOWN, exits 0.
 """
 
 import json
@@ -18,6 +19,7 @@ import socket
 import stat
 import subprocess
 import sys
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -132,6 +134,49 @@ def test_wrapper_points_every_sdk_at_the_extension(tmp_path):
     # The runtime's own command line is run unchanged, with its arguments.
     p = run([str(wrapper), "sh", "-c", 'echo "$0|$1"', "a b", "c"], env={"PATH": os.environ["PATH"]})
     assert p.stdout == "a b|c\n"
+
+
+def test_wrapper_runs_the_next_wrapper_with_the_addresses_and_the_runtimes_command_line(tmp_path):
+    """XRAY_DAEMON_EXEC_WRAPPER (e.g. ADOT's /opt/otel-instrument) runs after ours, as Lambda runs
+    a wrapper: with the runtime's command line, and with the addresses ours exported."""
+    wrapper = unpack("x86_64", tmp_path) / "xray-daemon/wrapper"
+    # A stand-in for /opt/otel-instrument: writes down what it sees, then runs the runtime.
+    seen = tmp_path / "seen"
+    next_wrapper = tmp_path / "otel-instrument"
+    script = textwrap.dedent("""\
+        #!/bin/sh
+        {
+          echo "$AWS_XRAY_DAEMON_ADDRESS $_AWS_XRAY_DAEMON_ADDRESS $_AWS_XRAY_DAEMON_PORT"
+          echo "${XRAY_DAEMON_EXEC_WRAPPER-unset}"
+          printf '[%s]\\n' "$@"
+        } > SEEN
+        exec "$@"
+        """)
+    next_wrapper.write_text(script.replace("SEEN", str(seen)))
+    next_wrapper.chmod(0o755)
+    env = {
+        "PATH": os.environ["PATH"], "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
+        "XRAY_DAEMON_UDP_ADDRESS": "127.0.0.1:2999", "XRAY_DAEMON_EXEC_WRAPPER": str(next_wrapper),
+    }
+    runtime = ["sh", "-c", 'echo "$0|$1|$AWS_XRAY_DAEMON_ADDRESS"', "a b", "*"]
+    p = run([str(wrapper), *runtime], env=env)
+    assert p.returncode == 0, p.stderr
+    # The runtime runs last, with its arguments unchanged (a space, a glob) and our address.
+    assert p.stdout == "a b|*|127.0.0.1:2999\n"
+    lines = seen.read_text().splitlines()
+    assert lines[0] == "127.0.0.1:2999 127.0.0.1 2999"
+    # Not passed on: a wrapper that points back at ours cannot loop.
+    assert lines[1] == "unset"
+    assert lines[2:] == [f"[{arg}]" for arg in runtime]
+
+    # Unset or empty: the runtime is run directly, as before.
+    seen.unlink()
+    for value in ("", None):
+        other = {k: v for k, v in env.items() if k != "XRAY_DAEMON_EXEC_WRAPPER"}
+        if value is not None:
+            other["XRAY_DAEMON_EXEC_WRAPPER"] = value
+        p = run([str(wrapper), *runtime], env=other)
+        assert p.stdout == "a b|*|127.0.0.1:2999\n" and not seen.exists()
 
 
 def test_unpacked_extension_boots_in_lambda_and_exits_0_at_shutdown(tmp_path):

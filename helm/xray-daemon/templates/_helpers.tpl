@@ -105,6 +105,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and .Values.hostNetwork .Values.hostPorts.enabled (or (ne (int .Values.hostPorts.udp) $udp) (ne (int .Values.hostPorts.tcp) $tcp)) -}}
 {{- fail (printf "with hostNetwork the host ports are the container ports: set hostPorts.udp/tcp to %d/%d or change the ports in daemon.udpAddress/tcpAddress" $udp $tcp) -}}
 {{- end -}}
+{{- if .Values.otlp.enabled -}}
+{{- $otlp := int .Values.otlp.port -}}
+{{- if eq $otlp $tcp -}}
+{{- fail (printf "otlp.port (%d) is the TCP port of daemon.tcpAddress: the OTLP listener needs a port of its own (the TCP port takes OTLP/HTTP anyway)" $otlp) -}}
+{{- end -}}
+{{- if and .Values.hostPorts.enabled (not .Values.hostNetwork) (eq $otlp (int .Values.hostPorts.tcp)) -}}
+{{- fail (printf "otlp.port (%d) is also hostPorts.tcp: the node port would be published twice" $otlp) -}}
+{{- end -}}
+{{- end -}}
 {{- $rolling := dig "rollingUpdate" "maxSurge" 0 .Values.updateStrategy -}}
 {{- if and (eq .Values.updateStrategy.type "RollingUpdate") (or .Values.hostNetwork .Values.hostPorts.enabled) (not (has (toString $rolling) (list "0" "0%"))) -}}
 {{- fail "updateStrategy.rollingUpdate.maxSurge must be 0 with hostPorts or hostNetwork: the new pod could not bind the port the old one holds" -}}
