@@ -1,9 +1,9 @@
 //! Counters for everything that happens to a datagram and to what it carries, kept in one place.
 //!
-//! Every datagram ends in exactly one of: sent (accepted by X-Ray), rejected (bad datagram, or
-//! refused by X-Ray for good), spilled over (dropped because the buffer was full), OTLP
-//! (recognised and not forwarded), undelivered (still held when a shutdown deadline passed) or
-//! still buffered. Telemetry, logs and `/metrics` all read these monotonic counters. What
+//! Every segment datagram ends in exactly one of: sent (accepted by X-Ray), rejected (bad
+//! datagram, or refused by X-Ray for good), spilled over (dropped because the buffer was full),
+//! undelivered (still held when a shutdown deadline passed) or still buffered. An OTLP datagram is
+//! counted by kind: a `T1S` one's spans go on to the span buffer, `T1U` and `M1` ones stop here. Telemetry, logs and `/metrics` all read these monotonic counters. What
 //! happens after ingest is counted per signal, in a [`Delivery`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};

@@ -11,7 +11,8 @@
 //! - a value of the wrong type leaves the field as it was (Go's decoder does the same).
 //!
 //! Beyond upstream, bodies that are AWS's OTLP-over-UDP payloads (`T1S`, `T1U`, `M1` followed by
-//! base64) are recognised as their own kind, and bodies that are not UTF-8 are rejected: a
+//! base64) are recognised as their own kind (the spans of a `T1S` one are decoded in
+//! `signal::spans`), and bodies that are not UTF-8 are rejected: a
 //! PutTraceSegments request carries documents as JSON strings, so they could not be sent
 //! byte for byte.
 
