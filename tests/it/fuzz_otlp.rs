@@ -13,7 +13,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest
 use proptest::prelude::*;
 use prost::Message;
 use std::io::Write;
-use std::sync::OnceLock;
 use xray_daemon::signal::spans::{self, Malformed};
 
 fn request(n: usize) -> ExportTraceServiceRequest {
@@ -75,20 +74,6 @@ proptest! {
     }
 }
 
-/// One daemon for the handler target, shared by its cases.
-fn shared_daemon() -> &'static (tokio::runtime::Runtime, Daemon, FakeXray) {
-    static DAEMON: OnceLock<(tokio::runtime::Runtime, Daemon, FakeXray)> = OnceLock::new();
-    DAEMON.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let (d, xray) = rt.block_on(async {
-            let xray = FakeXray::start(Credentials::new(ACCESS_KEY, SECRET_KEY));
-            let d = against(&xray).env("XRAY_DAEMON_OTLP_ENDPOINT", "http://127.0.0.1:9/v1/traces").spawn().await;
-            (d, xray)
-        });
-        (rt, d, xray)
-    })
-}
-
 fn body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..4096),
@@ -143,23 +128,27 @@ async fn post(d: &Daemon, content_type: &str, encoding: &str, wire: &[u8]) -> Op
     text.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok())
 }
 
-proptest! {
+/// The `/v1/traces` handler on arbitrary bodies, content types and encodings (bombs included:
+/// megabytes of zeros, gzipped): every answer is one the specification names, and the daemon
+/// keeps answering. One daemon serves every case, and goes when the test does.
+#[test]
+fn fuzz_v1_traces_handler() {
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (d, _xray) = rt.block_on(async {
+        let xray = FakeXray::start(Credentials::new(ACCESS_KEY, SECRET_KEY));
+        let d = against(&xray).env("XRAY_DAEMON_OTLP_ENDPOINT", "http://127.0.0.1:9/v1/traces").spawn().await;
+        (d, xray)
+    });
     // Each case is an HTTP exchange: a fifth of the cases the other targets run (51 in
     // `make test`, 1,000 under `make fuzz`).
-    #![proptest_config(ProptestConfig { cases: (ProptestConfig::default().cases / 5).max(16), ..ProptestConfig::default() })]
-
-    /// The `/v1/traces` handler on arbitrary bodies, content types and encodings (bombs
-    /// included: megabytes of zeros, gzipped): every answer is one the specification names, and
-    /// the daemon keeps answering.
-    #[test]
-    fn fuzz_v1_traces_handler(
-        body in body(),
-        content_type in prop::sample::select(vec!["application/x-protobuf", "application/json", "text/plain", "application/protobuf"]),
-        encoding in prop::sample::select(vec!["", "gzip", "deflate", "identity", "br"]),
-    ) {
-        let (rt, d, _xray) = shared_daemon();
+    let mut runner = TestRunner::new(Config { cases: (Config::default().cases / 5).max(16), ..Config::default() });
+    let content_types = vec!["application/x-protobuf", "application/json", "text/plain", "application/protobuf"];
+    let encodings = vec!["", "gzip", "deflate", "identity", "br"];
+    let cases = (body(), prop::sample::select(content_types), prop::sample::select(encodings));
+    let result = runner.run(&cases, |(body, content_type, encoding)| {
         let wire = encode(&body, encoding);
-        let status = rt.block_on(post(d, content_type, encoding, &wire));
+        let status = rt.block_on(post(&d, content_type, encoding, &wire));
         match status {
             Some(status) => prop_assert!([200, 400, 413, 415, 503].contains(&status), "answered {}", status),
             // It may hang up on a body it will not read, once it has answered or while it does.
@@ -173,5 +162,9 @@ proptest! {
         let health = rt.block_on(http(d.tcp(), "GET", "/health", &[], "")).0;
         prop_assert_eq!(health, 200);
         prop_assert!(d.status_kb("VmRSS") < 200_000, "RSS {} kB", d.status_kb("VmRSS"));
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
