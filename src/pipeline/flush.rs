@@ -475,6 +475,21 @@ mod tests {
         assert_eq!((s.sent, s.rejected_by_xray), (0, 2));
     }
 
+    #[tokio::test]
+    async fn a_retry_after_is_waited_out_up_to_its_cap() {
+        let slow_down = status(429, None).retry_after(Some(Duration::from_millis(300)));
+        let too_long = status(503, None).retry_after(Some(Duration::from_secs(3600)));
+        let (mut up, sink, _buffer, batch) = setup(vec![Err(slow_down), Err(too_long)], 1);
+        up.policy.max_retry_after = Duration::from_millis(500);
+        let t0 = Instant::now();
+        let capped = tokio::time::timeout(Duration::from_secs(5), up.deliver(batch)).await;
+        assert!(capped.is_ok(), "the hour-long Retry-After was not capped");
+        assert_eq!(sink.calls.lock().unwrap().len(), 3);
+        // 300 ms as asked, then the cap instead of an hour; the backoff itself is milliseconds.
+        let waited = t0.elapsed();
+        assert!(waited >= Duration::from_millis(800) && waited < Duration::from_millis(2500), "{waited:?}");
+    }
+
     #[test]
     fn retry_decisions_by_status_and_code() {
         let r = |s, c| retryable(&status(s, c));
