@@ -160,7 +160,7 @@ impl Sink {
         let gzip = req.headers().get(hyper::header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes() == b"gzip");
         let body = req.into_body().collect().await?.to_bytes();
         let delay = self.delay_ms.load(Relaxed);
-        if delay > 0 && path != "/TelemetryRecords" {
+        if delay > 0 && matches!(path.as_str(), "/TraceSegments" | "/v1/traces") {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         let (status, content_type, answer) = match path.as_str() {
