@@ -201,7 +201,7 @@ soak: static-x86_64 build-tests
 	XRAY_TEST_BIN=$(BIN_STATIC_X86_64) $(ZIG_ENV) cargo-zigbuild test --locked --target $(MUSL_X86_64) \
 		--test it soak:: -- --ignored --nocapture --test-threads=1
 
-## bench: load test of the release binary (CPU; RSS, anonymous and cgroup memory; delivery per rate; table in
+## bench: load test of the release binary with segments and OpenTelemetry spans (CPU; RSS, anonymous and cgroup memory; delivery per rate; table in
 ## target/bench/results.md; XRAY_BENCH_BIN, XRAY_BENCH_RATES, XRAY_BENCH_ONLY: see benches/load/main.rs),
 ## then the Lambda extension's cold start, then the criterion micro-benchmarks of the hot path. About 10 minutes; not part of `make test`.
 bench: release

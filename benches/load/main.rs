@@ -13,18 +13,27 @@
 //! sandbox's "max memory used", counts); delivered/sent, PutTraceSegments calls, and the datagrams the kernel dropped on
 //! receive sockets (`RcvbufErrors` in `/proc/net/snmp`).
 //!
-//! Without a `--bench` argument it only checks its own pieces: that
-//! the generated datagrams are segments the daemon accepts and that the sink finds their ids.
+//! The `otlp` part does the same with OpenTelemetry spans: ADOT-shaped `T1S` datagrams of 20
+//! spans ([`gen::SpanDatagram`]) on the same UDP port, delivered to the sink's `POST /v1/traces`
+//! (`XRAY_DAEMON_OTLP_ENDPOINT`), which inflates and decodes each request and counts distinct span
+//! ids; rows per span rate, then a bisection for the highest span rate with zero loss. Its rows
+//! also give the sender's and the sink's own CPU, which share the cores with the daemon.
+//!
+//! Without a `--bench` argument it only checks its own pieces: that the generated datagrams are
+//! segments, or `T1S` span requests, the daemon accepts and that the sink finds their ids.
 //!
 //! Environment: `XRAY_BENCH_BIN` (the daemon to measure), `XRAY_BENCH_STEP_SECS` (default 10),
-//! `XRAY_BENCH_ONLY` (`table`, `sizes`, `search`, `overload`, comma-separated: run only those
-//! parts), `XRAY_BENCH_RATES` (the table's rates, comma-separated), `XRAY_BENCH_OUT` (default
-//! `target/bench/results.md`). For an A/B of two builds, run the same harness build against each
+//! `XRAY_BENCH_ONLY` (`table`, `search`, `otlp`, `sizes`, `overload`, comma-separated: run only
+//! those parts; `otlp-rates` is `otlp` without its bisection), `XRAY_BENCH_RATES` (the table's rates, comma-separated), `XRAY_BENCH_OTLP_RATES`
+//! (the `otlp` part's span rates, default 4,000, 20,000 and 40,000), `XRAY_BENCH_ENV` (`NAME=value`
+//! pairs, comma-separated, set for every daemon, e.g. `XRAY_DAEMON_OTLP_GZIP=false`),
+//! `XRAY_BENCH_OUT` (default `target/bench/results.md`). For an A/B of two builds, run the same harness build against each
 //! binary in turn with the same `XRAY_BENCH_RATES`.
 
 mod cgroup;
 mod step;
 
+use gen::Load;
 use step::{Bench, Row};
 mod gen;
 mod sink;
@@ -80,6 +89,9 @@ fn main() {
          figures are; anon is `RssAnon` (private anonymous resident memory; peak sampled every 100 ms); \
          cgroup is the memory charged to a cgroup of the daemon's own: {cgroup_line}.\n"
     );
+    if let Ok(env) = std::env::var("XRAY_BENCH_ENV") {
+        let _ = writeln!(out, "Every daemon of this run had `{env}` in its environment (`XRAY_BENCH_ENV`).\n");
+    }
     let mut bench = Bench { bin, sink, cgroups, step: 0 };
 
     let mut table: Vec<Row> = Vec::new();
@@ -91,7 +103,7 @@ fn main() {
             Err(_) => vec![0, 100, 1_000, 4_000, 10_000, 20_000, 40_000, 50_000, 80_000],
         };
         for rate in rates {
-            let row = bench.step(1024, rate, secs, &[], Duration::ZERO);
+            let row = bench.step(Load::Segments(1024), rate, secs, &[], Duration::ZERO);
             eprintln!("{}", row.markdown_with_upstream());
             let _ = writeln!(out, "{}", row.markdown_with_upstream());
             table.push(row);
@@ -101,37 +113,25 @@ fn main() {
     if part("search") {
         // The highest rate delivered with zero loss: bisect between the table's last lossless
         // rate and its first lossy one (or 50,000 and 160,000 when the table did not run).
-        let mut lo = table.iter().filter(|r| r.rate > 0 && r.lossless()).map(|r| r.rate).max().unwrap_or(50_000);
-        let mut hi = table.iter().filter(|r| r.rate > lo && !r.lossless()).map(|r| r.rate).min().unwrap_or(160_000);
+        let lo = table.iter().filter(|r| r.rate > 0 && r.lossless()).map(|r| r.rate).max().unwrap_or(50_000);
+        let hi = table.iter().filter(|r| r.rate > lo && !r.lossless()).map(|r| r.rate).min().unwrap_or(160_000);
         let _ = writeln!(out, "#### Highest rate with zero loss (1 KB, {step_secs} s per try)\n");
         let _ = writeln!(out, "{}", Row::header());
-        let mut tries = Vec::new();
-        for _ in 0..4 {
-            if hi - lo <= 5_000 {
-                break;
-            }
-            let mid = (lo + hi) / 2 / 1000 * 1000;
-            let row = bench.step(1024, mid, secs, &[], Duration::ZERO);
-            eprintln!("{}", row.markdown());
-            let _ = writeln!(out, "{}", row.markdown());
-            if row.lossless() {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-            tries.push(row);
-        }
+        let (lo, hi) = bisect(&mut bench, &mut out, Load::Segments(1024), (lo, hi), secs, 4, Row::markdown);
         let _ = writeln!(
             out,
             "\nHighest zero-loss rate found: **{lo} segments/s** (at {hi}/s segments were lost, or the generator could not send that fast).\n"
         );
+    }
+    if part("otlp") || part("otlp-rates") {
+        otlp(&mut bench, &mut out, secs, part("otlp"));
     }
     if part("sizes") {
         for size in [200, 8192] {
             let _ = writeln!(out, "#### {} segments, default settings, {step_secs} s per rate\n", size_name(size));
             let _ = writeln!(out, "{}", Row::header());
             for rate in [4_000, 20_000, 50_000] {
-                let row = bench.step(size, rate, secs, &[], Duration::ZERO);
+                let row = bench.step(Load::Segments(size), rate, secs, &[], Duration::ZERO);
                 eprintln!("{}", row.markdown());
                 let _ = writeln!(out, "{}", row.markdown());
             }
@@ -147,7 +147,7 @@ fn main() {
             "#### 10x overload: `-m 20`, the sink answers after 250 ms (at most 1,600 segments/s get through), 16,000 segments/s of 1 KB for {} s\n",
             over.as_secs()
         );
-        let row = bench.step(1024, 16_000, over, &["-m", "20"], Duration::from_millis(250));
+        let row = bench.step(Load::Segments(1024), 16_000, over, &["-m", "20"], Duration::from_millis(250));
         let _ = writeln!(out, "{}", Row::header());
         let _ = writeln!(out, "{}", row.markdown());
         let samples: Vec<String> = row.rss_samples.iter().map(|(t, mb)| format!("{t:.0} s: {mb:.1}")).collect();
@@ -168,6 +168,75 @@ fn main() {
         Ok(()) => eprintln!("written to {path}"),
         Err(e) => eprintln!("cannot write {path}: {e}"),
     }
+}
+
+/// Spans as ADOT sends them in Lambda (`T1S` datagrams, 20 spans each here) at a few rates, then
+/// a bisection for the highest span rate delivered with zero loss (when `search`).
+fn otlp(bench: &mut Bench, out: &mut String, secs: Duration, search: bool) {
+    let step_secs = secs.as_secs();
+    let rates: Vec<u64> = match std::env::var("XRAY_BENCH_OTLP_RATES") {
+        Ok(list) => list.split(',').filter_map(|r| r.trim().parse().ok()).collect(),
+        Err(_) => vec![4_000, 20_000, 40_000],
+    };
+    let per = gen::SPANS_PER_DATAGRAM;
+    let span_bytes = gen::SpanDatagram::new().proto().len() / per;
+    let _ = writeln!(
+        out,
+        "#### OpenTelemetry spans: `T1S` datagrams of {per} spans (about {span_bytes} B a span encoded), default \
+         settings, to `POST /v1/traces` (gzip), {step_secs} s per rate\n"
+    );
+    let _ = writeln!(out, "{}", Row::header_spans());
+    let mut rows = Vec::new();
+    for rate in rates {
+        let row = bench.step(Load::Spans, rate, secs, &[], Duration::ZERO);
+        eprintln!("{}", row.markdown_spans());
+        let _ = writeln!(out, "{}", row.markdown_spans());
+        rows.push(row);
+    }
+    if !search {
+        let _ = writeln!(out);
+        return;
+    }
+    let lo = rows.iter().filter(|r| r.rate > 0 && r.lossless()).map(|r| r.rate).max().unwrap_or(0);
+    // With every row lossless, up to 6 times the highest (240,000/s by default, where these 2
+    // cores ran out: the daemon, the sender and the sink took 180 % of them at 200,000/s).
+    let hi = rows.iter().filter(|r| r.rate > lo && !r.lossless()).map(|r| r.rate).min().unwrap_or(lo.max(40_000) * 6);
+    let _ = writeln!(out, "\n#### Highest span rate with zero loss ({step_secs} s per try)\n");
+    let _ = writeln!(out, "{}", Row::header_spans());
+    let (lo, hi) = bisect(bench, out, Load::Spans, (lo, hi), secs, 6, Row::markdown_spans);
+    let _ = writeln!(
+        out,
+        "\nHighest zero-loss span rate found: **{lo} spans/s** (at {hi}/s spans were lost, or the generator could not \
+         send that fast).\n"
+    );
+}
+
+/// Bisects for the highest rate of `load` delivered with zero loss between `lo` (lossless) and
+/// `hi` (lossy), `secs` a step, at most `tries` steps, until they are 5,000/s apart; a row per try.
+fn bisect(
+    bench: &mut Bench,
+    out: &mut String,
+    load: Load,
+    (mut lo, mut hi): (u64, u64),
+    secs: Duration,
+    tries: usize,
+    render: fn(&Row) -> String,
+) -> (u64, u64) {
+    for _ in 0..tries {
+        if hi - lo <= 5_000 {
+            break;
+        }
+        let mid = (lo + hi) / 2 / 1000 * 1000;
+        let row = bench.step(load, mid, secs, &[], Duration::ZERO);
+        eprintln!("{}", render(&row));
+        let _ = writeln!(out, "{}", render(&row));
+        if row.lossless() {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo, hi)
 }
 
 fn size_name(size: usize) -> String {
@@ -217,18 +286,49 @@ impl Row {
     }
 
     fn markdown(&self) -> String {
+        format!("| {} | {:.0} | {} | {} |", fmt_int(self.rate), self.sent_per_sec, self.measured(), self.losses())
+    }
+
+    /// CPU, RSS, anon and cgroup, delivered, calls: the columns both kinds of row share.
+    fn measured(&self) -> String {
         format!(
-            "| {} | {:.0} | {:.1} | {:.1} MB | {:.1} MB | {} | {} | {} | {} | {} |",
-            fmt_int(self.rate),
-            self.sent_per_sec,
+            "{:.1} | {:.1} MB | {:.1} MB | {} | {} | {}",
             self.cpu,
             self.rss_mb,
             self.peak_mb,
             self.memory(),
             self.delivered_pct(),
-            fmt_int(self.calls),
-            fmt_int(self.kernel_drops),
-            self.spillover.map(fmt_int).unwrap_or_else(|| "?".into())
+            fmt_int(self.calls)
+        )
+    }
+
+    /// Kernel drops and what the daemon dropped itself (spillover).
+    fn losses(&self) -> String {
+        format!("{} | {}", fmt_int(self.kernel_drops), self.spillover.map(fmt_int).unwrap_or_else(|| "?".into()))
+    }
+
+    /// The `otlp` part's columns: spans instead of segments, OTLP calls and their bytes, and the
+    /// sender's and the sink's CPU beside the daemon's.
+    fn header_spans() -> &'static str {
+        "| spans/s | datagrams/s achieved | spans/s achieved | CPU (% of one core) | RSS at end | peak RSS | anon at end \
+         | peak anon | cgroup at end | cgroup peak | delivered | OTLP calls | MB sent (gzip) | MB inflated \
+         | kernel drops | dropped | sender CPU | sink CPU |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: \
+         | ---: | ---: | ---: |"
+    }
+
+    fn markdown_spans(&self) -> String {
+        format!(
+            "| {} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {} | {:.1} | {:.1} |",
+            fmt_int(self.rate),
+            self.datagrams as f64 / self.secs.max(1e-9),
+            self.sent_per_sec,
+            self.measured(),
+            self.body_bytes as f64 / 1e6,
+            self.raw_bytes as f64 / 1e6,
+            self.losses(),
+            self.gen_cpu,
+            self.sink_cpu
         )
     }
 
@@ -376,6 +476,7 @@ fn zipped_size(bin: &str) -> Option<u64> {
 /// not call into the daemon's library on purpose: linking it would make the fat-LTO `bench`
 /// build of this harness as slow as the daemon's own release build.)
 fn self_check() {
+    let mut passed = 0;
     for size in [200, 1024, 8192] {
         let mut t = gen::Template::new(size);
         t.set_id(gen::id(7, 123_456));
@@ -389,5 +490,64 @@ fn self_check() {
         let request = serde_json::json!({ "TraceSegmentDocuments": [std::str::from_utf8(body).unwrap()] }).to_string();
         assert_eq!(sink::ids_in(request.as_bytes()), vec![Some(gen::id(7, 123_456))]);
     }
-    println!("load harness self-check: 1 passed, 0 failed (run `make bench` for the measurements)");
+    passed += 1;
+    check_spans();
+    passed += 1;
+    println!("load harness self-check: {passed} passed, 0 failed (run `make bench` for the measurements)");
+}
+
+/// A `T1S` datagram is what ADOT sends (the header line, `T1S`, standard padded base64 of an
+/// `ExportTraceServiceRequest`) with unique span ids of 300–500 bytes each, and the sink finds the
+/// ids in what the daemon makes of it: the requests of a batch concatenated, gzipped or not.
+fn check_spans() {
+    use base64::Engine as _;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+    let per = gen::SPANS_PER_DATAGRAM as u64;
+    let mut requests = Vec::new();
+    let mut d = gen::SpanDatagram::new();
+    for first in [gen::id(7, 40), gen::id(7, 40 + per)] {
+        d.set_ids(first);
+        let rest = d.bytes.strip_prefix(gen::HEADER).and_then(|r| r.strip_prefix(b"\n")).expect("the header line");
+        let b64 = rest.strip_prefix(gen::T1S).expect("T1S after the header line");
+        assert!(d.bytes.len() < 65_000, "a datagram of {} bytes", d.bytes.len());
+        let proto = base64::engine::general_purpose::STANDARD.decode(b64).expect("standard padded base64");
+        assert_eq!(proto, d.proto());
+        let request = ExportTraceServiceRequest::decode(&proto[..]).expect("an ExportTraceServiceRequest");
+        let spans: Vec<_> = request.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).collect();
+        assert_eq!(spans.len() as u64, per);
+        for (i, span) in spans.iter().enumerate() {
+            assert!((300..=500).contains(&span.encoded_len()), "span {i}: {} bytes", span.encoded_len());
+            assert_eq!(span.trace_id.len(), 16);
+            assert_eq!(span.trace_id[8..], first.to_be_bytes(), "the trace id carries the first span's id");
+            let parent = if span.kind == 2 { vec![] } else { first.to_be_bytes().to_vec() };
+            assert_eq!(span.parent_span_id, parent, "span {i}'s parent");
+        }
+        let mut ids: Vec<u64> = spans.iter().map(|s| u64::from_be_bytes(s.span_id[..].try_into().unwrap())).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (first..first + per).collect::<Vec<_>>(), "unique span ids");
+        requests.push(proto);
+    }
+    let joined = requests.concat();
+    let expected: Vec<u64> = (gen::id(7, 40)..gen::id(7, 40) + 2 * per).collect();
+    let (mut ids, raw) = sink::span_ids_in(&joined, false).expect("the joined requests");
+    ids.sort_unstable();
+    assert_eq!((ids, raw), (expected.clone(), joined.len()));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &joined).unwrap();
+    let gz = gz.finish().unwrap();
+    let (mut ids, raw) = sink::span_ids_in(&gz, true).expect("the joined requests, gzipped");
+    ids.sort_unstable();
+    assert_eq!((ids, raw), (expected, joined.len()));
+    assert!(sink::span_ids_in(&gz, false).is_err(), "gzip read as protobuf");
+    assert!(sink::span_ids_in(&joined, true).is_err(), "protobuf read as gzip");
+}
+
+#[cfg(test)]
+mod tests {
+    /// `cargo test --all-targets` runs the self-check too.
+    #[test]
+    fn the_generator_and_the_sink_agree() {
+        super::self_check();
+    }
 }

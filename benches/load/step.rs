@@ -19,8 +19,11 @@ pub(crate) struct Bench {
 
 #[derive(Debug, Default)]
 pub(crate) struct Row {
+    /// Segments/s, or spans/s for [`gen::Load::Spans`].
     pub(crate) rate: u64,
+    /// Segments or spans sent, and the datagrams they went in.
     pub(crate) sent: u64,
+    pub(crate) datagrams: u64,
     pub(crate) sent_per_sec: f64,
     pub(crate) cpu: f64,
     pub(crate) rss_mb: f64,
@@ -30,24 +33,32 @@ pub(crate) struct Row {
     pub(crate) cgroup_mb: Option<f64>,
     pub(crate) cgroup_peak_mb: Option<f64>,
     pub(crate) delivered: u64,
+    /// PutTraceSegments calls, or OTLP calls for spans.
     pub(crate) calls: u64,
     pub(crate) kernel_drops: u64,
     pub(crate) spillover: Option<u64>,
     pub(crate) rss_samples: Vec<(f64, f64)>,
     /// Request-body bytes the sink received, and the seconds they were sent over.
     pub(crate) body_bytes: u64,
+    /// OTLP request bodies once inflated.
+    pub(crate) raw_bytes: u64,
     pub(crate) secs: f64,
+    /// The generator's and the sink's CPU over the sending window, % of one core.
+    pub(crate) gen_cpu: f64,
+    pub(crate) sink_cpu: f64,
 }
 
 struct Daemon {
     child: Child,
     udp: SocketAddr,
     summary: Arc<Mutex<Option<String>>>,
+    /// The shutdown summary's spans line, when it received spans.
+    spans_summary: Arc<Mutex<Option<String>>>,
     problems: Arc<Mutex<Vec<String>>>,
 }
 
 impl Bench {
-    fn spawn(&self, extra: &[&str], cgroup: Option<&cgroup::Cgroup>) -> Daemon {
+    fn spawn(&self, load: gen::Load, extra: &[&str], cgroup: Option<&cgroup::Cgroup>) -> Daemon {
         let mut cmd = Command::new(&self.bin);
         if let Some(cgroup) = cgroup {
             cgroup.enter_on_spawn(&mut cmd);
@@ -65,18 +76,30 @@ impl Bench {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        // XRAY_BENCH_ENV: `NAME=value` pairs, comma-separated, for every daemon of the run.
+        for pair in std::env::var("XRAY_BENCH_ENV").unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            cmd.env(name.trim(), value);
+        }
+        if load == gen::Load::Spans {
+            // Only where spans are sent: the builds before spans do not know the variable.
+            cmd.env("XRAY_DAEMON_OTLP_ENDPOINT", format!("{}/v1/traces", self.sink.endpoint()));
+        }
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin));
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         let summary = Arc::new(Mutex::new(None));
+        let spans_summary = Arc::new(Mutex::new(None));
         let problems = Arc::new(Mutex::new(Vec::new()));
-        let (s, p) = (summary.clone(), problems.clone());
+        let (s, ss, p) = (summary.clone(), spans_summary.clone(), problems.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("Listening on UDP ").nth(1) {
                     let _ = tx.send(rest.trim().to_owned());
                 } else if line.contains("Shutdown finished") {
                     *s.lock().unwrap() = Some(line);
+                } else if line.contains("Spans received:") {
+                    *ss.lock().unwrap() = Some(line);
                 } else if line.contains("[Error]") || line.contains("[Warn]") {
                     let mut p = p.lock().unwrap();
                     if p.len() < 3 {
@@ -86,13 +109,13 @@ impl Bench {
             }
         });
         let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("the daemon did not start"));
-        Daemon { child, udp: addr.parse().expect("UDP address"), summary, problems }
+        Daemon { child, udp: addr.parse().expect("UDP address"), summary, spans_summary, problems }
     }
 
-    /// One step: a fresh daemon, `rate` segments/s of `size` bytes for `duration`.
+    /// One step: a fresh daemon, `rate` segments or spans (`load`) a second for `duration`.
     pub(crate) fn step(
         &mut self,
-        size: usize,
+        load: gen::Load,
         rate: u64,
         duration: Duration,
         extra: &[&str],
@@ -106,7 +129,7 @@ impl Bench {
             Ok(parent) => parent.create(self.step).map_err(|e| eprintln!("  {e}")).ok(),
             Err(_) => None,
         };
-        let mut d = self.spawn(extra, cg.as_ref());
+        let mut d = self.spawn(load, extra, cg.as_ref());
         let pid = d.child.id();
         std::thread::sleep(Duration::from_millis(500));
         // Reset VmHWM and the cgroup's peak so the peaks are this step's.
@@ -116,6 +139,7 @@ impl Bench {
         }
         let drops0 = rcvbuf_errors();
         let cpu0 = cpu_ticks(pid);
+        let sink0 = self.sink.cpu_ticks();
         let mut watch = Watch::new(pid);
         let sent = if rate == 0 {
             while watch.t0.elapsed() < duration {
@@ -125,7 +149,7 @@ impl Bench {
             gen::Sent { elapsed: duration, ..Default::default() }
         } else {
             let (udp, step) = (d.udp, self.step);
-            let sender = std::thread::spawn(move || gen::run(udp, size, step, rate, duration));
+            let sender = std::thread::spawn(move || gen::run(udp, load, step, rate, duration));
             while !sender.is_finished() {
                 std::thread::sleep(Duration::from_millis(100));
                 watch.sample(true);
@@ -134,13 +158,14 @@ impl Bench {
         };
         let window = watch.t0.elapsed();
         let cpu1 = cpu_ticks(pid);
+        let sink1 = self.sink.cpu_ticks();
         let status = proc_status(pid);
         let (rss_mb, anon_mb) = (status_mb(&status, "VmRSS"), status_mb(&status, "RssAnon"));
         let cgroup_mb = cg.as_ref().and_then(|cg| cg.current_mb());
         // Wait for delivery: partial batches leave within a second; stop when everything
         // arrived or nothing more arrived for 3 s.
         let (mut last, mut since) = (self.sink.snapshot().distinct, Instant::now());
-        while self.sink.snapshot().distinct < sent.datagrams && since.elapsed() < Duration::from_secs(3) {
+        while self.sink.snapshot().distinct < sent.items && since.elapsed() < Duration::from_secs(3) {
             std::thread::sleep(Duration::from_millis(100));
             watch.sample(false);
             let now = self.sink.snapshot().distinct;
@@ -157,20 +182,45 @@ impl Bench {
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
         let _ = d.child.wait();
         self.sink.set_delay(Duration::ZERO);
-        let spillover = d.summary.lock().unwrap().as_deref().and_then(|l| number_after(l, "spilled over:"));
+        let spillover = match load {
+            gen::Load::Segments(_) => {
+                d.summary.lock().unwrap().as_deref().and_then(|l| number_after(l, "spilled over:"))
+            }
+            gen::Load::Spans => d.spans_summary.lock().unwrap().as_deref().and_then(|l| number_after(l, "dropped:")),
+        };
         for p in d.problems.lock().unwrap().iter() {
             eprintln!("  daemon said: {p}");
         }
         let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let what = match load {
+            gen::Load::Segments(size) => format!("{size} B segments"),
+            gen::Load::Spans => format!("spans ({} a datagram)", load.per_datagram()),
+        };
+        let pct = |ticks: u64| 100.0 * ticks as f64 / tck / window.as_secs_f64();
+        let (gen_cpu, sink_cpu) = (100.0 * sent.cpu.as_secs_f64() / window.as_secs_f64(), pct(sink1 - sink0));
         eprintln!(
-            "  {} B at {rate}/s: sent {} ({} send errors), sink: {} distinct, {} duplicates, {} foreign ids, {} calls, {} bytes, {} telemetry calls",
-            size, sent.datagrams, sent.errors, snap.distinct, snap.duplicates, snap.foreign, snap.calls, snap.bytes, snap.telemetry_calls
+            "  {what} at {rate}/s: sent {} in {} datagrams ({} send errors), sink: {} distinct, {} duplicates, \
+             {} foreign ids, {} calls, {} OTLP calls ({} unreadable), {} bytes ({} inflated), {} telemetry calls; \
+             CPU of the sender {gen_cpu:.1} %, of the sink {sink_cpu:.1} %",
+            sent.items,
+            sent.datagrams,
+            sent.errors,
+            snap.distinct,
+            snap.duplicates,
+            snap.foreign,
+            snap.calls,
+            snap.otlp_calls,
+            snap.otlp_bad,
+            snap.bytes,
+            snap.otlp_raw_bytes,
+            snap.telemetry_calls
         );
         Row {
             rate,
-            sent: sent.datagrams,
-            sent_per_sec: sent.datagrams as f64 / sent.elapsed.as_secs_f64().max(1e-9),
-            cpu: 100.0 * (cpu1 - cpu0) as f64 / tck / window.as_secs_f64(),
+            sent: sent.items,
+            datagrams: sent.datagrams,
+            sent_per_sec: sent.items as f64 / sent.elapsed.as_secs_f64().max(1e-9),
+            cpu: pct(cpu1 - cpu0),
             rss_mb,
             peak_mb,
             anon_mb,
@@ -178,12 +228,18 @@ impl Bench {
             cgroup_mb,
             cgroup_peak_mb,
             delivered: snap.distinct,
-            calls: snap.calls,
+            calls: match load {
+                gen::Load::Segments(_) => snap.calls,
+                gen::Load::Spans => snap.otlp_calls,
+            },
             kernel_drops: drops,
             spillover,
             rss_samples: watch.rss_samples,
             body_bytes: snap.bytes,
+            raw_bytes: snap.otlp_raw_bytes,
             secs: sent.elapsed.as_secs_f64(),
+            gen_cpu,
+            sink_cpu,
         }
     }
 }
@@ -220,7 +276,12 @@ fn number_after(line: &str, key: &str) -> Option<u64> {
 
 /// utime + stime of the whole process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_ticks(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime from a `stat` file of `/proc` (a process's, or one thread's under `task/`).
+pub(crate) fn stat_ticks(path: &str) -> u64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
