@@ -36,7 +36,11 @@ const MAX_ANSWER: usize = 64 * 1024;
 pub(crate) struct OtlpTraces {
     endpoint: Uri,
     clients: Arc<Deferred>,
-    http: Client<Https, Full<Bytes>>,
+    /// How to reach the endpoint, until the HTTPS client is built.
+    outbound: Outbound,
+    /// Built on first use: loading the TLS roots is most of a Lambda cold start's CPU, and the
+    /// extension must ask for its first event before spending it (see `runner::lambda`).
+    http: tokio::sync::OnceCell<Client<Https, Full<Bytes>>>,
     gzip: bool,
     attempt_timeout: Duration,
     user_agent: HeaderValue,
@@ -48,24 +52,26 @@ impl OtlpTraces {
     pub(crate) fn new(
         endpoint: Uri,
         clients: Arc<Deferred>,
-        outbound: &Outbound,
+        outbound: Outbound,
         gzip: bool,
         attempt_timeout: Duration,
-    ) -> std::io::Result<OtlpTraces> {
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(outbound.connector()?);
+    ) -> OtlpTraces {
         let user_agent =
             HeaderValue::from_static(concat!("xray-agent/xray-daemon/", env!("CARGO_PKG_VERSION"), " otlp"));
-        Ok(OtlpTraces {
-            endpoint,
-            clients,
-            http,
-            gzip,
-            attempt_timeout,
-            user_agent,
-            partial_warn: RateLimitedWarn::new(10),
-        })
+        let http = tokio::sync::OnceCell::new();
+        let partial_warn = RateLimitedWarn::new(10);
+        OtlpTraces { endpoint, clients, outbound, http, gzip, attempt_timeout, user_agent, partial_warn }
+    }
+
+    /// The HTTPS client, built now if it was not yet: the sidecar calls this at start, so that
+    /// a TLS set-up error stops it there.
+    pub(crate) async fn client(&self) -> std::io::Result<&Client<Https, Full<Bytes>>> {
+        self.http
+            .get_or_try_init(|| async {
+                let connector = self.outbound.connector()?;
+                Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector))
+            })
+            .await
     }
 
     async fn request(&self, records: &[Bytes]) -> Result<Request<Full<Bytes>>, BackendError> {
@@ -91,7 +97,8 @@ impl OtlpTraces {
 impl Sink<Spans> for OtlpTraces {
     async fn send(&self, records: &[Bytes]) -> Result<Receipt, BackendError> {
         let request = self.request(records).await?;
-        let response = match tokio::time::timeout(self.attempt_timeout, self.http.request(request)).await {
+        let http = self.client().await.map_err(|e| other(format!("cannot set up TLS: {e}")))?;
+        let response = match tokio::time::timeout(self.attempt_timeout, http.request(request)).await {
             Err(_) => return Err(BackendError::new(ErrorKind::Timeout, "the attempt timed out")),
             Ok(Err(e)) => return Err(BackendError::new(transport_kind(&e), error_chain(&e))),
             Ok(Ok(response)) => response,

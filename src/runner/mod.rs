@@ -75,8 +75,7 @@ pub(crate) fn otlp_endpoint(config: &Config, region: &str) -> String {
 pub(crate) fn spans_sink(config: &Config, region: &str, clients: Arc<Deferred>) -> Result<OtlpTraces, StartError> {
     let endpoint = otlp_endpoint(config, region);
     let uri: http::Uri = endpoint.parse().map_err(|e| StartError::Endpoint(format!("{endpoint}: {e}")))?;
-    let outbound = outbound(config);
-    OtlpTraces::new(uri, clients, &outbound, config.otlp_gzip, config.upload_timeout).map_err(StartError::OtlpTls)
+    Ok(OtlpTraces::new(uri, clients, outbound(config), config.otlp_gzip, config.upload_timeout))
 }
 
 /// How the daemon's own HTTP clients (the proxy's, the spans') reach AWS.

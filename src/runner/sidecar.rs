@@ -39,6 +39,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let clients = Arc::new(Deferred::new(client_settings(&config, &region)));
     let signer = clients.signer().await.map_err(|e| StartError::Aws(e.detail))?;
     let spans = spans_sink(&config, &region, clients.clone())?;
+    spans.client().await.map_err(StartError::OtlpTls)?;
     if let Some(endpoint) = &config.endpoint {
         debug!("Using Endpoint: {endpoint}");
     }

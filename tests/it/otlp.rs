@@ -58,8 +58,12 @@ async fn daemon(xray: &FakeXray, otlp_url: &str, extra: &[&str]) -> Daemon {
     b.spawn().await
 }
 
-#[tokio::test]
+// Two threads: the fake OTLP endpoint answers while the test waits on the daemon. A fake that
+// cannot answer within the daemon's attempt timeout gets the batch again, as X-Ray would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_traces_answers_as_the_otlp_http_specification_says() {
+    // Built first: compressing 50 MB takes a while.
+    let bomb = gzip(&vec![0u8; 50_000_000]);
     let xray = FakeXray::start(Credentials::new(ACCESS_KEY, SECRET_KEY));
     let otlp = FakeOtlp::start().await;
     let d = daemon(&xray, &otlp.url, &[]).await;
@@ -95,7 +99,6 @@ async fn v1_traces_answers_as_the_otlp_http_specification_says() {
     assert_eq!(http(d.tcp(), "GET", "/v1/traces", &[], "").await.0, 405);
     // Over 5 MB on the wire, or once inflated (a small gzip bomb): 413, quickly.
     assert_eq!(post(&d, "application/x-protobuf", None, &vec![0u8; 5_000_001]).await.0, 413);
-    let bomb = gzip(&vec![0u8; 50_000_000]);
     assert!(bomb.len() < 100_000);
     let t0 = Instant::now();
     assert_eq!(post(&d, "application/x-protobuf", Some("gzip"), &bomb).await.0, 413);
