@@ -142,21 +142,10 @@ impl Deferred {
         built.as_ref().map_err(Clone::clone)
     }
 
-    /// The signer, once the clients are built (see [`Deferred::client`]).
-    pub(crate) async fn signer(&self) -> Result<Arc<Signer>, BackendError> {
-        match self.get().await {
-            Ok(aws) => Ok(aws.signer.clone()),
-            Err(detail) => Err(BackendError::new(ErrorKind::Other, detail)),
-        }
-    }
-
-    /// The X-Ray client, or why there is none yet (no credentials chain could be built: the
-    /// call is retried later).
-    pub(crate) async fn client(&self) -> Result<&aws_sdk_xray::Client, BackendError> {
-        match self.get().await {
-            Ok(aws) => Ok(&aws.client),
-            Err(detail) => Err(BackendError::new(ErrorKind::Other, detail)),
-        }
+    /// The clients, once built, or why there are none yet (no credentials chain could be built:
+    /// the call is retried later). Starts the build if nothing has yet.
+    pub(crate) async fn built(&self) -> Result<&Aws, BackendError> {
+        self.get().await.map_err(|detail| BackendError::new(ErrorKind::Other, detail))
     }
 }
 

@@ -86,7 +86,7 @@ impl OtlpTraces {
             builder = builder.header(CONTENT_ENCODING, "gzip");
         }
         let mut request = builder.body(Full::new(body.clone())).map_err(|e| other(e.to_string()))?;
-        let signer = self.clients.signer().await?;
+        let signer = &self.clients.built().await?.signer;
         signer.sign(&mut request, &body).await.map_err(|e| other(e.to_string()))?;
         // Not signed, so it cannot break the signature.
         request.headers_mut().insert(USER_AGENT, self.user_agent.clone());

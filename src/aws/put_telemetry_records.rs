@@ -23,7 +23,7 @@ impl TelemetryApi for aws_sdk_xray::Client {
 
 impl TelemetryApi for Deferred {
     async fn put_telemetry_records(&self, batch: TelemetryBatch) -> Result<(), BackendError> {
-        TelemetryApi::put_telemetry_records(self.client().await?, batch).await
+        TelemetryApi::put_telemetry_records(&self.built().await?.client, batch).await
     }
 }
 

@@ -46,7 +46,7 @@ impl Sink<Segments> for aws_sdk_xray::Client {
 
 impl Sink<Segments> for Deferred {
     async fn send(&self, records: &[Bytes]) -> Result<Receipt, BackendError> {
-        Sink::<Segments>::send(self.client().await?, records).await
+        Sink::<Segments>::send(&self.built().await?.client, records).await
     }
 }
 

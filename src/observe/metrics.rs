@@ -6,7 +6,6 @@
 use crate::observe::stats::{ErrorClass, ProxyOutcome, Stats, LATENCY_BUCKETS};
 use crate::pipeline::buffer::{Buffer, Level};
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// The content type of the text format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -30,51 +29,47 @@ impl Out {
     }
 }
 
-fn read(counter: &AtomicU64) -> u64 {
-    counter.load(Relaxed)
-}
-
 /// The spans' counters.
 fn spans(o: &mut Out, stats: &Stats, level: &Level) {
     let d = &stats.spans;
     let name = "xray_daemon_spans_received_total";
     o.family(name, "counter", "Spans received, by where they came from.");
-    o.sample(name, "source=\"udp\"", read(&stats.spans_udp));
-    o.sample(name, "source=\"http\"", read(&stats.spans_http));
-    o.single("xray_daemon_spans_sent_total", "counter", "Spans accepted by X-Ray.", read(&d.sent));
+    o.sample(name, "source=\"udp\"", Stats::read(&stats.spans_udp));
+    o.sample(name, "source=\"http\"", Stats::read(&stats.spans_http));
+    o.single("xray_daemon_spans_sent_total", "counter", "Spans accepted by X-Ray.", Stats::read(&d.sent));
     let name = "xray_daemon_spans_rejected_total";
     o.family(
         name,
         "counter",
         "Spans refused: by X-Ray, or at ingest for being over 200 KB; malformed counts payloads.",
     );
-    o.sample(name, "reason=\"xray\"", read(&d.rejected));
-    o.sample(name, "reason=\"too_large\"", read(&stats.spans_too_large));
-    o.sample(name, "reason=\"malformed\"", read(&stats.spans_malformed));
+    o.sample(name, "reason=\"xray\"", Stats::read(&d.rejected));
+    o.sample(name, "reason=\"too_large\"", Stats::read(&stats.spans_too_large));
+    o.sample(name, "reason=\"malformed\"", Stats::read(&stats.spans_malformed));
     o.single(
         "xray_daemon_spans_dropped_total",
         "counter",
         "Spans dropped because the buffer was full.",
-        read(&d.spillover),
+        Stats::read(&d.spillover),
     );
     o.single(
         "xray_daemon_spans_undelivered_total",
         "counter",
         "Spans still held when a shutdown deadline passed.",
-        read(&d.undelivered),
+        Stats::read(&d.undelivered),
     );
     o.single(
         "xray_daemon_otlp_http_refused_total",
         "counter",
         "OTLP/HTTP requests answered 503 because the buffer was full (clients retry them).",
-        read(&stats.otlp_http_refused),
+        Stats::read(&stats.otlp_http_refused),
     );
-    o.single("xray_daemon_otlp_calls_total", "counter", "Calls to X-Ray's OTLP endpoint.", read(&d.calls));
+    o.single("xray_daemon_otlp_calls_total", "counter", "Calls to X-Ray's OTLP endpoint.", Stats::read(&d.calls));
     o.single(
         "xray_daemon_otlp_retries_total",
         "counter",
         "Calls to X-Ray's OTLP endpoint that were retries.",
-        read(&d.retries),
+        Stats::read(&d.retries),
     );
     let name = "xray_daemon_buffer_spans";
     o.family(name, "gauge", "Spans held by the buffer.");
@@ -117,8 +112,8 @@ pub(crate) fn render(stats: &Stats, buffer: &Buffer, span_buffer: &Buffer) -> St
     );
     let name = "xray_daemon_otlp_datagrams_total";
     o.family(name, "counter", "OTLP datagrams received, by kind; only sampled spans (T1S) are forwarded.");
-    let unsampled = read(&stats.otlp_unsampled);
-    o.sample(name, "kind=\"sampled_spans\"", read(&stats.otlp_sampled));
+    let unsampled = Stats::read(&stats.otlp_unsampled);
+    o.sample(name, "kind=\"sampled_spans\"", Stats::read(&stats.otlp_sampled));
     o.sample(name, "kind=\"unsampled_spans\"", unsampled);
     o.sample(name, "kind=\"metrics\"", s.otlp.saturating_sub(unsampled));
     spans(&mut o, stats, &span_level);

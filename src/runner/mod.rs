@@ -182,7 +182,8 @@ impl Core {
         self.stop_servers.cancel();
         let mut report = self.pipeline.shutdown(started + budget).await;
         report.took = started.elapsed();
-        let s = self.pipeline.stats().snapshot();
+        let stats = self.pipeline.stats();
+        let s = stats.snapshot();
         if report.undelivered > 0 || report.undelivered_spans > 0 {
             let spans = match report.undelivered_spans {
                 0 => String::new(),
@@ -202,10 +203,9 @@ impl Core {
             s.rejected(),
             s.spillover,
             report.undelivered,
-            s.otlp + Stats::read(&self.pipeline.stats().otlp_sampled)
+            s.otlp + Stats::read(&stats.otlp_sampled)
         );
-        let spans = &self.pipeline.stats().spans;
-        let stats = self.pipeline.stats();
+        let spans = &stats.spans;
         let received = Stats::read(&stats.spans_udp) + Stats::read(&stats.spans_http);
         if received > 0 || report.undelivered_spans > 0 {
             info!(

@@ -37,7 +37,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
 
     let clients = Arc::new(Deferred::new(client_settings(&config, &region)));
-    let signer = clients.signer().await.map_err(|e| StartError::Aws(e.detail))?;
+    let signer = clients.get().await.map_err(StartError::Aws)?.signer.clone();
     let spans = spans_sink(&config, &region, clients.clone())?;
     spans.client().await.map_err(StartError::OtlpTls)?;
     if let Some(endpoint) = &config.endpoint {
