@@ -112,16 +112,8 @@ impl Batch {
     /// and their bytes go back to the budget now.
     pub fn keep(&mut self, indices: &[usize]) {
         let (before, items_before) = (self.records.len(), self.items());
-        let mut i = 0;
-        self.records.retain(|_| {
-            i += 1;
-            indices.contains(&(i - 1))
-        });
-        let mut i = 0;
-        self.items.retain(|_| {
-            i += 1;
-            indices.contains(&(i - 1))
-        });
+        let records = std::mem::take(&mut self.records).into_iter().zip(std::mem::take(&mut self.items));
+        (self.records, self.items) = records.enumerate().filter(|(i, _)| indices.contains(i)).map(|(_, r)| r).unzip();
         let kept: usize = self.records.iter().map(cost).sum();
         let items_let_go = (items_before - self.items()) as usize;
         self.buffer.release(before - self.records.len(), items_let_go, self.charge - kept);
