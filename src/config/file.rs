@@ -18,7 +18,7 @@ const DOCS: &str = "Please refer to AWS X-Ray Documentation for more information
 const MIGRATE: &str = "Use X-Ray Daemon Config Migration Script to update the config file.";
 
 /// The keys upstream knows, flattened as `Parent.Key`.
-pub(crate) const KNOWN_KEYS: [&str; 18] = [
+pub(crate) const KNOWN_KEYS: [&str; 20] = [
     "TotalBufferSizeMB",
     "Concurrency",
     "Endpoint",
@@ -37,6 +37,9 @@ pub(crate) const KNOWN_KEYS: [&str; 18] = [
     "NoVerifySSL",
     "ProxyAddress",
     "Version",
+    // The daemon's own: the disk spool.
+    "Spool.Directory",
+    "Spool.MaxSizeMB",
 ];
 
 /// Keys from the Version 0 era with nothing to replace them.
@@ -81,6 +84,8 @@ pub struct FileConfig {
     pub(crate) no_verify_ssl: Option<bool>,
     pub(crate) proxy_address: Option<String>,
     pub(crate) version: i64,
+    pub(crate) spool_directory: Option<String>,
+    pub(crate) spool_max_size_mb: Option<i64>,
 }
 
 /// A key of the file as the settings table names it, and how to read its value from a
@@ -117,6 +122,7 @@ pub fn parse(text: &str, strict: bool) -> Result<FileConfig, FileError> {
     let number = |n: Option<i64>| n.filter(|&n| n != 0);
     let socket = typed.socket.unwrap_or_default();
     let logging = typed.logging.unwrap_or_default();
+    let spool = typed.spool.unwrap_or_default();
     Ok(FileConfig {
         total_buffer_size_mb: number(typed.total_buffer_size_mb),
         concurrency: number(typed.concurrency),
@@ -134,6 +140,8 @@ pub fn parse(text: &str, strict: bool) -> Result<FileConfig, FileError> {
         no_verify_ssl: typed.no_verify_ssl,
         proxy_address: text(typed.proxy_address),
         version,
+        spool_directory: text(spool.directory),
+        spool_max_size_mb: number(spool.max_size_mb),
     })
 }
 
@@ -207,6 +215,16 @@ struct Typed {
     proxy_address: Option<String>,
     #[serde(rename = "Version")]
     version: Option<i64>,
+    #[serde(rename = "Spool")]
+    spool: Option<SpoolSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SpoolSection {
+    #[serde(rename = "Directory")]
+    directory: Option<String>,
+    #[serde(rename = "MaxSizeMB")]
+    max_size_mb: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,8 +295,18 @@ Version: 2
                 no_verify_ssl: Some(true),
                 proxy_address: Some("http://proxy.internal:3128".into()),
                 version: 2,
+                spool_directory: None,
+                spool_max_size_mb: None,
             }
         );
+    }
+
+    #[test]
+    fn the_spool_keys_are_read() {
+        let c = parse("Version: 2\nSpool:\n  Directory: /var/lib/xray/spool\n  MaxSizeMB: 64\n", true).unwrap();
+        assert_eq!(c.spool_directory.as_deref(), Some("/var/lib/xray/spool"));
+        assert_eq!(c.spool_max_size_mb, Some(64));
+        assert_eq!(parse("Version: 2\nSpool:\n  Dir: /x\n", true), Err(FileError::Unknown("Spool.Dir".into())));
     }
 
     #[test]

@@ -85,6 +85,14 @@ pub struct Config {
     pub otlp_address: Option<String>,
     /// gzip the span requests.
     pub otlp_gzip: bool,
+    /// The disk spool's directory; `None`: no spool.
+    pub spool_dir: Option<PathBuf>,
+    /// The spool's cap in bytes.
+    pub spool_max_bytes: u64,
+    /// How long a record may wait in memory before the spool writes it.
+    pub spool_interval: Duration,
+    /// Bytes per second read back from the spool.
+    pub spool_replay_rate: u64,
 }
 
 /// Reads each setting through its descriptor: the first of its flag, variable, file key and
@@ -274,6 +282,10 @@ impl Config {
             otlp_endpoint: r.get(&table::OTLP_ENDPOINT),
             otlp_address: r.get(&table::OTLP_ADDRESS),
             otlp_gzip: r.get(&table::OTLP_GZIP),
+            spool_dir: r.get(&table::SPOOL_DIR),
+            spool_max_bytes: r.get(&table::SPOOL_MAX),
+            spool_interval: r.get(&table::SPOOL_INTERVAL),
+            spool_replay_rate: r.get(&table::SPOOL_REPLAY_RATE),
             ecs_metadata_file,
             hostname: r.get(&table::HOSTNAME),
             instance_id: r.get(&table::INSTANCE_ID),

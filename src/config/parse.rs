@@ -49,6 +49,14 @@ pub(crate) fn buffer_mb(source: &str, value: &str) -> Result<u64, ConfigError> {
     Ok((mb as u64).saturating_mul(MB))
 }
 
+/// The spool's cap in MB (at least 1), in bytes.
+pub(crate) fn spool_mb(source: &str, value: &str) -> Result<u64, ConfigError> {
+    match number::<u64>(source, value, "a whole number of megabytes")? {
+        0 => Err(invalid(source, value, "must be at least 1")),
+        mb => Ok(mb.saturating_mul(MB)),
+    }
+}
+
 pub(crate) fn concurrency(source: &str, value: &str) -> Result<usize, ConfigError> {
     match number(source, value, "a number from 1 to 64")? {
         n @ 1..=64 => Ok(n),

@@ -338,6 +338,45 @@ settings! {
         default: Is("true"),
         about: "gzip the span requests sent to X-Ray",
     }
+    SPOOL_DIR: Option<PathBuf> {
+        parse: |_, v| Ok(Some(PathBuf::from(v))),
+        flag: None,
+        var: "XRAY_DAEMON_SPOOL_DIR",
+        file: key("Spool.Directory", |f| f.spool_directory.clone()),
+        also: &[],
+        default: Empty("off"),
+        about: "a directory for the disk spool: what waits is written there and sent after a restart or an \
+            outage (not in Lambda)",
+    }
+    /// In bytes.
+    SPOOL_MAX: u64 {
+        parse: parse::spool_mb,
+        flag: None,
+        var: "XRAY_DAEMON_SPOOL_MAX_MB",
+        file: key("Spool.MaxSizeMB", |f| f.spool_max_size_mb.map(|n| n.to_string())),
+        also: &[],
+        default: Is("512"),
+        about: "MB the spool may hold on disk; at the cap the oldest is dropped",
+    }
+    SPOOL_INTERVAL: Duration {
+        parse: parse::positive_duration,
+        flag: None,
+        var: "XRAY_DAEMON_SPOOL_INTERVAL",
+        file: None,
+        also: &[],
+        default: Is("1s"),
+        about: "how long a record may wait in memory before the spool writes it (what a crash can lose)",
+    }
+    /// In bytes per second.
+    SPOOL_REPLAY_RATE: u64 {
+        parse: |source, value| Ok(parse::nonzero_kib(source, value)? as u64),
+        flag: None,
+        var: "XRAY_DAEMON_SPOOL_REPLAY_RATE_KB",
+        file: None,
+        also: &[],
+        default: Is("1024"),
+        about: "KB per second read back from the spool and sent",
+    }
     MODE: ModeChoice {
         parse: parse::mode,
         flag: None,

@@ -140,6 +140,25 @@ pub struct Delivery {
     pub calls: AtomicU64,
     /// Latency of the calls, successful or not.
     pub(crate) latency: Histogram,
+    /// The disk spool's counters for this signal (all zero without a spool).
+    pub(crate) spool: SpoolCounters,
+}
+
+/// What the disk spool did with one signal's items.
+#[derive(Default, Debug)]
+pub(crate) struct SpoolCounters {
+    /// Bytes on disk now (a gauge).
+    pub(crate) bytes: AtomicU64,
+    /// Items written to disk.
+    pub(crate) written: AtomicU64,
+    /// Items read back from disk to be sent (read again if their upload fails).
+    pub(crate) replayed: AtomicU64,
+    /// Items dropped from disk at the cap or on a full disk, oldest first.
+    pub(crate) dropped_cap: AtomicU64,
+    /// Items that could not be written (the directory or the disk failed).
+    pub(crate) dropped_io: AtomicU64,
+    /// Corrupt stretches and torn records skipped.
+    pub(crate) corrupt: AtomicU64,
 }
 
 /// Process-wide counters. All monotonic; readers compute deltas.

@@ -9,9 +9,10 @@
 //! not fit, the oldest waiting records are dropped and reported as spillover. Pushing never
 //! blocks on the uploader: the lock is held only for a few pointer moves.
 
+use crate::pipeline::disk_log::RecordRef;
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -72,11 +73,20 @@ pub enum Push {
 
 /// Records taken for one call. Their bytes stay charged until the batch, or the part of it
 /// that [`Batch::keep`] lets go, is dropped; [`Batch::requeue`] puts them back instead.
+///
+/// With a disk spool, a record may also be on disk ([`Batch::refs`]). Then what `keep` lets go
+/// is collected as done ([`Batch::take_done`]) for the spool to mark, and a batch dropped while
+/// it still holds records (its upload cut off at a shutdown deadline) puts them back in the
+/// buffer instead of letting them go, so that the shutdown can write them to disk.
 #[derive(Debug)]
 pub struct Batch {
     records: Vec<Bytes>,
     /// How many items (segments, spans) each record holds.
     items: Vec<u32>,
+    /// Where each record is on disk, if it is.
+    refs: Vec<Option<RecordRef>>,
+    /// Records on disk that were delivered or refused for good.
+    done: Vec<RecordRef>,
     /// When the oldest record of the batch arrived.
     first_arrival: Instant,
     /// The bytes the records hold.
@@ -103,6 +113,11 @@ impl Batch {
         self.items.iter().map(|&n| u64::from(n)).sum()
     }
 
+    /// How many items each record holds.
+    pub(crate) fn item_counts(&self) -> &[u32] {
+        &self.items
+    }
+
     /// The items the records at `indices` hold.
     pub(crate) fn items_of(&self, indices: &[usize]) -> u64 {
         indices.iter().filter_map(|&i| self.items.get(i)).map(|&n| u64::from(n)).sum()
@@ -112,8 +127,18 @@ impl Batch {
     /// and their bytes go back to the budget now.
     pub fn keep(&mut self, indices: &[usize]) {
         let (before, items_before) = (self.records.len(), self.items());
+        let mut refs = std::mem::take(&mut self.refs).into_iter();
         let records = std::mem::take(&mut self.records).into_iter().zip(std::mem::take(&mut self.items));
-        (self.records, self.items) = records.enumerate().filter(|(i, _)| indices.contains(i)).map(|(_, r)| r).unzip();
+        for (i, record) in records.enumerate() {
+            let at = refs.next().flatten();
+            if indices.contains(&i) {
+                self.records.push(record.0);
+                self.items.push(record.1);
+                self.refs.push(at);
+            } else {
+                self.done.extend(at);
+            }
+        }
         let kept: usize = self.records.iter().map(cost).sum();
         let items_let_go = (items_before - self.items()) as usize;
         self.buffer.release(before - self.records.len(), items_let_go, self.charge - kept);
@@ -123,8 +148,13 @@ impl Batch {
     /// Puts the records back at the front of the queue, oldest first, so they go out next and
     /// are the first to be dropped if the buffer overflows. They stay charged.
     pub(crate) fn requeue(mut self) {
+        self.put_back();
+    }
+
+    fn put_back(&mut self) {
         let records = std::mem::take(&mut self.records);
         let items = std::mem::take(&mut self.items);
+        let mut refs = std::mem::take(&mut self.refs).into_iter().rev();
         self.charge = 0;
         {
             let mut inner = self.buffer.lock();
@@ -133,16 +163,46 @@ impl Batch {
             inner.in_flight_items = inner.in_flight_items.saturating_sub(held);
             for (body, items) in records.into_iter().zip(items).rev() {
                 inner.items += items as usize;
-                inner.queue.push_front(Entry { body, items, arrived: self.first_arrival });
+                let on_disk = refs.next().flatten();
+                inner.queue.push_front(Entry { body, items, arrived: self.first_arrival, on_disk });
             }
         }
         self.buffer.arrived.notify_one();
+    }
+
+    /// Where each record is on disk, if it is (empty when none is).
+    pub(crate) fn refs(&self) -> &[Option<RecordRef>] {
+        &self.refs
+    }
+
+    /// Records the disk places of records just written (one per record, `None` for those that
+    /// were not).
+    pub(crate) fn set_refs(&mut self, refs: Vec<Option<RecordRef>>) {
+        self.refs = refs;
+    }
+
+    /// The on-disk records that were delivered or refused since the last call.
+    pub(crate) fn take_done(&mut self) -> Vec<RecordRef> {
+        std::mem::take(&mut self.done)
+    }
+
+    /// Lets every record go without counting it as done: it is on disk now (or could not be
+    /// written), and the spool owns it.
+    pub(crate) fn forget(&mut self) {
+        let n = self.records.len();
+        let items = self.items() as usize;
+        self.records.clear();
+        self.items.clear();
+        self.refs.clear();
+        self.buffer.release(n, items, std::mem::take(&mut self.charge));
     }
 }
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        if !self.records.is_empty() || self.charge > 0 {
+        if !self.records.is_empty() && self.buffer.salvage.load(Ordering::Relaxed) {
+            self.put_back();
+        } else if !self.records.is_empty() || self.charge > 0 {
             self.buffer.release(self.records.len(), self.items() as usize, self.charge);
         }
     }
@@ -168,6 +228,8 @@ struct Entry {
     body: Bytes,
     items: u32,
     arrived: Instant,
+    /// Set when the record was read back from the disk spool.
+    on_disk: Option<RecordRef>,
 }
 
 #[derive(Debug, Default)]
@@ -185,11 +247,11 @@ struct Inner {
 impl Inner {
     /// Appends a record already charged `cost` bytes. Returns whether to wake the driver: at the
     /// first record, and each time the items waiting pass a multiple of a batch.
-    fn store(&mut self, body: Bytes, items: u32, cost: usize, max_batch: usize) -> bool {
+    fn store(&mut self, body: Bytes, items: u32, cost: usize, max_batch: usize, on_disk: Option<RecordRef>) -> bool {
         let before = self.items;
         self.bytes += cost;
         self.items += items as usize;
-        self.queue.push_back(Entry { body, items, arrived: Instant::now() });
+        self.queue.push_back(Entry { body, items, arrived: Instant::now(), on_disk });
         self.queue.len() == 1 || before / max_batch < self.items / max_batch
     }
 }
@@ -201,6 +263,11 @@ pub struct Buffer {
     budget: Arc<Budget>,
     max_batch: usize,
     arrived: Notify,
+    /// With a disk spool: batches dropped unsettled put their records back.
+    salvage: AtomicBool,
+    /// With a disk spool: the budget's fill above which a push wakes the spool's mover (0: off).
+    high_water: AtomicUsize,
+    pressure: Notify,
 }
 
 impl Buffer {
@@ -213,7 +280,44 @@ impl Buffer {
 
     /// A buffer that charges `budget`, which other buffers may share.
     pub(crate) fn sharing(budget: Arc<Budget>, max_batch: usize) -> Self {
-        Buffer { inner: Mutex::new(Inner::default()), budget, max_batch: max_batch.max(1), arrived: Notify::new() }
+        Buffer {
+            inner: Mutex::new(Inner::default()),
+            budget,
+            max_batch: max_batch.max(1),
+            arrived: Notify::new(),
+            salvage: AtomicBool::new(false),
+            high_water: AtomicUsize::new(0),
+            pressure: Notify::new(),
+        }
+    }
+
+    /// Turns on what a disk spool needs: batches dropped unsettled come back, and a push that
+    /// fills the budget past half wakes [`Buffer::pressure`].
+    pub(crate) fn attach_spool(&self) {
+        self.salvage.store(true, Ordering::Relaxed);
+        self.high_water.store(self.budget.limit / 2, Ordering::Relaxed);
+    }
+
+    /// The budget's fill above which the spool's mover should take the oldest records.
+    pub(crate) fn high_water(&self) -> usize {
+        self.high_water.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when a push found the budget over its high-water mark.
+    pub(crate) async fn pressure(&self) {
+        self.pressure.notified().await;
+    }
+
+    /// Bytes the shared budget holds now.
+    pub(crate) fn budget_used(&self) -> usize {
+        self.budget.used.load(Ordering::Relaxed)
+    }
+
+    fn check_pressure(&self) {
+        let mark = self.high_water.load(Ordering::Relaxed);
+        if mark > 0 && self.budget_used() > mark {
+            self.pressure.notify_one();
+        }
     }
 
     /// The byte limit of the budget it charges.
@@ -259,7 +363,7 @@ impl Buffer {
                 fits = self.budget.try_charge(need);
             }
             if fits {
-                let wake = inner.store(body, items, need, self.max_batch);
+                let wake = inner.store(body, items, need, self.max_batch, None);
                 (Push::Stored { evicted }, wake)
             } else {
                 (Push::Dropped, false)
@@ -268,19 +372,31 @@ impl Buffer {
         if wake {
             self.arrived.notify_one();
         }
+        self.check_pressure();
         result
     }
 
     /// Stores a record of `items` items only if it fits without dropping anything, for senders
     /// that can be told to come back later. Returns whether it was stored.
     pub(crate) fn try_push(&self, body: Bytes, items: u32) -> bool {
+        let stored = self.try_store(body, items, None);
+        self.check_pressure();
+        stored
+    }
+
+    /// Stores a record read back from the spool only if it fits without dropping anything.
+    pub(crate) fn push_loaded(&self, body: Bytes, items: u32, at: RecordRef) -> bool {
+        self.try_store(body, items, Some(at))
+    }
+
+    fn try_store(&self, body: Bytes, items: u32, on_disk: Option<RecordRef>) -> bool {
         let need = cost(&body);
         let wake = {
             let mut inner = self.lock();
             if !self.budget.try_charge(need) {
                 return false;
             }
-            inner.store(body, items, need, self.max_batch)
+            inner.store(body, items, need, self.max_batch, on_disk)
         };
         if wake {
             self.arrived.notify_one();
@@ -291,30 +407,56 @@ impl Buffer {
     /// Takes waiting records that hold up to `max_items` items and whose lengths add up to at
     /// most `max_bytes` (always at least one record, if any is waiting).
     pub fn take_batch(self: &Arc<Self>, max_items: usize, max_bytes: usize) -> Option<Batch> {
+        let (mut size, mut count) = (0, 0);
+        self.take_while(|e, first| {
+            let fits = first || (size + e.body.len() <= max_bytes && count + e.items as usize <= max_items);
+            if fits {
+                size += e.body.len();
+                count += e.items as usize;
+            }
+            fits
+        })
+    }
+
+    /// Takes the waiting records that arrived at or before `cutoff`, and more of the oldest
+    /// while the budget is over its high-water mark: what the spool's mover writes to disk.
+    pub(crate) fn take_waiting(self: &Arc<Self>, cutoff: Instant) -> Option<Batch> {
+        let mark = self.high_water();
+        let mut over = self.budget_used().saturating_sub(mark);
+        self.take_while(|e, _| {
+            let take = e.arrived <= cutoff || (mark > 0 && over > 0);
+            if take {
+                over = over.saturating_sub(cost(&e.body));
+            }
+            take
+        })
+    }
+
+    /// Takes waiting records from the front while `take(entry, is_first)` says so (none: `None`).
+    fn take_while(self: &Arc<Self>, mut take: impl FnMut(&Entry, bool) -> bool) -> Option<Batch> {
         let mut inner = self.lock();
         let first_arrival = inner.queue.front()?.arrived;
-        let mut records = Vec::with_capacity(max_items.min(inner.queue.len()));
-        let mut items = Vec::with_capacity(records.capacity());
-        let (mut size, mut count, mut charge) = (0, 0, 0);
-        loop {
-            let fits = inner.queue.front().is_some_and(|e| {
-                let first = records.is_empty();
-                first || (size + e.body.len() <= max_bytes && count + e.items as usize <= max_items)
-            });
-            if !fits {
-                break;
-            }
+        let (mut records, mut items, mut refs) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut count, mut charge, mut any_ref) = (0, 0, false);
+        while inner.queue.front().is_some_and(|e| take(e, records.is_empty())) {
             let Some(e) = inner.queue.pop_front() else { break };
             inner.items -= e.items as usize;
-            size += e.body.len();
             count += e.items as usize;
             charge += cost(&e.body);
+            any_ref |= e.on_disk.is_some();
             records.push(e.body);
             items.push(e.items);
+            refs.push(e.on_disk);
+        }
+        if records.is_empty() {
+            return None;
+        }
+        if !any_ref {
+            refs.clear();
         }
         inner.in_flight += records.len();
         inner.in_flight_items += count;
-        Some(Batch { records, items, first_arrival, charge, buffer: self.clone() })
+        Some(Batch { records, items, refs, done: Vec::new(), first_arrival, charge, buffer: self.clone() })
     }
 
     /// When the oldest waiting record arrived, if any is waiting.
@@ -362,14 +504,14 @@ mod tests {
     fn a_body_costs_its_size_class_and_its_slot() {
         let sizes: Vec<usize> = [1, 8, 9, 64, 65, 100, 512, 513, 700, 1000, 1024, 1025, 65_507].map(allocation).into();
         assert_eq!(sizes, [8, 8, 16, 64, 80, 112, 512, 640, 768, 1024, 1024, 1280, 65_536]);
-        assert_eq!(ENTRY_OVERHEAD, 112);
-        assert_eq!(cost(&body(700, 0)), 768 + 112);
+        assert_eq!(ENTRY_OVERHEAD, 128);
+        assert_eq!(cost(&body(700, 0)), 768 + 128);
     }
 
     #[test]
     fn bounded_by_bytes_held_not_slots() {
-        // 10 KB holds about nine 1 KB segments (plus overhead), not 0 or 10 000.
-        let buf = Arc::new(Buffer::new(10 * 1024, 50));
+        // 11 KB holds nine 1 KB segments (plus overhead), not 0 or 11 000.
+        let buf = Arc::new(Buffer::new(11 * 1024, 50));
         for i in 0..9 {
             assert_eq!(buf.push(body(1000, i)), Push::Stored { evicted: 0 });
         }

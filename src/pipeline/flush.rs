@@ -27,6 +27,7 @@
 use crate::backend::{BackendError, ErrorKind, Receipt, Sink};
 use crate::observe::stats::Stats;
 use crate::pipeline::buffer::{Batch, Buffer};
+use crate::pipeline::spool::SpoolLane;
 use crate::signal::Signal;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -35,6 +36,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 /// What the driver should do next.
@@ -101,7 +103,8 @@ pub(crate) struct Driver<S: Signal, K> {
 
 impl<S: Signal, K: Sink<S>> Driver<S, K> {
     /// Runs until `Close` (or the command channel closes) and the buffer has drained.
-    pub(crate) async fn run(self, mut commands: mpsc::Receiver<Command>) {
+    /// `cut` stops the uploads in flight at once (their batches are dropped) and the driver.
+    pub(crate) async fn run(self, mut commands: mpsc::Receiver<Command>, cut: CancellationToken) {
         let mut uploads = JoinSet::new();
         let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
         let mut closing = false;
@@ -132,6 +135,10 @@ impl<S: Signal, K: Sink<S>> Driver<S, K> {
                 _ => None,
             };
             tokio::select! {
+                () = cut.cancelled() => {
+                    uploads.shutdown().await;
+                    return;
+                }
                 _ = self.buffer.arrived() => {}
                 Some(_) = uploads.join_next(), if !uploads.is_empty() => {}
                 _ = sleep_until(wake_at), if wake_at.is_some() => {}
@@ -237,17 +244,104 @@ pub(crate) struct Uploader<S, K> {
     stats: Arc<Stats>,
     backoff: Backoff,
     policy: RetryPolicy,
+    /// With a disk spool: the signal's log, and how long an upload may run before its records
+    /// are copied to disk.
+    spool: Option<(Arc<SpoolLane>, Duration)>,
     signal: PhantomData<S>,
 }
 
 impl<S: Signal, K: Sink<S>> Uploader<S, K> {
     pub(crate) fn new(sink: K, stats: Arc<Stats>, policy: RetryPolicy) -> Self {
-        Uploader { sink, stats, backoff: Backoff::default(), policy, signal: PhantomData }
+        Uploader { sink, stats, backoff: Backoff::default(), policy, spool: None, signal: PhantomData }
+    }
+
+    /// Retries go through the disk spool instead of memory.
+    pub(crate) fn with_spool(mut self, lane: Arc<SpoolLane>, interval: Duration) -> Self {
+        self.spool = Some((lane, interval));
+        self
+    }
+
+    /// Delivers one batch. In memory, it is retried within the policy and every record ends up
+    /// sent, rejected, or back in the buffer; with a spool, see [`Uploader::deliver_spooled`].
+    pub(crate) async fn deliver(&self, batch: Batch) {
+        match &self.spool {
+            Some((lane, interval)) => self.deliver_spooled(batch, lane, *interval).await,
+            None => self.deliver_in_memory(batch).await,
+        }
+    }
+
+    /// With a spool, a batch gets one attempt and is never retried from memory:
+    /// - while the backend is failing (the shared backoff has failures), a batch of new records
+    ///   goes straight to disk; batches read back from disk make the attempts, after the
+    ///   backoff's wait, with any new records among them copied to disk first;
+    /// - an attempt still running after `interval` has its records copied to disk meanwhile;
+    /// - what the attempt does not deliver goes to disk (or, if it is there, stays there).
+    ///
+    /// Records on disk are marked done once delivered or refused for good.
+    async fn deliver_spooled(&self, mut batch: Batch, lane: &Arc<SpoolLane>, interval: Duration) {
+        let delivery = S::delivery(&self.stats);
+        if let Some(wait) = self.backoff.delay(&self.policy) {
+            if batch.refs().iter().all(Option::is_none) {
+                lane.spill(&mut batch).await;
+                return;
+            }
+            let refs = lane.copy(&batch).await;
+            batch.set_refs(refs);
+            tokio::time::sleep(wait).await;
+        }
+        let t0 = Instant::now();
+        let mut copied = None;
+        let result = {
+            let send = self.sink.send(batch.records());
+            tokio::pin!(send);
+            tokio::select! {
+                result = &mut send => result,
+                () = tokio::time::sleep(interval) => {
+                    copied = Some(lane.copy(&batch).await);
+                    send.await
+                }
+            }
+        };
+        if let Some(refs) = copied {
+            batch.set_refs(refs);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        delivery.latency.observe(secs);
+        Stats::add(&delivery.calls, 1);
+        match result {
+            Ok(receipt) => {
+                if self.settle(&mut batch, receipt, secs) {
+                    self.backoff.success();
+                } else {
+                    lane.spill(&mut batch).await;
+                }
+            }
+            Err(e) => {
+                self.stats.backend_error(e.class());
+                if retryable(&e) {
+                    self.backoff.failure();
+                    let (n, noun, item) = (batch.items(), S::NOUN, S::ITEM);
+                    warn!("Sending {item} batch failed with: {e}. Writing {n} {noun} to the spool, to be sent again");
+                    lane.spill(&mut batch).await;
+                } else {
+                    self.reject(&mut batch, &e);
+                }
+            }
+        }
+        lane.done(batch.take_done()).await;
+    }
+
+    /// Counts a batch refused for good and lets it go.
+    fn reject(&self, batch: &mut Batch, e: &BackendError) {
+        let (n, noun, item) = (batch.items(), S::NOUN, S::ITEM);
+        error!("Sending {item} batch failed with: {e}. The error is not retryable: {n} {noun} rejected");
+        Stats::add(&S::delivery(&self.stats).rejected, n);
+        batch.keep(&[]);
     }
 
     /// Delivers one batch, retrying within the policy. Every record of the batch ends up
     /// sent, rejected, or back in the buffer.
-    pub(crate) async fn deliver(&self, mut batch: Batch) {
+    async fn deliver_in_memory(&self, mut batch: Batch) {
         let delivery = S::delivery(&self.stats);
         let started = Instant::now();
         let mut attempt = 0u32;
@@ -279,11 +373,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
                 Err(e) => {
                     self.stats.backend_error(e.class());
                     if !retryable(&e) {
-                        let (n, noun, item) = (batch.items(), S::NOUN, S::ITEM);
-                        error!(
-                            "Sending {item} batch failed with: {e}. The error is not retryable: {n} {noun} rejected"
-                        );
-                        Stats::add(&delivery.rejected, n);
+                        self.reject(&mut batch, &e);
                         return;
                     }
                     self.backoff.failure();

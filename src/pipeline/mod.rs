@@ -9,7 +9,9 @@
 //! deadline. The [`buffer`] holds records until a [`flush`] driver takes them.
 
 pub mod buffer;
+pub(crate) mod disk_log;
 pub(crate) mod flush;
+pub(crate) mod spool;
 
 use crate::backend::{Reporter, Sink, TelemetryApi};
 use crate::ingest::udp::{self, Intake};
@@ -19,6 +21,7 @@ use crate::observe::telemetry::Telemetry;
 use crate::signal::{Segments, Signal, Spans};
 use buffer::{Budget, Buffer};
 use flush::{Command, Driver, FlushPolicy, RetryPolicy, Uploader};
+use spool::{Spool, SpoolLane};
 use std::net::UdpSocket;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +44,10 @@ pub(crate) struct Settings {
     pub telemetry: Option<(Reporter, Duration)>,
 }
 
+/// With a spool, the most of a shutdown's time kept for writing what is left to disk (a
+/// quarter of it when it is shorter).
+const SPOOL_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A flush did not finish before its deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("deadline passed with {undelivered} segments not yet delivered")]
@@ -55,6 +62,8 @@ pub(crate) struct ShutdownReport {
     pub undelivered: u64,
     /// Spans still held then.
     pub undelivered_spans: u64,
+    /// Segments and spans written to the disk spool at the deadline.
+    pub spooled: u64,
     /// How long the shutdown took.
     pub took: Duration,
 }
@@ -63,27 +72,47 @@ pub(crate) struct ShutdownReport {
 struct Lane {
     buffer: Arc<Buffer>,
     commands: mpsc::Sender<Command>,
+    /// Stops the driver's uploads at once (their batches come back to the buffer).
+    cut: CancellationToken,
+    /// With a disk spool, this signal's log.
+    spool: Option<Arc<SpoolLane>>,
 }
 
 impl Lane {
-    /// Starts the driver of signal `S`, sending through `sink`.
+    /// Starts the driver of signal `S`, sending through `sink`, and with a spool its mover and
+    /// replayer (their handles go to `spool_tasks`).
     fn start<S: Signal, K: Sink<S>>(
         sink: K,
         budget: &Arc<Budget>,
         settings: &Settings,
         stats: &Arc<Stats>,
         alive: AliveGuard,
+        spool: Option<LaneSpool<'_>>,
     ) -> (Lane, JoinHandle<()>) {
         let policy = FlushPolicy::of::<S>(settings.flush_delay);
         let buffer = Arc::new(Buffer::sharing(budget.clone(), policy.max_items));
-        let uploader = Arc::new(Uploader::<S, K>::new(sink, stats.clone(), settings.retry));
+        let uploader = Uploader::<S, K>::new(sink, stats.clone(), settings.retry);
+        let (uploader, lane_spool) = match spool {
+            None => (uploader, None),
+            Some(LaneSpool { lane, settings: spool_settings, stop, tasks }) => {
+                buffer.attach_spool();
+                let interval = spool_settings.interval;
+                tasks.push(tokio::spawn(spool::mover(lane.clone(), buffer.clone(), interval, stop.clone())));
+                let rate = spool_settings.replay_rate;
+                tasks.push(tokio::spawn(spool::replayer::<S>(lane.clone(), buffer.clone(), rate, stop.clone())));
+                (uploader.with_spool(lane.clone(), interval), Some(lane))
+            }
+        };
+        let uploader = Arc::new(uploader);
         let driver = Driver { buffer: buffer.clone(), uploader, policy, concurrency: settings.concurrency };
         let (commands, commands_rx) = mpsc::channel(8);
+        let cut = CancellationToken::new();
+        let cut_driver = cut.clone();
         let task = tokio::spawn(async move {
             let _alive = alive;
-            driver.run(commands_rx).await
+            driver.run(commands_rx, cut_driver).await
         });
-        (Lane { buffer, commands }, task)
+        (Lane { buffer, commands, cut, spool: lane_spool }, task)
     }
 
     /// Items held now, waiting or being uploaded.
@@ -98,11 +127,21 @@ impl Lane {
     }
 }
 
+/// What a lane needs of the spool at start.
+struct LaneSpool<'a> {
+    lane: Arc<SpoolLane>,
+    settings: &'a spool::SpoolSettings,
+    stop: &'a CancellationToken,
+    tasks: &'a mut Vec<JoinHandle<()>>,
+}
+
 /// The tasks a shutdown waits for; taken by the first shutdown.
 struct Tasks {
     ingest: JoinHandle<()>,
     drivers: Vec<JoinHandle<()>>,
     telemetry: Option<JoinHandle<()>>,
+    /// The spool's movers and replayers.
+    spool: Vec<JoinHandle<()>>,
 }
 
 struct Shared {
@@ -113,6 +152,9 @@ struct Shared {
     stop_ingest: CancellationToken,
     drain: mpsc::Sender<oneshot::Sender<()>>,
     stop_telemetry: CancellationToken,
+    stop_spool: CancellationToken,
+    /// Held for the directory lock.
+    _spool: Option<Spool>,
     tasks: Mutex<Option<Tasks>>,
 }
 
@@ -124,13 +166,15 @@ pub(crate) struct Pipeline {
 
 impl Pipeline {
     /// Starts the tasks on the current runtime. `socket` must already be bound. `backend`
-    /// takes the segment batches and the telemetry records, `spans` the span batches.
+    /// takes the segment batches and the telemetry records, `spans` the span batches. `spool`,
+    /// opened with the same `stats`, turns the disk spool on.
     pub(crate) fn start<B, P>(
         socket: UdpSocket,
         backend: B,
         spans: P,
         settings: Settings,
         stats: Arc<Stats>,
+        spool: Option<Spool>,
     ) -> Pipeline
     where
         B: Sink<Segments> + TelemetryApi,
@@ -140,9 +184,30 @@ impl Pipeline {
         let budget = Arc::new(Budget::new(settings.buffer_bytes));
         let liveness = Arc::new(Liveness::default());
         let alive = || AliveGuard(liveness.clone(), |l| &l.uploads);
-        let (segments, segments_driver) =
-            Lane::start::<Segments, _>(backend.clone(), &budget, &settings, &stats, alive());
-        let (spans, spans_driver) = Lane::start::<Spans, _>(spans, &budget, &settings, &stats, alive());
+        let stop_spool = CancellationToken::new();
+        let mut spool_tasks = Vec::new();
+        let lane_spool = |lane: fn(&Spool) -> &Arc<SpoolLane>| {
+            spool.as_ref().map(|s| (lane(s).clone(), s.settings.clone()))
+        };
+        let (seg_spool, span_spool) = (lane_spool(|s| &s.segments), lane_spool(|s| &s.spans));
+        let (segments, segments_driver) = {
+            let spool = seg_spool.as_ref().map(|(lane, settings)| LaneSpool {
+                lane: lane.clone(),
+                settings,
+                stop: &stop_spool,
+                tasks: &mut spool_tasks,
+            });
+            Lane::start::<Segments, _>(backend.clone(), &budget, &settings, &stats, alive(), spool)
+        };
+        let (spans, spans_driver) = {
+            let spool = span_spool.as_ref().map(|(lane, settings)| LaneSpool {
+                lane: lane.clone(),
+                settings,
+                stop: &stop_spool,
+                tasks: &mut spool_tasks,
+            });
+            Lane::start::<Spans, _>(spans, &budget, &settings, &stats, alive(), spool)
+        };
 
         let stop_ingest = CancellationToken::new();
         let (drain, drain_rx) = mpsc::channel(4);
@@ -160,7 +225,7 @@ impl Pipeline {
             tokio::spawn(t.run(interval, stop_telemetry.clone()))
         });
 
-        let tasks = Tasks { ingest, drivers: vec![segments_driver, spans_driver], telemetry };
+        let tasks = Tasks { ingest, drivers: vec![segments_driver, spans_driver], telemetry, spool: spool_tasks };
         let shared = Shared {
             stats,
             liveness,
@@ -169,6 +234,8 @@ impl Pipeline {
             stop_ingest,
             drain,
             stop_telemetry,
+            stop_spool,
+            _spool: spool,
             tasks: Mutex::new(Some(tasks)),
         };
         Pipeline { shared: Arc::new(shared) }
@@ -221,43 +288,70 @@ impl Pipeline {
         }
     }
 
-    /// Stops reading, drains the socket, sends everything, all before `deadline`. Whatever is
+    /// Stops reading, drains the socket, sends everything, all before `deadline`. With a disk
+    /// spool, the uploads stop a little earlier and what is left is written to disk. Whatever is
     /// still held then is counted as undelivered. A second call only reports what is held.
     pub(crate) async fn shutdown(&self, deadline: Instant) -> ShutdownReport {
         let started = Instant::now();
+        let lanes = [&self.shared.segments, &self.shared.spans];
+        let spooled = lanes.iter().any(|l| l.spool.is_some());
         let tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(Tasks { mut ingest, drivers, telemetry }) = tasks {
-            self.shared.stop_ingest.cancel();
-            if timeout_at(deadline, &mut ingest).await.is_err() {
-                ingest.abort();
-            }
-            for lane in [&self.shared.segments, &self.shared.spans] {
-                let _ = lane.commands.send(Command::Close).await;
-            }
-            // Counted when the deadline passes: aborting a driver drops its uploads, and their
-            // batches return their bytes to the budget as they go.
-            let mut at_deadline = None;
-            for mut driver in drivers {
-                if timeout_at(deadline, &mut driver).await.is_err() {
+        let Some(Tasks { mut ingest, drivers, telemetry, spool }) = tasks else {
+            let undelivered_spans = self.shared.spans.held();
+            return ShutdownReport { undelivered: self.held(), undelivered_spans, spooled: 0, took: started.elapsed() };
+        };
+        // Nothing more is read back from disk, and the movers stop: the drain below writes.
+        self.shared.stop_spool.cancel();
+        for task in spool {
+            let _ = timeout_at(deadline, task).await;
+        }
+        self.shared.stop_ingest.cancel();
+        if timeout_at(deadline, &mut ingest).await.is_err() {
+            ingest.abort();
+        }
+        for lane in lanes {
+            let _ = lane.commands.send(Command::Close).await;
+        }
+        // With a spool, the uploads stop early enough to write what is left.
+        let uploads_until = if spooled { deadline - (deadline - Instant::now()).min(SPOOL_MARGIN * 4) / 4 } else { deadline };
+        // Counted when the deadline passes: aborting a driver drops its uploads, and their
+        // batches return their bytes to the budget (or, with a spool, their records) as they go.
+        let mut at_deadline = None;
+        for (lane, mut driver) in lanes.iter().zip(drivers) {
+            if timeout_at(uploads_until, &mut driver).await.is_err() {
+                if !spooled {
                     at_deadline.get_or_insert_with(|| (self.held(), self.shared.spans.held()));
+                }
+                lane.cut.cancel();
+                if timeout_at(deadline, &mut driver).await.is_err() {
                     driver.abort();
                     let _ = driver.await;
                 }
             }
-            // The final telemetry record is cut after the drain, so it counts the last uploads.
-            self.shared.stop_telemetry.cancel();
-            if let Some(mut t) = telemetry {
-                if timeout_at(deadline, &mut t).await.is_err() {
-                    t.abort();
+        }
+        let mut written = 0;
+        for lane in lanes {
+            if let Some(spool) = &lane.spool {
+                let far = Instant::now() + std::time::Duration::from_secs(3600);
+                while let Some(mut batch) = lane.buffer.take_waiting(far) {
+                    match timeout_at(deadline, spool.spill(&mut batch)).await {
+                        Ok(n) => written += n,
+                        Err(_) => break,
+                    }
                 }
             }
-            let (undelivered, undelivered_spans) =
-                at_deadline.unwrap_or_else(|| (self.held(), self.shared.spans.held()));
-            Stats::add(&Segments::delivery(&self.shared.stats).undelivered, undelivered);
-            Stats::add(&Spans::delivery(&self.shared.stats).undelivered, undelivered_spans);
-            return ShutdownReport { undelivered, undelivered_spans, took: started.elapsed() };
         }
-        let undelivered_spans = self.shared.spans.held();
-        ShutdownReport { undelivered: self.held(), undelivered_spans, took: started.elapsed() }
+        // The final telemetry record is cut after the drain, so it counts the last uploads.
+        self.shared.stop_telemetry.cancel();
+        if let Some(mut t) = telemetry {
+            if timeout_at(deadline, &mut t).await.is_err() {
+                t.abort();
+            }
+        }
+        let (undelivered, undelivered_spans) =
+            at_deadline.unwrap_or_else(|| (self.held(), self.shared.spans.held()));
+        Stats::add(&Segments::delivery(&self.shared.stats).undelivered, undelivered);
+        Stats::add(&Spans::delivery(&self.shared.stats).undelivered, undelivered_spans);
+        ShutdownReport { undelivered, undelivered_spans, spooled: written, took: started.elapsed() }
     }
 }

@@ -19,6 +19,7 @@ use crate::ingest::udp;
 use crate::observe::health::Health;
 use crate::observe::stats::Stats;
 use crate::pipeline::flush::RetryPolicy;
+use crate::pipeline::spool::{Spool, SpoolSettings};
 use crate::pipeline::{Pipeline, Settings, ShutdownReport};
 use crate::proxy::{ProxySettings, TcpService};
 use std::sync::Arc;
@@ -47,6 +48,27 @@ pub enum StartError {
     Tls(#[from] crate::proxy::TlsError),
     #[error("cannot set up TLS for the OTLP endpoint: {0}")]
     OtlpTls(std::io::Error),
+    /// Another daemon holds the spool directory.
+    #[error("{0}")]
+    Spool(String),
+}
+
+/// Opens the disk spool when `XRAY_DAEMON_SPOOL_DIR` is set, with the counters it reports to.
+pub(crate) fn open_spool(config: &Config, stats: &Arc<Stats>) -> Result<Option<Spool>, StartError> {
+    let Some(dir) = &config.spool_dir else { return Ok(None) };
+    let settings = SpoolSettings {
+        dir: dir.clone(),
+        max_bytes: config.spool_max_bytes,
+        interval: config.spool_interval,
+        replay_rate: config.spool_replay_rate,
+    };
+    info!(
+        "Using the disk spool at {} (up to {} MB; records that wait over {:.3} seconds are written)",
+        dir.display(),
+        config.spool_max_bytes / crate::sizing::MB,
+        config.spool_interval.as_secs_f64()
+    );
+    Spool::open(settings, stats).map(Some).map_err(|e| StartError::Spool(e.to_string()))
 }
 
 /// The AWS clients' settings for `region`.
@@ -205,6 +227,12 @@ impl Core {
             report.undelivered,
             s.otlp + Stats::read(&stats.otlp_sampled)
         );
+        if report.spooled > 0 {
+            info!(
+                "Wrote {} segments and spans still buffered to the spool; they are sent at the next start",
+                report.spooled
+            );
+        }
         let spans = &stats.spans;
         let received = Stats::read(&stats.spans_udp) + Stats::read(&stats.spans_http);
         if received > 0 || report.undelivered_spans > 0 {

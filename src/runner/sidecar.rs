@@ -1,7 +1,7 @@
 //! The long-lived runner for containers, hosts and Kubernetes: bind, run the pipeline until
 //! SIGTERM or SIGINT, then drain within the shutdown deadline. A second signal exits at once.
 
-use super::{client_settings, pipeline_settings, resolve_credentials, spans_sink, Core, StartError};
+use super::{client_settings, open_spool, pipeline_settings, resolve_credentials, spans_sink, Core, StartError};
 use crate::aws::client::Deferred;
 use crate::aws::region;
 use crate::config::Config;
@@ -64,7 +64,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let socket = bound.socket;
 
     let settings = pipeline_settings(&config);
-    let pipeline = Pipeline::start(socket, clients, spans, settings, Arc::new(Stats::default()));
+    let stats = Arc::new(Stats::default());
+    let spool = open_spool(&config, &stats)?;
+    let pipeline = Pipeline::start(socket, clients, spans, settings, stats, spool);
     let core = Core::new(config, region, pipeline);
     if let Some(listener) = tcp {
         core.serve_tcp_port(listener, signer.clone())?;

@@ -185,7 +185,10 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
     let clients = Arc::new(Deferred::new(client_settings(&config, &region)));
     let settings = pipeline_settings(&config);
     let spans = spans_sink(&config, &region, clients.clone())?;
-    let pipeline = Pipeline::start(socket.socket, clients.clone(), spans, settings, Arc::new(Stats::default()));
+    if config.spool_dir.is_some() {
+        warn!("XRAY_DAEMON_SPOOL_DIR is ignored in Lambda: a frozen sandbox has no disk that outlives it");
+    }
+    let pipeline = Pipeline::start(socket.socket, clients.clone(), spans, settings, Arc::new(Stats::default()), None);
     let core = Core::new(config, region, pipeline);
     let mut telemetry_ok = false;
     if let Some(l) = telemetry {
