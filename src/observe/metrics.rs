@@ -77,6 +77,40 @@ fn spans(o: &mut Out, stats: &Stats, level: &Level) {
     o.sample(name, "state=\"in_flight\"", level.in_flight_items);
 }
 
+/// The disk spool's metrics, one series per signal (all zero without a spool).
+fn spool(o: &mut Out, stats: &Stats) {
+    use crate::observe::stats::SpoolCounters;
+    let lanes: [(&str, &SpoolCounters); 2] = [("segments", &stats.segments.spool), ("spans", &stats.spans.spool)];
+    let families: [(&str, &str, &str, fn(&SpoolCounters) -> u64); 4] = [
+        ("xray_daemon_spool_bytes", "gauge", "Bytes the disk spool holds.", |c| Stats::read(&c.bytes)),
+        ("xray_daemon_spool_written_total", "counter", "Items written to the disk spool.", |c| Stats::read(&c.written)),
+        (
+            "xray_daemon_spool_replayed_total",
+            "counter",
+            "Items read back from the disk spool to be sent (again after a failed upload).",
+            |c| Stats::read(&c.replayed),
+        ),
+        (
+            "xray_daemon_spool_corrupt_records_total",
+            "counter",
+            "Corrupt or torn records skipped in the disk spool.",
+            |c| Stats::read(&c.corrupt),
+        ),
+    ];
+    for (name, kind, help, read) in families {
+        o.family(name, kind, help);
+        for (signal, c) in lanes {
+            o.sample(name, &format!("signal=\"{signal}\""), read(c));
+        }
+    }
+    let name = "xray_daemon_spool_dropped_total";
+    o.family(name, "counter", "Items the disk spool dropped: the oldest at the cap or on a full disk, or unwritable.");
+    for (signal, c) in lanes {
+        o.sample(name, &format!("signal=\"{signal}\",reason=\"full\""), Stats::read(&c.dropped_full));
+        o.sample(name, &format!("signal=\"{signal}\",reason=\"io_error\""), Stats::read(&c.dropped_io));
+    }
+}
+
 /// Renders every metric.
 pub(crate) fn render(stats: &Stats, buffer: &Buffer, span_buffer: &Buffer) -> String {
     let s = stats.snapshot();
@@ -117,6 +151,7 @@ pub(crate) fn render(stats: &Stats, buffer: &Buffer, span_buffer: &Buffer) -> St
     o.sample(name, "kind=\"unsampled_spans\"", unsampled);
     o.sample(name, "kind=\"metrics\"", s.otlp.saturating_sub(unsampled));
     spans(&mut o, stats, &span_level);
+    spool(&mut o, stats);
     o.single("xray_daemon_upload_retries_total", "counter", "PutTraceSegments attempts that were retries.", s.retries);
     o.single("xray_daemon_put_trace_segments_calls_total", "counter", "PutTraceSegments calls made.", s.put_calls);
     o.family("xray_daemon_backend_errors_total", "counter", "Failed X-Ray API calls by error class.");

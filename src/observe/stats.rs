@@ -154,7 +154,7 @@ pub(crate) struct SpoolCounters {
     /// Items read back from disk to be sent (read again if their upload fails).
     pub(crate) replayed: AtomicU64,
     /// Items dropped from disk at the cap or on a full disk, oldest first.
-    pub(crate) dropped_cap: AtomicU64,
+    pub(crate) dropped_full: AtomicU64,
     /// Items that could not be written (the directory or the disk failed).
     pub(crate) dropped_io: AtomicU64,
     /// Corrupt stretches and torn records skipped.

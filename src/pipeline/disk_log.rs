@@ -27,7 +27,7 @@
 //! never marked done.
 
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -114,14 +114,22 @@ pub(crate) struct DiskLog {
     next_seq: u32,
     /// Where reading goes on from.
     cursor: RecordRef,
-    leased: HashSet<RecordRef>,
+    /// Records in memory, and the items each holds.
+    leased: HashMap<RecordRef, u32>,
+    /// Leased records whose file was deleted to make room: lost if their upload fails.
+    orphans: HashMap<RecordRef, u32>,
     cap: Arc<Cap>,
     file_limit: u64,
 }
 
 /// How a record at an offset reads.
 enum Parsed {
-    Record { state: u8, items: u32, body: Vec<u8>, next: u64 },
+    Record {
+        state: u8,
+        items: u32,
+        body: Vec<u8>,
+        next: u64,
+    },
     /// The file ends inside the record.
     Torn,
     /// Not a valid record here.
@@ -211,7 +219,8 @@ impl DiskLog {
             writer: None,
             next_seq: seqs.last().map_or(1, |s| s.saturating_add(1)),
             cursor: RecordRef { seq: 0, offset: 0 },
-            leased: HashSet::new(),
+            leased: HashMap::new(),
+            orphans: HashMap::new(),
             cap,
             file_limit: limit,
         };
@@ -266,7 +275,8 @@ impl DiskLog {
             writer: None,
             next_seq: 1,
             cursor: RecordRef { seq: 1, offset: 0 },
-            leased: HashSet::new(),
+            leased: HashMap::new(),
+            orphans: HashMap::new(),
             cap,
             file_limit: limit,
         }
@@ -332,7 +342,7 @@ impl DiskLog {
                     for &(items, len) in &chunk_items {
                         let at = RecordRef { seq, offset };
                         if lease {
-                            self.leased.insert(at);
+                            self.leased.insert(at, items);
                         }
                         out.refs.push(at);
                         state.pending += 1;
@@ -417,19 +427,31 @@ impl DiskLog {
         if self.writer.as_ref().is_some_and(|(w, _)| *w == seq) {
             self.writer = None;
         }
-        self.remove(seq, state.size);
-        out.evicted_items += state.pending_items;
+        let in_memory = self.remove(seq, state.size);
+        // Records in memory are not lost yet: they count as dropped only if their upload fails.
+        out.evicted_items += state.pending_items - in_memory;
         true
     }
 
-    fn remove(&mut self, seq: u32, size: u64) {
+    /// Deletes a file; returns the items of its records that were in memory (now orphans).
+    fn remove(&mut self, seq: u32, size: u64) -> u64 {
         let _ = fs::remove_file(self.path(seq));
         self.files.remove(&seq);
         self.cap.used.fetch_sub(size, Relaxed);
-        self.leased.retain(|r| r.seq != seq);
+        let mut in_memory = 0;
+        let orphans = &mut self.orphans;
+        self.leased.retain(|r, items| {
+            let keep = r.seq != seq;
+            if !keep {
+                in_memory += u64::from(*items);
+                orphans.insert(*r, *items);
+            }
+            keep
+        });
         if self.cursor.seq == seq {
             self.cursor = RecordRef { seq: seq + 1, offset: 0 };
         }
+        in_memory
     }
 
     /// Deletes a file whose records are all done, unless it is being written.
@@ -459,12 +481,14 @@ impl DiskLog {
                 let at = self.cursor;
                 match read_record(&file, u64::from(at.offset), size)? {
                     Parsed::Record { state, items: n, body, next } => {
-                        let fits = out.is_empty() || (items + n as usize <= max_items && bytes + body.len() <= max_bytes);
+                        let fits =
+                            out.is_empty() || (items + n as usize <= max_items && bytes + body.len() <= max_bytes);
                         if !fits {
                             return Ok((out, corrupt));
                         }
                         self.cursor.offset = next as u32;
-                        if state != DONE && self.leased.insert(at) {
+                        if state != DONE && !self.leased.contains_key(&at) {
+                            self.leased.insert(at, n);
                             items += n as usize;
                             bytes += body.len();
                             out.push(Loaded { at, body: Bytes::from(body), items: n });
@@ -489,16 +513,18 @@ impl DiskLog {
         let mut first_error = None;
         for &at in refs {
             self.leased.remove(&at);
+            self.orphans.remove(&at);
             let Some(state) = self.files.get_mut(&at.seq) else { continue };
             if state.pending == 0 {
                 continue;
             }
-            let marked = OpenOptions::new().read(true).write(true).open(self.dir.join(file_name(at.seq))).and_then(|f| {
-                let mut header = [0u8; HEADER];
-                f.read_exact_at(&mut header, u64::from(at.offset))?;
-                f.write_all_at(&[DONE], u64::from(at.offset))?;
-                Ok(u32::from_le_bytes([header[8], header[9], header[10], header[11]]))
-            });
+            let marked =
+                OpenOptions::new().read(true).write(true).open(self.dir.join(file_name(at.seq))).and_then(|f| {
+                    let mut header = [0u8; HEADER];
+                    f.read_exact_at(&mut header, u64::from(at.offset))?;
+                    f.write_all_at(&[DONE], u64::from(at.offset))?;
+                    Ok(u32::from_le_bytes([header[8], header[9], header[10], header[11]]))
+                });
             match marked {
                 Ok(items) => {
                     state.pending -= 1;
@@ -518,14 +544,18 @@ impl DiskLog {
     }
 
     /// The records' upload did not succeed: they stay pending, and reading starts again from
-    /// the oldest record so they are read again.
-    pub(crate) fn release(&mut self, refs: &[RecordRef]) {
+    /// the oldest record so they are read again. Returns the items of those whose file was
+    /// deleted meanwhile to make room: they are lost now.
+    pub(crate) fn release(&mut self, refs: &[RecordRef]) -> u64 {
+        let mut lost = 0;
         for at in refs {
             self.leased.remove(at);
+            lost += self.orphans.remove(at).map_or(0, u64::from);
         }
         if !refs.is_empty() {
             self.rewind();
         }
+        lost
     }
 
     /// Flushes the newest file's data to the disk.
@@ -654,7 +684,8 @@ mod tests {
         assert_eq!(found.records, 18);
         let (loaded, corrupt) = log.read(usize::MAX, usize::MAX).unwrap();
         assert_eq!(corrupt, 1, "the corrupt record is skipped again when read");
-        let expect: Vec<Bytes> = b.iter().enumerate().filter(|&(i, _)| i != 5 && i != 19).map(|(_, x)| x.clone()).collect();
+        let expect: Vec<Bytes> =
+            b.iter().enumerate().filter(|&(i, _)| i != 5 && i != 19).map(|(_, x)| x.clone()).collect();
         assert_eq!(loaded.iter().map(|r| r.body.clone()).collect::<Vec<_>>(), expect);
         let _ = fs::remove_dir_all(d);
     }

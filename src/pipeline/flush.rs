@@ -271,9 +271,10 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
     }
 
     /// With a spool, a batch gets one attempt and is never retried from memory:
-    /// - while the backend is failing (the shared backoff has failures), a batch of new records
-    ///   goes straight to disk; batches read back from disk make the attempts, after the
-    ///   backoff's wait, with any new records among them copied to disk first;
+    /// - while the backend is failing (the shared backoff has failures) and records wait on
+    ///   disk, a batch of new records goes straight to disk: the batches read back from disk
+    ///   make the attempts. Any other batch is copied to disk first, then waits the backoff and
+    ///   makes its attempt (with nothing on disk, new records probe the backend themselves);
     /// - an attempt still running after `interval` has its records copied to disk meanwhile;
     /// - what the attempt does not deliver goes to disk (or, if it is there, stays there).
     ///
@@ -281,7 +282,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
     async fn deliver_spooled(&self, mut batch: Batch, lane: &Arc<SpoolLane>, interval: Duration) {
         let delivery = S::delivery(&self.stats);
         if let Some(wait) = self.backoff.delay(&self.policy) {
-            if batch.refs().iter().all(Option::is_none) {
+            if batch.refs().iter().all(Option::is_none) && lane.replaying() {
                 lane.spill(&mut batch).await;
                 return;
             }

@@ -186,9 +186,8 @@ impl Pipeline {
         let alive = || AliveGuard(liveness.clone(), |l| &l.uploads);
         let stop_spool = CancellationToken::new();
         let mut spool_tasks = Vec::new();
-        let lane_spool = |lane: fn(&Spool) -> &Arc<SpoolLane>| {
-            spool.as_ref().map(|s| (lane(s).clone(), s.settings.clone()))
-        };
+        let lane_spool =
+            |lane: fn(&Spool) -> &Arc<SpoolLane>| spool.as_ref().map(|s| (lane(s).clone(), s.settings.clone()));
         let (seg_spool, span_spool) = (lane_spool(|s| &s.segments), lane_spool(|s| &s.spans));
         let (segments, segments_driver) = {
             let spool = seg_spool.as_ref().map(|(lane, settings)| LaneSpool {
@@ -313,7 +312,8 @@ impl Pipeline {
             let _ = lane.commands.send(Command::Close).await;
         }
         // With a spool, the uploads stop early enough to write what is left.
-        let uploads_until = if spooled { deadline - (deadline - Instant::now()).min(SPOOL_MARGIN * 4) / 4 } else { deadline };
+        let uploads_until =
+            if spooled { deadline - (deadline - Instant::now()).min(SPOOL_MARGIN * 4) / 4 } else { deadline };
         // Counted when the deadline passes: aborting a driver drops its uploads, and their
         // batches return their bytes to the budget (or, with a spool, their records) as they go.
         let mut at_deadline = None;
@@ -348,8 +348,7 @@ impl Pipeline {
                 t.abort();
             }
         }
-        let (undelivered, undelivered_spans) =
-            at_deadline.unwrap_or_else(|| (self.held(), self.shared.spans.held()));
+        let (undelivered, undelivered_spans) = at_deadline.unwrap_or_else(|| (self.held(), self.shared.spans.held()));
         Stats::add(&Segments::delivery(&self.shared.stats).undelivered, undelivered);
         Stats::add(&Spans::delivery(&self.shared.stats).undelivered, undelivered_spans);
         ShutdownReport { undelivered, undelivered_spans, spooled: written, took: started.elapsed() }

@@ -30,7 +30,8 @@ use bytes::Bytes;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -105,7 +106,8 @@ enum LockError {
 fn lock(dir: &Path) -> Result<File, LockError> {
     std::fs::create_dir_all(dir).map_err(LockError::Io)?;
     let path = dir.join("LOCK");
-    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(LockError::Io)?;
+    let mut file =
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(LockError::Io)?;
     match file.try_lock() {
         Ok(()) => {
             let _ = file.set_len(0);
@@ -130,6 +132,8 @@ pub(crate) struct SpoolLane {
     noun: &'static str,
     /// Records were written or released: there may be something to read.
     unread: Notify,
+    /// Whether records wait on disk, as of the last operation on the log.
+    waiting: AtomicBool,
     /// One rate limit per kind of trouble, so that one does not hide the other.
     full: RateLimitedWarn,
     io: RateLimitedWarn,
@@ -153,13 +157,14 @@ impl SpoolLane {
                 DiskLog::empty(&dir, cap.clone())
             }
         };
-        counters.bytes.store(log.bytes(), std::sync::atomic::Ordering::Relaxed);
+        counters.bytes.store(log.bytes(), Relaxed);
         Arc::new(SpoolLane {
             log: Mutex::new(log),
             counters: stats.clone(),
             delivery,
             noun: S::NOUN,
             unread: Notify::new(),
+            waiting: AtomicBool::new(false),
             full: RateLimitedWarn::new(10),
             io: RateLimitedWarn::new(10),
             synced: Mutex::new(Instant::now()),
@@ -180,7 +185,8 @@ impl SpoolLane {
         let task = tokio::task::spawn_blocking(move || {
             let mut log = lane.log();
             let out = f(&mut log);
-            lane.counters().bytes.store(log.bytes(), std::sync::atomic::Ordering::Relaxed);
+            lane.counters().bytes.store(log.bytes(), Relaxed);
+            lane.waiting.store(log.has_unread(), Relaxed);
             out
         });
         match task.await {
@@ -194,6 +200,12 @@ impl SpoolLane {
         self.log().has_unread()
     }
 
+    /// Whether records waited on disk at the last write, read or release (no lock taken): the
+    /// replayer will read them, and their uploads probe the backend.
+    pub(crate) fn replaying(&self) -> bool {
+        self.waiting.load(Relaxed)
+    }
+
     /// Writes the batch's records that are not on disk yet, releases those that are (they are
     /// read again later), and lets the batch go. Returns the items written.
     pub(crate) async fn spill(self: &Arc<Self>, batch: &mut Batch) -> u64 {
@@ -202,9 +214,10 @@ impl SpoolLane {
         let (written, appended) = self
             .with_log(move |log| {
                 let on_disk: Vec<RecordRef> = records.iter().filter_map(|r| r.2).collect();
-                log.release(&on_disk);
+                let lost = log.release(&on_disk);
                 let fresh = records.iter().filter(|r| r.2.is_none());
-                let appended = log.append(fresh.map(|r| (&r.0, r.1)), false);
+                let mut appended = log.append(fresh.map(|r| (&r.0, r.1)), false);
+                appended.evicted_items += lost;
                 let written: u64 = records.iter().filter(|r| r.2.is_none()).map(|r| u64::from(r.1)).sum();
                 (written - appended.failed_items, appended)
             })
@@ -262,7 +275,7 @@ impl SpoolLane {
     fn account(&self, written: u64, appended: &Appended) {
         let c = self.counters();
         Stats::add(&c.written, written);
-        Stats::add(&c.dropped_cap, appended.evicted_items);
+        Stats::add(&c.dropped_full, appended.evicted_items);
         Stats::add(&c.dropped_io, appended.failed_items);
         if appended.evicted_items > 0 {
             warn_limited(
@@ -354,12 +367,7 @@ pub(crate) async fn mover(lane: Arc<SpoolLane>, buffer: Arc<Buffer>, interval: D
 
 /// Reads the spool back into the buffer, oldest first, at `rate` bytes per second, while the
 /// buffer is under half full and the last read has been sent. Runs until `stop`.
-pub(crate) async fn replayer<S: Signal>(
-    lane: Arc<SpoolLane>,
-    buffer: Arc<Buffer>,
-    rate: u64,
-    stop: CancellationToken,
-) {
+pub(crate) async fn replayer<S: Signal>(lane: Arc<SpoolLane>, buffer: Arc<Buffer>, rate: u64, stop: CancellationToken) {
     let rate = rate.max(1);
     // A token bucket of bytes: one second of the rate, at least one full batch.
     let burst = rate.max(S::MAX_BYTES as u64);
@@ -375,7 +383,8 @@ pub(crate) async fn replayer<S: Signal>(
         last = now;
         let room = buffer.budget_used() < buffer.high_water();
         if !lane.has_unread() || !room || tokens < 1.0 {
-            let wait = if tokens < 1.0 { Duration::from_secs_f64((1.0 - tokens) / rate as f64).max(poll) } else { poll };
+            let wait =
+                if tokens < 1.0 { Duration::from_secs_f64((1.0 - tokens) / rate as f64).max(poll) } else { poll };
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = lane.unread.notified() => {}
@@ -418,7 +427,8 @@ pub(crate) async fn replayer<S: Signal>(
             }
         }
         if !unplaced.is_empty() {
-            lane.with_log(move |log| log.release(&unplaced)).await;
+            let lost = lane.with_log(move |log| log.release(&unplaced)).await;
+            Stats::add(&lane.counters().dropped_full, lost);
         }
     }
 }

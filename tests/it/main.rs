@@ -17,4 +17,5 @@ mod proxy;
 mod reliability;
 mod security;
 mod soak;
+mod spool;
 mod upload;
