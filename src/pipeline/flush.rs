@@ -281,6 +281,11 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
                     if !retryable(&e) {
                         let (n, noun, item) = (batch.items(), S::NOUN, S::ITEM);
                         error!(
+                            api = S::API_NAME,
+                            status = e.status(),
+                            error_code = e.error_code(),
+                            reason = "not_retryable",
+                            count = n,
                             "Sending {item} batch failed with: {e}. The error is not retryable: {n} {noun} rejected"
                         );
                         Stats::add(&delivery.rejected, n);
@@ -291,6 +296,11 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
                     let next = self.backoff.delay(&self.policy).max(asked).unwrap_or_default();
                     if attempt < self.policy.max_attempts && started.elapsed() < self.policy.max_elapsed {
                         warn!(
+                            api = S::API_NAME,
+                            status = e.status(),
+                            error_code = e.error_code(),
+                            count = batch.len(),
+                            attempt,
                             "Sending {} batch failed with: {e}. Retrying {} {} in {:.3} seconds (attempt {attempt} of {})",
                             S::ITEM,
                             batch.len(),
@@ -303,6 +313,10 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
             }
             if attempt >= self.policy.max_attempts || started.elapsed() >= self.policy.max_elapsed {
                 error!(
+                    api = S::API_NAME,
+                    count = batch.len(),
+                    attempts = attempt,
+                    duration_s = started.elapsed().as_secs_f64(),
                     "Could not send {} {} after {attempt} attempts in {:.3} seconds; they stay buffered and will be sent again",
                     batch.len(),
                     S::NOUN,
@@ -324,10 +338,23 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
             // Counters and buffer first: whoever reads the log line must see them updated.
             Stats::add(&delivery.sent, n);
             batch.keep(&[]);
-            info!("Successfully sent batch of {n} {noun} ({secs:.3} seconds)");
+            info!(
+                target: crate::observe::logging::ROUTINE,
+                api = S::API_NAME,
+                count = n,
+                duration_s = secs,
+                "Successfully sent batch of {n} {noun} ({secs:.3} seconds)"
+            );
             return true;
         }
-        info!("Sent batch of {n} {noun} but had {} Unprocessed {noun} ({secs:.3} seconds)", receipt.unprocessed);
+        info!(
+            api = S::API_NAME,
+            count = n,
+            unprocessed = receipt.unprocessed,
+            duration_s = secs,
+            "Sent batch of {n} {noun} but had {} Unprocessed {noun} ({secs:.3} seconds)",
+            receipt.unprocessed
+        );
         Stats::add(&delivery.unprocessed, receipt.unprocessed);
         let retry = batch.items_of(&receipt.retry);
         let rejected = receipt.rejected.min(n - retry);
