@@ -49,7 +49,8 @@ fn main() -> ExitCode {
         // Lambda mode reports even a bad configuration to Lambda, so it starts logging first.
         logging::init(level, format, true, std::io::stdout);
         warn_unknown_variables(&env);
-        return run(|| lambda::run(config, &runtime_api));
+        // The extension logs its errors itself, as it reports them to Lambda.
+        return run(|| lambda::run(config, &runtime_api), false);
     }
     let config = match config {
         Ok(c) => c,
@@ -75,7 +76,7 @@ fn main() -> ExitCode {
         }
     }
     warn_unknown_variables(&env);
-    run(|| sidecar::run(config))
+    run(|| sidecar::run(config), true)
 }
 
 /// A warning for each set `XRAY_DAEMON_*` variable that nothing reads, naming the closest real
@@ -86,12 +87,12 @@ fn warn_unknown_variables(env: &HashMap<String, String>) {
     }
 }
 
-/// Runs a mode on the async runtime: exit code 0 when it returns `Ok`, else 1 with the error
-/// logged. One thread: the work is small per segment and the cost is in wake-ups, which a
+/// Runs a mode on the async runtime: exit code 0 when it returns `Ok`, else 1, with the error
+/// logged if `log_error`. One thread: the work is small per segment and the cost is in wake-ups, which a
 /// second worker multiplies (it is woken to steal tasks). At 10,000 segments/s the daemon used
 /// 51 % of a core on one thread against 73 % on two, and a Lambda function rarely has more than
 /// a fraction of a vCPU.
-fn run<F, E>(mode: impl FnOnce() -> F) -> ExitCode
+fn run<F, E>(mode: impl FnOnce() -> F, log_error: bool) -> ExitCode
 where
     F: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -106,7 +107,9 @@ where
     match runtime.block_on(mode()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            if log_error {
+                tracing::error!("{e}");
+            }
             ExitCode::from(1)
         }
     }

@@ -352,7 +352,7 @@ impl Runner {
             d if d.is_zero() && deadline_ms == 0 => SHUTDOWN_FALLBACK,
             d => d.saturating_sub(SHUTDOWN_MARGIN),
         };
-        debug!("Got SHUTDOWN ({reason}): sending what is buffered within {:.3} seconds", left.as_secs_f64());
+        debug!("Sending what is buffered within {:.3} seconds, for SHUTDOWN ({reason})", left.as_secs_f64());
         let started = Instant::now();
         if let Some(previous) = self.background.take() {
             let _ = tokio::time::timeout_at(started + left, previous).await;
