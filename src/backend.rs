@@ -48,6 +48,22 @@ impl BackendError {
         self
     }
 
+    /// The HTTP status the service answered with, when it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self.kind {
+            ErrorKind::Status { status, .. } => Some(status),
+            _ => None,
+        }
+    }
+
+    /// The service's error code (`ThrottlingException`), when it gave one.
+    pub fn error_code(&self) -> Option<&str> {
+        match &self.kind {
+            ErrorKind::Status { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Upstream's telemetry class for this error.
     pub(crate) fn class(&self) -> ErrorClass {
         match &self.kind {

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 use xray_daemon::aws::outbound;
-use xray_daemon::config::cli::{self, Action, Usage};
-use xray_daemon::config::{self, Config, LogFormat, LogLevel, DEFAULT_TCP_ADDRESS};
+use xray_daemon::config::cli::{self, Action, Help, Usage};
+use xray_daemon::config::{self, Config, DEFAULT_TCP_ADDRESS};
 use xray_daemon::observe::{health, logging};
 use xray_daemon::runner::{lambda, sidecar};
 
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     let flags = match cli::parse(args) {
         Ok(Action::Run(flags)) => flags,
         Ok(Action::Help) => {
-            print!("{Usage}");
+            print!("{Help}");
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -39,46 +39,60 @@ fn main() -> ExitCode {
     outbound::prefer_ca_bundle();
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = Config::load(&flags, &env);
+    // Known even when the configuration cannot be used, so that its problems are reported in
+    // the format asked for.
+    let (level, format) = match &config {
+        Ok(c) => (c.log_level, c.log_format),
+        Err(_) => config::log_choice(&flags, &env),
+    };
     if let Some(runtime_api) = config::lambda_runtime_api(&env) {
         // Lambda mode reports even a bad configuration to Lambda, so it starts logging first.
-        let (level, format) =
-            config.as_ref().map(|c| (c.log_level, c.log_format)).unwrap_or((LogLevel::Info, LogFormat::Text));
-        logging::init(level, format, std::io::stdout);
-        return run(|| lambda::run(config, &runtime_api));
+        logging::init(level, format, true, std::io::stdout);
+        warn_unknown_variables(&env);
+        // The extension logs its errors itself, as it reports them to Lambda.
+        return run(|| lambda::run(config, &runtime_api), false);
     }
     let config = match config {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{} [Error] {e}", humantime::format_rfc3339_seconds(std::time::SystemTime::now()));
+            logging::init(level, format, false, std::io::stderr);
+            warn_unknown_variables(&env);
+            logging::config_error(&e);
             return ExitCode::from(1);
         }
     };
     match &config.log_file {
-        None => logging::init(config.log_level, config.log_format, std::io::stdout),
+        None => logging::init(level, format, false, std::io::stdout),
         Some(path) => {
             let limit = config.log_rotation.then_some(logging::ROTATE_AT);
             match logging::LogFile::open(path, limit) {
-                Ok(file) => logging::init(config.log_level, config.log_format, file),
+                Ok(file) => logging::init(level, format, false, file),
                 Err(e) => {
-                    eprintln!(
-                        "{} [Error] cannot open the log file {}: {e}",
-                        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
-                        path.display()
-                    );
+                    logging::init(level, format, false, std::io::stderr);
+                    tracing::error!("cannot open the log file {}: {e}", path.display());
                     return ExitCode::from(1);
                 }
             }
         }
     }
-    run(|| sidecar::run(config))
+    warn_unknown_variables(&env);
+    run(|| sidecar::run(config), true)
 }
 
-/// Runs a mode on the async runtime: exit code 0 when it returns `Ok`, else 1 with the error
-/// logged. One thread: the work is small per segment and the cost is in wake-ups, which a
+/// A warning for each set `XRAY_DAEMON_*` variable that nothing reads, naming the closest real
+/// one: a typo would otherwise do nothing, silently.
+fn warn_unknown_variables(env: &HashMap<String, String>) {
+    for unknown in config::names::unknown_variables(env) {
+        tracing::warn!(variable = unknown.name.as_str(), closest = unknown.closest, "{unknown}");
+    }
+}
+
+/// Runs a mode on the async runtime: exit code 0 when it returns `Ok`, else 1, with the error
+/// logged if `log_error`. One thread: the work is small per segment and the cost is in wake-ups, which a
 /// second worker multiplies (it is woken to steal tasks). At 10,000 segments/s the daemon used
 /// 51 % of a core on one thread against 73 % on two, and a Lambda function rarely has more than
 /// a fraction of a vCPU.
-fn run<F, E>(mode: impl FnOnce() -> F) -> ExitCode
+fn run<F, E>(mode: impl FnOnce() -> F, log_error: bool) -> ExitCode
 where
     F: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -93,7 +107,9 @@ where
     match runtime.block_on(mode()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            if log_error {
+                tracing::error!("{e}");
+            }
             ExitCode::from(1)
         }
     }

@@ -123,7 +123,12 @@ impl Sink<Spans> for OtlpTraces {
         if !message.is_empty() {
             if let Some(suppressed) = self.partial_warn.check() {
                 let message = redact_key_ids(&message);
-                warn!("X-Ray refused {rejected} spans of a batch: {message}{}", suppressed_note(suppressed));
+                warn!(
+                    reason = "partial_success",
+                    count = rejected,
+                    "X-Ray refused {rejected} spans of a batch: {message}{}",
+                    suppressed_note(suppressed)
+                );
             }
         }
         Ok(Receipt { retry: Vec::new(), rejected, unprocessed: rejected })

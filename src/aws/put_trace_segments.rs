@@ -95,13 +95,27 @@ fn read_answer(records: &[Bytes], unprocessed: &[Unprocessed]) -> Receipt {
         match index {
             Some(i) if entry.is_retryable() => {
                 fate[i] = Fate::Retry;
-                warn!("Unprocessed trace {trace}, segment {id}: {code} {message}; it will be sent again");
+                warn!(
+                    reason = code,
+                    trace_id = trace,
+                    segment_id = id,
+                    "Unprocessed trace {trace}, segment {id}: {code} {message}; it will be sent again"
+                );
             }
             Some(i) => {
                 fate[i] = Fate::Rejected;
-                error!("Unprocessed trace {trace}, segment {id}: {code} {message}");
+                error!(
+                    reason = code,
+                    trace_id = trace,
+                    segment_id = id,
+                    "Unprocessed trace {trace}, segment {id}: {code} {message}"
+                );
             }
-            None => error!("Unprocessed segment {id:?} matches no document in the batch: {code} {message}"),
+            None => error!(
+                reason = code,
+                segment_id = id,
+                "Unprocessed segment {id:?} matches no document in the batch: {code} {message}"
+            ),
         }
     }
     let retry: Vec<usize> = (0..n).filter(|&i| fate[i] == Fate::Retry).collect();

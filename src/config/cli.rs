@@ -6,9 +6,11 @@
 //! after `--`. Usage errors exit 2, help exits 0, as upstream.
 //!
 //! The flags and their usage lines are the settings table's (`table.rs`), plus `-v` and `-h`.
+//! `-h` prints upstream's usage screen unchanged, then what upstream did not have: the
+//! `health-check` subcommand and every environment variable, also from the table.
 
 use super::flags::{Flags, VERSION};
-use super::table;
+use super::table::{self, DefaultValue};
 use std::fmt;
 
 /// Every flag, in upstream's order: the settings' (the table's order), then `-v`.
@@ -87,6 +89,55 @@ impl fmt::Display for Usage {
         }
         line(f, "h", "help", "Show this screen")
     }
+}
+
+/// The `-h` screen: upstream's usage screen, then the subcommand and the environment variables.
+pub struct Help;
+
+impl fmt::Display for Help {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{Usage}")?;
+        writeln!(f, "\nUsage: X-Ray health-check [ADDR]")?;
+        writeln!(
+            f,
+            "\tAsk a running daemon's /health at ADDR (default: XRAY_DAEMON_TCP_ADDRESS, else {}); \
+             exit 0 when healthy, else 1.",
+            super::DEFAULT_TCP_ADDRESS
+        )?;
+        writeln!(f, "\nEnvironment variables (a flag wins over its variable, a variable over the config file):")?;
+        let (own, platform): (Vec<&&table::Info>, Vec<_>) =
+            table::ALL.iter().partition(|s| s.var.starts_with(super::OWN_PREFIX));
+        for setting in own {
+            let flag = setting.flag.as_ref().map(|f| format!(" (-{})", f.short)).unwrap_or_default();
+            writeln!(f, "\t{}{flag}\t{}; default: {}", setting.var, plain(setting.about), default(&setting.default))?;
+        }
+        writeln!(f, "\nAlso read, from the AWS SDK, ECS, EC2 and Lambda:")?;
+        for setting in platform {
+            let names: Vec<&str> = std::iter::once(setting.var).chain(setting.also.iter().copied()).collect();
+            writeln!(f, "\t{}\t{}", names.join(", then "), plain(setting.about))?;
+        }
+        Ok(())
+    }
+}
+
+fn default(value: &DefaultValue) -> String {
+    match value {
+        DefaultValue::Is(text) => (*text).to_owned(),
+        DefaultValue::Empty(text) | DefaultValue::Derived(text) => plain(text),
+    }
+}
+
+/// The README's Markdown as plain text: no backticks, links as their words.
+fn plain(markdown: &str) -> String {
+    let mut out = markdown.replace('`', "");
+    while let Some(start) = out.find("](") {
+        let Some(len) = out[start..].find(')') else { break };
+        out.replace_range(start..start + len + 1, "");
+        if let Some(open) = out[..start].rfind('[') {
+            out.remove(open);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -203,6 +254,24 @@ mod tests {
         assert_eq!(lines[13], "\t-h\t--help\t\tShow this screen");
         assert_eq!(lines.len(), 14);
         assert_eq!(text, UPSTREAM_USAGE);
+    }
+
+    /// `-h` is upstream's screen, then the subcommand and every variable of the table.
+    #[test]
+    fn help_adds_the_subcommand_and_every_variable_after_upstreams_screen() {
+        let text = Help.to_string();
+        let rest = text.strip_prefix(UPSTREAM_USAGE).expect("upstream's screen first");
+        assert!(rest.starts_with("\nUsage: X-Ray health-check [ADDR]\n"), "{rest}");
+        for setting in table::ALL {
+            assert!(rest.contains(&format!("\t{}", setting.var)), "{} missing:\n{rest}", setting.var);
+        }
+        assert!(rest.contains(
+            "\tXRAY_DAEMON_UDP_ADDRESS (-b)\tUDP address to receive segments on; IPv6 as [::1]:2000; \
+             default: 127.0.0.1:2000\n"
+        ));
+        assert!(rest.contains("default: end\n") && rest.contains("(see Lambda);"), "{rest}");
+        assert!(!rest.contains('`') && !rest.contains("](#"), "no Markdown: {rest}");
+        assert_eq!(plain("a [Lambda](#lambda) b [c](#d)"), "a Lambda b c");
     }
 
     const UPSTREAM_USAGE: &str = concat!(

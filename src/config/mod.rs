@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod file;
 mod flags;
+pub mod names;
 mod parse;
 mod table;
 mod values;
@@ -182,6 +183,20 @@ impl Reader<'_> {
         })
     }
 
+    /// The log level and format: the daemon's settings, else in Lambda mode Lambda's
+    /// (`AWS_LAMBDA_LOG_LEVEL`, `AWS_LAMBDA_LOG_FORMAT`), else the defaults.
+    fn log_choice(&mut self, lambda: bool) -> (LogLevel, LogFormat) {
+        let level = match lambda && self.raw(&table::LOG_LEVEL.info).is_none() {
+            true => self.get(&table::LAMBDA_LOG_LEVEL).unwrap_or_default(),
+            false => self.get(&table::LOG_LEVEL),
+        };
+        let format = match lambda && self.raw(&table::LOG_FORMAT.info).is_none() {
+            true => self.get(&table::LAMBDA_LOG_FORMAT).unwrap_or_default(),
+            false => self.get(&table::LOG_FORMAT),
+        };
+        (level, format)
+    }
+
     /// The file given (`-c`, `XRAY_DAEMON_CONFIG_FILE`), checked strictly as upstream does (unknown
     /// keys fail), else `default_file` when it exists, checked leniently.
     fn read_file(&mut self, default_file: &Path) {
@@ -251,6 +266,7 @@ impl Config {
         // Off by default in Lambda: a 60 s timer means nothing in a sandbox that freezes.
         let telemetry = r.given(&table::TELEMETRY).map_or(lambda.is_none(), |(_, on)| on);
         let ecs_metadata_file = if r.get(&table::ECS_METADATA) { r.get(&table::ECS_METADATA_FILE) } else { None };
+        let (log_level, log_format) = r.log_choice(lambda.is_some());
         let config = Config {
             mode: if lambda.is_some() { Mode::Lambda } else { Mode::Sidecar },
             lambda,
@@ -267,8 +283,8 @@ impl Config {
             telemetry,
             shutdown_timeout: r.get(&table::SHUTDOWN_TIMEOUT),
             upload_timeout: r.get(&table::UPLOAD_TIMEOUT),
-            log_level: r.get(&table::LOG_LEVEL),
-            log_format: r.get(&table::LOG_FORMAT),
+            log_level,
+            log_format,
             log_file: r.get(&table::LOG_FILE),
             log_rotation: r.get(&table::LOG_ROTATION),
             resource_arn: r.get(&table::RESOURCE_ARN),
@@ -296,6 +312,18 @@ impl Config {
         };
         ConfigError::from_problems(r.problems).map(|()| config)
     }
+}
+
+/// The log level and format to report with, even when the configuration cannot be used: each
+/// from its setting when that setting is good, else its default. So a broken configuration is
+/// reported in the format asked for.
+pub fn log_choice(flags: &Flags, env: &HashMap<String, String>) -> (LogLevel, LogFormat) {
+    let mut problems = vec![];
+    let env = variables(env, &mut problems);
+    let mut r = Reader { flags: flags.clone(), env, file: FileConfig::default(), file_path: None, problems };
+    let lambda = r.lambda().is_some();
+    r.read_file(Path::new(file::DEFAULT_PATH));
+    r.log_choice(lambda)
 }
 
 /// `AWS_LAMBDA_RUNTIME_API` when the daemon runs as a Lambda extension: Lambda set it and
@@ -374,6 +402,44 @@ mod tests {
             [api, ("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances"), ("XRAY_DAEMON_LAMBDA_PROXY", "true")];
         let l = load(Flags::default(), &lmi).unwrap().lambda.unwrap();
         assert!(l.managed_instances && l.proxy);
+    }
+
+    #[test]
+    fn lambda_mode_takes_lambdas_log_settings_unless_the_daemons_own_say_otherwise() {
+        let api = ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001");
+        let c = load(Flags::default(), &[api, ("AWS_LAMBDA_LOG_LEVEL", "FATAL"), ("AWS_LAMBDA_LOG_FORMAT", "JSON")]);
+        assert_eq!(c.map(|c| (c.log_level, c.log_format)), Ok((LogLevel::Error, LogFormat::Json)));
+        for (word, level) in [
+            ("TRACE", LogLevel::Dev),
+            ("DEBUG", LogLevel::Debug),
+            ("INFO", LogLevel::Info),
+            ("WARN", LogLevel::Warn),
+            ("ERROR", LogLevel::Error),
+            ("loud", LogLevel::Info),
+        ] {
+            let c = load(Flags::default(), &[api, ("AWS_LAMBDA_LOG_LEVEL", word), ("AWS_LAMBDA_LOG_FORMAT", "Text")]);
+            assert_eq!(c.map(|c| (c.log_level, c.log_format)), Ok((level, LogFormat::Text)), "{word}");
+        }
+        let lambda = [api, ("AWS_LAMBDA_LOG_LEVEL", "ERROR"), ("AWS_LAMBDA_LOG_FORMAT", "JSON")];
+        let own = Flags { log_level: Some("debug".into()), ..Default::default() };
+        let c = load(own, &[lambda[0], lambda[1], lambda[2], ("XRAY_DAEMON_LOG_FORMAT", "text")]).unwrap();
+        assert_eq!((c.log_level, c.log_format), (LogLevel::Debug, LogFormat::Text), "the daemon's own settings win");
+        let c = load(Flags::default(), &lambda[1..]).unwrap();
+        assert_eq!((c.log_level, c.log_format), (LogLevel::Info, LogFormat::Text), "only read in Lambda mode");
+    }
+
+    /// A configuration that cannot be used is still reported in the format asked for.
+    #[test]
+    fn the_log_choice_survives_a_broken_configuration() {
+        let broken = Flags { bind: Some("127.0.0.1".into()), log_level: Some("loud".into()), ..Default::default() };
+        let vars = env(&[("XRAY_DAEMON_LOG_FORMAT", "json"), ("XRAY_DAEMON_CONCURRENCY", "0")]);
+        assert!(Config::load(&broken, &vars).is_err());
+        assert_eq!(log_choice(&broken, &vars), (LogLevel::Info, LogFormat::Json));
+        let vars = env(&[("XRAY_DAEMON_LOG_FORMAT", "xml"), ("XRAY_DAEMON_LOG_LEVEL", "warn")]);
+        assert_eq!(log_choice(&Flags::default(), &vars), (LogLevel::Warn, LogFormat::Text));
+        let api = ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001");
+        let vars = env(&[api, ("AWS_LAMBDA_LOG_FORMAT", "JSON"), ("XRAY_DAEMON_LAMBDA_FLUSH", "never")]);
+        assert_eq!(log_choice(&Flags::default(), &vars), (LogLevel::Info, LogFormat::Json));
     }
 
     #[test]

@@ -142,6 +142,21 @@ pub(crate) fn log_level(source: &str, value: &str) -> Result<LogLevel, ConfigErr
     })
 }
 
+/// `AWS_LAMBDA_LOG_LEVEL`, which Lambda sets from the function's advanced logging controls:
+/// `TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR` or `FATAL` (the daemon's `error`). Lambda checks the
+/// value itself, so anything else is taken as not set rather than stopping the extension.
+pub(crate) fn lambda_log_level(source: &str, value: &str) -> Result<Option<LogLevel>, ConfigError> {
+    match value.trim() {
+        v if v.eq_ignore_ascii_case("fatal") => Ok(Some(LogLevel::Error)),
+        v => Ok(log_level(source, v).ok()),
+    }
+}
+
+/// `AWS_LAMBDA_LOG_FORMAT`: `JSON` or `Text`; anything else is taken as not set.
+pub(crate) fn lambda_log_format(source: &str, value: &str) -> Result<Option<LogFormat>, ConfigError> {
+    Ok(log_format(source, value.trim()).ok())
+}
+
 pub(crate) fn log_format(source: &str, value: &str) -> Result<LogFormat, ConfigError> {
     match value {
         v if v.eq_ignore_ascii_case("json") => Ok(LogFormat::Json),

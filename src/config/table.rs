@@ -25,8 +25,7 @@ pub(crate) struct Info {
     /// The SDK's or the platform's variables, read after the file (`AWS_REGION`).
     pub(crate) also: &'static [&'static str],
     pub(crate) default: DefaultValue,
-    /// One line of Markdown, for the README.
-    #[cfg_attr(not(test), allow(dead_code))] // read by the test that holds the README to the table
+    /// One line of Markdown, for the README and the `-h` screen.
     pub(crate) about: &'static str,
 }
 
@@ -35,9 +34,9 @@ pub(crate) enum DefaultValue {
     /// This text, read by the setting's parser like any value.
     Is(&'static str),
     /// Not set (`None`, empty, `false`); the text says what that means.
-    Empty(#[cfg_attr(not(test), allow(dead_code))] &'static str),
+    Empty(&'static str),
     /// Worked out by the loader from other settings or the machine; the text says how.
-    Derived(#[cfg_attr(not(test), allow(dead_code))] &'static str),
+    Derived(&'static str),
 }
 
 /// A setting's descriptor: where it is read from, and how its text becomes a `T`. The parser
@@ -499,6 +498,27 @@ settings! {
         also: &[],
         default: Empty("none; Lambda sets it"),
         about: "the function's memory in MB, which Lambda's default buffer size follows",
+    }
+    /// In Lambda mode, when the daemon's own settings give no level.
+    LAMBDA_LOG_LEVEL: Option<LogLevel> {
+        parse: parse::lambda_log_level,
+        flag: None,
+        var: "AWS_LAMBDA_LOG_LEVEL",
+        file: None,
+        also: &[],
+        default: Empty("none; Lambda sets it (advanced logging controls)"),
+        about: "Lambda mode: the log level when neither `-l`, `XRAY_DAEMON_LOG_LEVEL` nor `Logging.LogLevel` \
+            is set: `TRACE` (= `dev`), `DEBUG`, `INFO`, `WARN`, `ERROR`, `FATAL` (= `error`)",
+    }
+    /// In Lambda mode, when `XRAY_DAEMON_LOG_FORMAT` is not set.
+    LAMBDA_LOG_FORMAT: Option<LogFormat> {
+        parse: parse::lambda_log_format,
+        flag: None,
+        var: "AWS_LAMBDA_LOG_FORMAT",
+        file: None,
+        also: &[],
+        default: Empty("none; Lambda sets it (advanced logging controls)"),
+        about: "Lambda mode: `JSON` or `Text`, the log format when `XRAY_DAEMON_LOG_FORMAT` is not set",
     }
     /// Lambda Managed Instances.
     MANAGED_INSTANCES: bool {

@@ -38,6 +38,22 @@ impl ConfigError {
             _ => Err(ConfigError::Several(problems)),
         }
     }
+
+    /// Each problem on its own: the list of [`ConfigError::Several`], else this one.
+    pub fn problems(&self) -> &[ConfigError] {
+        match self {
+            ConfigError::Several(problems) => problems,
+            one => std::slice::from_ref(one),
+        }
+    }
+
+    /// The flag, variable or key the problem names, when it names one.
+    pub fn setting(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { setting, .. } | ConfigError::BufferTooSmall { setting, .. } => Some(setting),
+            _ => None,
+        }
+    }
 }
 
 /// Log verbosity, upstream's names.

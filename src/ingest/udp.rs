@@ -175,7 +175,12 @@ impl Intake {
                 Stats::add(&self.stats.rejected_datagrams, 1);
                 Stats::add(&self.stats.spans_malformed, 1);
                 if let Some(suppressed) = self.malformed_warn.check() {
-                    warn!("Malformed T1S datagram of {size} bytes rejected: {e}{}", suppressed_note(suppressed));
+                    warn!(
+                        reason = "malformed_t1s",
+                        size,
+                        "Malformed T1S datagram of {size} bytes rejected: {e}{}",
+                        suppressed_note(suppressed)
+                    );
                 }
                 return;
             }
@@ -203,6 +208,10 @@ impl Intake {
             let item = S::ITEM;
             let (first, rest) = item.split_at(1);
             warn!(
+                reason = "buffer_full",
+                signal = S::NOUN,
+                dropped = n,
+                suppressed,
                 "{}{rest} buffer is full ({} bytes). {what}. Consider increasing memory limit{}",
                 first.to_ascii_uppercase(),
                 self.segments.limit(),
@@ -213,7 +222,14 @@ impl Intake {
 
     fn rejected(&self, reason: Reject, datagram: &[u8]) {
         if let Some(suppressed) = self.rejected_warn.check() {
-            warn!("{reason}: rejected a datagram of {} bytes{}", datagram.len(), suppressed_note(suppressed));
+            warn!(
+                reason = reason.as_str(),
+                size = datagram.len(),
+                suppressed,
+                "{reason}: rejected a datagram of {} bytes{}",
+                datagram.len(),
+                suppressed_note(suppressed)
+            );
         }
         if enabled!(Level::DEBUG) {
             debug!("Rejected datagram ({}): {}", reason.as_str(), segments::preview(datagram, 256));

@@ -3,15 +3,23 @@
 //!
 //! Only the daemon's own events are shown at the chosen level. Dependencies (the AWS SDK, hyper)
 //! are held at warn, so a `dev` log never shows request internals such as signing material.
+//!
+//! The daemon's events carry structured fields (`count`, `duration_s`, `reason`, `api`,
+//! `status`, `error_code`, `trace_id`, …) beside a message that already says the same in words.
+//! The JSON format writes both; the text format writes the message alone, so that the lines
+//! people grep stay upstream's byte for byte. Events of the [`ROUTINE`] target repeat with the
+//! traffic (a line per batch sent): in Lambda mode they only show at debug level, so that a
+//! function's log group gets no line per invocation unless something went wrong.
 
-use crate::config::{LogFormat, LogLevel};
+use crate::config::{ConfigError, LogFormat, LogLevel};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
@@ -20,8 +28,30 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// The target of events that repeat with the traffic (each batch sent), held back in Lambda mode.
+pub const ROUTINE: &str = "xray_daemon::routine";
+
 /// Upstream's line format.
 pub(crate) struct UpstreamFormat;
+
+/// Writes an event's message, and nothing of its other fields.
+struct MessageOnly<'w, 'a> {
+    writer: &'w mut Writer<'a>,
+    result: fmt::Result,
+}
+
+impl Visit for MessageOnly<'_, '_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.result = write!(self.writer, "{value:?}");
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.result = self.writer.write_str(value);
+        }
+    }
+}
 
 /// Upstream's level words.
 pub(crate) fn level_word(level: &Level) -> &'static str {
@@ -42,12 +72,19 @@ where
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let now = humantime::format_rfc3339_seconds(SystemTime::now());
         write!(writer, "{now} [{}] ", level_word(event.metadata().level()))?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        if event.metadata().target().starts_with("xray_daemon") {
+            // The daemon's messages say everything; their fields are for the JSON format.
+            let mut visitor = MessageOnly { writer: &mut writer, result: Ok(()) };
+            event.record(&mut visitor);
+            visitor.result?;
+        } else {
+            ctx.field_format().format_fields(writer.by_ref(), event)?;
+        }
         writeln!(writer)
     }
 }
 
-fn filter(level: LogLevel) -> Targets {
+fn filter(level: LogLevel, lambda: bool) -> Targets {
     let ours = match level {
         LogLevel::Dev => LevelFilter::TRACE,
         LogLevel::Debug => LevelFilter::DEBUG,
@@ -55,15 +92,25 @@ fn filter(level: LogLevel) -> Targets {
         LogLevel::Warn => LevelFilter::WARN,
         LogLevel::Error => LevelFilter::ERROR,
     };
-    Targets::new().with_target("xray_daemon", ours).with_default(LevelFilter::WARN.min(ours))
+    // In Lambda, routine lines show from debug on; what goes wrong still shows at its level.
+    let routine = if lambda && ours <= LevelFilter::INFO { ours.min(LevelFilter::WARN) } else { ours };
+    Targets::new()
+        .with_target("xray_daemon", ours)
+        .with_target(ROUTINE, routine)
+        .with_default(LevelFilter::WARN.min(ours))
 }
 
-/// Installs the global subscriber writing to `writer`.
-pub fn init<W>(level: LogLevel, format: LogFormat, writer: W)
+/// Set once the JSON format is chosen, for what is logged outside an event's fields.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Installs the global subscriber writing to `writer`. `lambda`: hold back the [`ROUTINE`]
+/// lines below debug level.
+pub fn init<W>(level: LogLevel, format: LogFormat, lambda: bool, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let registry = tracing_subscriber::registry().with(filter(level));
+    JSON.store(format == LogFormat::Json, Relaxed);
+    let registry = tracing_subscriber::registry().with(filter(level, lambda));
     match format {
         LogFormat::Text => {
             let layer =
@@ -74,6 +121,20 @@ where
             let layer = tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(writer);
             registry.with(layer).init();
         }
+    }
+}
+
+/// Logs a configuration that cannot be used: as one line (with a line per problem under it) in
+/// the text format, as it always was; as one JSON object per problem in the JSON format, each
+/// with the `setting` it names when it names one.
+pub fn config_error(e: &ConfigError) {
+    if !JSON.load(Relaxed) {
+        tracing::error!("{e}");
+        return;
+    }
+    let problems = e.problems();
+    for problem in problems {
+        tracing::error!(setting = problem.setting(), problems = problems.len(), "{problem}");
     }
 }
 
@@ -226,14 +287,20 @@ mod tests {
     fn lines_look_like_upstream() {
         let cap = Capture::default();
         let sink = cap.clone();
-        let subscriber = tracing_subscriber::registry().with(filter(LogLevel::Info)).with(
+        let subscriber = tracing_subscriber::registry().with(filter(LogLevel::Info, false)).with(
             tracing_subscriber::fmt::layer()
                 .event_format(UpstreamFormat)
                 .with_writer(move || sink.clone())
                 .with_ansi(false),
         );
         tracing::subscriber::with_default(subscriber, || {
-            tracing::info!("Successfully sent batch of {} segments ({:.3} seconds)", 3, 0.0071);
+            tracing::info!(
+                count = 3,
+                duration_s = 0.0071,
+                "Successfully sent batch of {} segments ({:.3} seconds)",
+                3,
+                0.0071
+            );
             tracing::debug!("hidden at info");
             tracing::warn!(target: "hyper", "dependency warnings still show");
             tracing::info!(target: "aws_smithy_runtime", "dependency info is hidden");
@@ -244,7 +311,49 @@ mod tests {
         let (stamp, rest) = lines[0].split_once(' ').unwrap();
         assert_eq!(stamp.len(), "2026-11-25T16:20:41Z".len());
         assert!(stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T');
-        assert_eq!(rest, "[Info] Successfully sent batch of 3 segments (0.007 seconds)");
+        assert_eq!(rest, "[Info] Successfully sent batch of 3 segments (0.007 seconds)", "no fields in text");
         assert!(lines[1].ends_with("[Warn] dependency warnings still show"));
+    }
+
+    /// What the subscriber `init` would install writes for each event, at `level`.
+    fn json_lines(level: LogLevel, lambda: bool, events: impl FnOnce()) -> Vec<serde_json::Value> {
+        let cap = Capture::default();
+        let sink = cap.clone();
+        let layer = tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(move || sink.clone());
+        let subscriber = tracing_subscriber::registry().with(filter(level, lambda)).with(layer);
+        tracing::subscriber::with_default(subscriber, events);
+        let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    }
+
+    #[test]
+    fn json_lines_carry_the_fields_beside_the_message() {
+        let lines = json_lines(LogLevel::Info, false, || {
+            tracing::info!(target: ROUTINE, count = 3, duration_s = 0.25, "Successfully sent batch of 3 segments");
+            tracing::warn!(reason = "invalid_header", status = Some(403u16), code = None::<&str>, "Invalid header");
+        });
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0]["message"], "Successfully sent batch of 3 segments");
+        assert_eq!((lines[0]["count"].as_u64(), lines[0]["duration_s"].as_f64()), (Some(3), Some(0.25)));
+        assert_eq!((lines[0]["level"].as_str(), lines[0]["target"].as_str()), (Some("INFO"), Some(ROUTINE)));
+        assert_eq!((lines[1]["reason"].as_str(), lines[1]["status"].as_u64()), (Some("invalid_header"), Some(403)));
+        assert!(lines[1].get("code").is_none(), "a field without a value is left out: {}", lines[1]);
+    }
+
+    /// In Lambda, routine lines need debug; what goes wrong shows as before.
+    #[test]
+    fn lambda_holds_routine_lines_back_below_debug() {
+        let events = || {
+            tracing::info!(target: ROUTINE, "Successfully sent batch of 1 segments");
+            tracing::warn!(target: ROUTINE, "routine, but wrong");
+            tracing::info!("Initializing");
+        };
+        let messages = |level, lambda| -> Vec<String> {
+            json_lines(level, lambda, events).iter().map(|l| l["message"].as_str().unwrap().to_owned()).collect()
+        };
+        assert_eq!(messages(LogLevel::Info, true), ["routine, but wrong", "Initializing"]);
+        assert_eq!(messages(LogLevel::Info, false).len(), 3);
+        assert_eq!(messages(LogLevel::Debug, true).len(), 3);
+        assert_eq!(messages(LogLevel::Warn, true), ["routine, but wrong"]);
     }
 }

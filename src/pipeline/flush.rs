@@ -322,7 +322,13 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
                 if retryable(&e) {
                     self.backoff.failure();
                     let (n, noun, item) = (batch.items(), S::NOUN, S::ITEM);
-                    warn!("Sending {item} batch failed with: {e}. Writing {n} {noun} to the spool, to be sent again");
+                    warn!(
+                        api = S::API_NAME,
+                        status = e.status(),
+                        error_code = e.error_code(),
+                        count = n,
+                        "Sending {item} batch failed with: {e}. Writing {n} {noun} to the spool, to be sent again"
+                    );
                     lane.spill(&mut batch).await;
                 } else {
                     self.reject(&mut batch, &e);
@@ -335,7 +341,14 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
     /// Counts a batch refused for good and lets it go.
     fn reject(&self, batch: &mut Batch, e: &BackendError) {
         let (n, noun, item) = (batch.items(), S::NOUN, S::ITEM);
-        error!("Sending {item} batch failed with: {e}. The error is not retryable: {n} {noun} rejected");
+        error!(
+            api = S::API_NAME,
+            status = e.status(),
+            error_code = e.error_code(),
+            reason = "not_retryable",
+            count = n,
+            "Sending {item} batch failed with: {e}. The error is not retryable: {n} {noun} rejected"
+        );
         Stats::add(&S::delivery(&self.stats).rejected, n);
         batch.keep(&[]);
     }
@@ -382,6 +395,11 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
                     let next = self.backoff.delay(&self.policy).max(asked).unwrap_or_default();
                     if attempt < self.policy.max_attempts && started.elapsed() < self.policy.max_elapsed {
                         warn!(
+                            api = S::API_NAME,
+                            status = e.status(),
+                            error_code = e.error_code(),
+                            count = batch.len(),
+                            attempt,
                             "Sending {} batch failed with: {e}. Retrying {} {} in {:.3} seconds (attempt {attempt} of {})",
                             S::ITEM,
                             batch.len(),
@@ -394,6 +412,10 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
             }
             if attempt >= self.policy.max_attempts || started.elapsed() >= self.policy.max_elapsed {
                 error!(
+                    api = S::API_NAME,
+                    count = batch.len(),
+                    attempts = attempt,
+                    duration_s = started.elapsed().as_secs_f64(),
                     "Could not send {} {} after {attempt} attempts in {:.3} seconds; they stay buffered and will be sent again",
                     batch.len(),
                     S::NOUN,
@@ -415,10 +437,23 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
             // Counters and buffer first: whoever reads the log line must see them updated.
             Stats::add(&delivery.sent, n);
             batch.keep(&[]);
-            info!("Successfully sent batch of {n} {noun} ({secs:.3} seconds)");
+            info!(
+                target: crate::observe::logging::ROUTINE,
+                api = S::API_NAME,
+                count = n,
+                duration_s = secs,
+                "Successfully sent batch of {n} {noun} ({secs:.3} seconds)"
+            );
             return true;
         }
-        info!("Sent batch of {n} {noun} but had {} Unprocessed {noun} ({secs:.3} seconds)", receipt.unprocessed);
+        info!(
+            api = S::API_NAME,
+            count = n,
+            unprocessed = receipt.unprocessed,
+            duration_s = secs,
+            "Sent batch of {n} {noun} but had {} Unprocessed {noun} ({secs:.3} seconds)",
+            receipt.unprocessed
+        );
         Stats::add(&delivery.unprocessed, receipt.unprocessed);
         let retry = batch.items_of(&receipt.retry);
         let rejected = receipt.rejected.min(n - retry);

@@ -199,8 +199,14 @@ impl Core {
     }
 
     /// The one shutdown path: stops the TCP servers, sends everything buffered before
-    /// `started + budget`, and writes the last lines of the run.
-    pub(crate) async fn shutdown(&self, started: Instant, budget: Duration) -> ShutdownReport {
+    /// `started + budget`, and writes the last lines of the run: the sidecar's two, or for the
+    /// Lambda extension (`lambda`) its one summary line.
+    pub(crate) async fn shutdown(
+        &self,
+        started: Instant,
+        budget: Duration,
+        lambda: Option<LambdaEnd>,
+    ) -> ShutdownReport {
         self.stop_servers.cancel();
         let mut report = self.pipeline.shutdown(started + budget).await;
         report.took = started.elapsed();
@@ -212,20 +218,21 @@ impl Core {
                 n => format!(" and {n} spans"),
             };
             error!(
+                undelivered = report.undelivered + report.undelivered_spans,
                 "Shutdown deadline of {:.3} seconds passed: {} segments{spans} were not delivered",
                 budget.as_secs_f64(),
                 report.undelivered
             );
         }
-        info!(
-            "Shutdown finished in {:.3} seconds. Segments received: {}, sent: {}, rejected: {}, spilled over: {}, not delivered: {}, OTLP datagrams: {}",
-            report.took.as_secs_f64(),
+        let took = report.took.as_secs_f64();
+        let otlp = s.otlp + Stats::read(&stats.otlp_sampled);
+        let segments = format!(
+            "Segments received: {}, sent: {}, rejected: {}, spilled over: {}, not delivered: {}, OTLP datagrams: {otlp}",
             s.received,
             s.sent,
             s.rejected(),
             s.spillover,
             report.undelivered,
-            s.otlp + Stats::read(&stats.otlp_sampled)
         );
         if report.spooled > 0 {
             info!(
@@ -235,15 +242,47 @@ impl Core {
         }
         let spans = &stats.spans;
         let received = Stats::read(&stats.spans_udp) + Stats::read(&stats.spans_http);
-        if received > 0 || report.undelivered_spans > 0 {
+        let (spans_sent, spans_dropped) = (Stats::read(&spans.sent), Stats::read(&spans.spillover));
+        let spans_rejected = Stats::read(&spans.rejected) + Stats::read(&stats.spans_too_large);
+        let spans_line = format!(
+            "Spans received: {received}, sent: {spans_sent}, rejected: {spans_rejected}, dropped: {spans_dropped}, \
+             not delivered: {}",
+            report.undelivered_spans
+        );
+        let Some(LambdaEnd { reason, invocations }) = lambda else {
             info!(
-                "Spans received: {received}, sent: {}, rejected: {}, dropped: {}, not delivered: {}",
-                Stats::read(&spans.sent),
-                Stats::read(&spans.rejected) + Stats::read(&stats.spans_too_large),
-                Stats::read(&spans.spillover),
-                report.undelivered_spans
+                duration_s = took,
+                segments_sent = s.sent,
+                dropped = s.spillover,
+                undelivered = report.undelivered,
+                "Shutdown finished in {took:.3} seconds. {segments}"
             );
-        }
+            if received > 0 || report.undelivered_spans > 0 {
+                info!(spans_sent, dropped = spans_dropped, undelivered = report.undelivered_spans, "{spans_line}");
+            }
+            return report;
+        };
+        let mut spans_line = spans_line;
+        spans_line[..1].make_ascii_lowercase();
+        info!(
+            reason = reason.as_str(),
+            invocations,
+            duration_s = took,
+            segments_sent = s.sent,
+            spans_sent,
+            rejected = s.rejected() + spans_rejected,
+            dropped = s.spillover + spans_dropped,
+            undelivered = report.undelivered + report.undelivered_spans,
+            "Got SHUTDOWN ({reason}) after {invocations} invocations. Shutdown finished in {took:.3} seconds. \
+             {segments}; {spans_line}"
+        );
         report
     }
+}
+
+/// How a Lambda extension's run ended, for its summary line.
+pub(crate) struct LambdaEnd {
+    /// SHUTDOWN's reason: `spindown`, `timeout`, `failure`.
+    pub(crate) reason: String,
+    pub(crate) invocations: u64,
 }

@@ -92,6 +92,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         std::process::exit(1);
     });
 
-    core.shutdown(tokio::time::Instant::now(), core.config.shutdown_timeout).await;
+    core.shutdown(tokio::time::Instant::now(), core.config.shutdown_timeout, None).await;
     Ok(())
 }

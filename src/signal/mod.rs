@@ -14,6 +14,8 @@ use crate::observe::stats::{Delivery, Stats};
 
 /// One kind of telemetry, carried by the pipeline from ingest to its backend.
 pub trait Signal: Send + Sync + 'static {
+    /// The API its batches go to, as the `api` field of log lines names it.
+    const API_NAME: &'static str;
     /// The plural noun in log lines: "segments".
     const NOUN: &'static str;
     /// The singular, as in "segment batch".
@@ -31,6 +33,7 @@ pub trait Signal: Send + Sync + 'static {
 pub struct Segments;
 
 impl Signal for Segments {
+    const API_NAME: &'static str = "put_trace_segments";
     const NOUN: &'static str = "segments";
     const ITEM: &'static str = "segment";
     /// PutTraceSegments takes at most 50 documents a call.
@@ -50,6 +53,7 @@ impl Signal for Segments {
 pub struct Spans;
 
 impl Signal for Spans {
+    const API_NAME: &'static str = "otlp";
     const NOUN: &'static str = "spans";
     const ITEM: &'static str = "span";
     /// X-Ray's OTLP endpoint takes at most 10,000 spans a request.

@@ -14,6 +14,26 @@ fn help_prints_upstream_usage_and_exits_0() {
     assert_eq!(run_to_exit(&["--help"], &[]).1, out);
 }
 
+/// After upstream's screen: the `health-check` subcommand and the environment variables.
+#[test]
+fn help_lists_the_subcommand_and_the_environment_variables() {
+    let (code, out, _) = run_to_exit(&["-h"], &[]);
+    assert_eq!(code, 0);
+    let (upstream, ours) = out.split_once("\t-h\t--help\t\tShow this screen\n").expect("upstream's last line");
+    assert_eq!(upstream.lines().count(), 13, "{out}");
+    assert!(ours.starts_with("\nUsage: X-Ray health-check [ADDR]\n"), "{ours}");
+    for line in [
+        "\tXRAY_DAEMON_UDP_ADDRESS (-b)\tUDP address to receive segments on; IPv6 as [::1]:2000; default: 127.0.0.1:2000\n",
+        "\tXRAY_DAEMON_LOG_FORMAT\ttext (upstream's lines) or json (one object per line); default: text\n",
+        "\tAWS_LAMBDA_LOG_FORMAT\tLambda mode: JSON or Text, ",
+    ] {
+        assert!(ours.contains(line), "{line:?} missing:\n{ours}");
+    }
+    // A usage error still shows upstream's screen alone.
+    let (_, usage, _) = run_to_exit(&["-bogus"], &[]);
+    assert_eq!(format!("{upstream}\t-h\t--help\t\tShow this screen\n"), usage);
+}
+
 #[test]
 fn version_prints_the_upstream_line_and_exits_0() {
     let (code, out, _) = run_to_exit(&["-v"], &[]);

@@ -142,6 +142,56 @@ async fn end_mode_uploads_every_segment_of_an_invocation_before_asking_for_the_n
     let s = d.summary();
     assert_eq!((s.received, s.sent, s.undelivered), (240, 240, 0));
     assert_eq!(sorted(xray.accepted_documents()), sorted(sent), "each document exactly once");
+    // At the default level: no line per invocation, one summary at SHUTDOWN.
+    let log = d.log_text();
+    assert!(!log.contains("Successfully sent batch") && !log.contains("Flushed in"), "{log}");
+    let summary: Vec<&str> = log.lines().filter(|l| l.contains("SHUTDOWN")).collect();
+    assert_eq!(summary.len(), 1, "{log}");
+    let want = "[Info] Got SHUTDOWN (spindown) after 2 invocations. Shutdown finished in ";
+    assert!(summary[0].contains(want), "{log}");
+    assert!(summary[0].contains(" seconds. Segments received: 240, sent: 240, rejected: 0, spilled over: 0"), "{log}");
+    assert!(summary[0].ends_with("; spans received: 0, sent: 0, rejected: 0, dropped: 0, not delivered: 0"), "{log}");
+}
+
+/// Lambda's advanced logging controls: `AWS_LAMBDA_LOG_FORMAT=JSON` and `AWS_LAMBDA_LOG_LEVEL`
+/// apply unless the daemon's own variables say otherwise.
+#[tokio::test]
+async fn lambdas_log_format_and_level_are_honoured() {
+    let xray = fakes();
+    let lambda = FakeLambda::start().await;
+    let json = extension(&xray, &lambda).env("AWS_LAMBDA_LOG_FORMAT", "JSON").env("AWS_LAMBDA_LOG_LEVEL", "DEBUG");
+    let mut d = booted(json, &lambda).await;
+    lambda.invoke("req-1", Duration::from_secs(10));
+    let sent = send(&d, 0, 3);
+    assert_eq!(lambda.runtime_done("req-1").await, 200);
+    nth_next(&lambda, 2, &d).await;
+    lambda.shutdown("spindown", Duration::from_millis(1700));
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).await.and_then(|s| s.code()), Some(0), "{}", d.log_text());
+    assert_eq!(xray.accepted_documents().len(), sent.len());
+    let lines = crate::logs::json_lines(&d.log_text());
+    let message = |l: &serde_json::Value| l["message"].as_str().unwrap().to_owned();
+    let batch = lines.iter().find(|l| message(l).starts_with("Successfully sent batch of 3 segments"));
+    let batch = batch.unwrap_or_else(|| panic!("DEBUG shows the batches: {}", d.log_text()));
+    assert_eq!((batch["level"].as_str(), batch["count"].as_u64()), (Some("INFO"), Some(3)));
+    let summary = lines.iter().find(|l| message(l).starts_with("Got SHUTDOWN (spindown)")).unwrap();
+    assert_eq!((summary["invocations"].as_u64(), summary["segments_sent"].as_u64()), (Some(1), Some(3)), "{summary}");
+    assert_eq!((summary["spans_sent"].as_u64(), summary["dropped"].as_u64()), (Some(0), Some(0)), "{summary}");
+    assert_eq!(summary["reason"], "spindown");
+
+    // The daemon's own variables win: text, and ERROR hides even the summary.
+    let lambda = FakeLambda::start().await;
+    let own = extension(&xray, &lambda)
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .env("AWS_LAMBDA_LOG_LEVEL", "DEBUG")
+        .env("XRAY_DAEMON_LOG_FORMAT", "text")
+        .env("XRAY_DAEMON_LOG_LEVEL", "error")
+        .env("XRAY_DAEMON_LAMBDA_FLUSH", "never");
+    let mut d = own.start();
+    let status = d.wait_exit(Duration::from_secs(10)).await.expect("a bad setting exits");
+    assert_eq!(status.code(), Some(1));
+    let log = d.log_text();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains("[Error] invalid value \"never\" for XRAY_DAEMON_LAMBDA_FLUSH"), "{log}");
 }
 
 #[tokio::test]

@@ -15,10 +15,11 @@ pub mod events;
 pub(crate) mod listener;
 pub(crate) mod runtime_api;
 
-use super::{client_settings, pipeline_settings, resolve_credentials, spans_sink, Core, StartError};
+use super::{client_settings, pipeline_settings, resolve_credentials, spans_sink, Core, LambdaEnd, StartError};
 use crate::aws::client::Deferred;
 use crate::config::{Config, ConfigError, LambdaConfig, LambdaFlush};
 use crate::ingest::udp;
+use crate::observe::logging;
 use crate::observe::stats::Stats;
 use crate::pipeline::Pipeline;
 use events::{time_until, NextEvent, PlatformEvent, ShutdownReason};
@@ -123,7 +124,10 @@ pub async fn run(config: Result<Config, ConfigError>, runtime_api: &str) -> Resu
 
 /// Tells Lambda why the extension exits, then hands the error back for the exit code.
 async fn report(api: &RuntimeApi, initialising: bool, e: LambdaError) -> LambdaError {
-    error!("{e}");
+    match &e {
+        LambdaError::Config(problems) => logging::config_error(problems),
+        e => error!("{e}"),
+    }
     if let Err(report_failed) = api.report_error(initialising, e.reason(), &e.to_string()).await {
         warn!("Could not report the error to Lambda: {report_failed}");
     }
@@ -234,6 +238,7 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
         events: events_rx,
         early: VecDeque::new(),
         background: None,
+        invocations: 0,
     })
 }
 
@@ -251,6 +256,8 @@ struct Runner {
     background: Option<JoinHandle<()>>,
     /// The longest an end-of-invocation flush may add to an invocation.
     flush_budget: Duration,
+    /// INVOKE events so far, for the summary at SHUTDOWN.
+    invocations: u64,
 }
 
 impl Runner {
@@ -267,7 +274,10 @@ impl Runner {
             initialising = false;
             self.clients.start();
             match event {
-                NextEvent::Invoke { request_id, deadline_ms } => self.invoke(&request_id, deadline_ms).await,
+                NextEvent::Invoke { request_id, deadline_ms } => {
+                    self.invocations += 1;
+                    self.invoke(&request_id, deadline_ms).await
+                }
                 NextEvent::Shutdown { reason, deadline_ms } => {
                     self.shutdown(reason, deadline_ms).await;
                     return Ok(());
@@ -345,11 +355,12 @@ impl Runner {
             d if d.is_zero() && deadline_ms == 0 => SHUTDOWN_FALLBACK,
             d => d.saturating_sub(SHUTDOWN_MARGIN),
         };
-        info!("Got SHUTDOWN ({reason}): sending what is buffered within {:.3} seconds", left.as_secs_f64());
+        debug!("Sending what is buffered within {:.3} seconds, for SHUTDOWN ({reason})", left.as_secs_f64());
         let started = Instant::now();
         if let Some(previous) = self.background.take() {
             let _ = tokio::time::timeout_at(started + left, previous).await;
         }
-        self.core.shutdown(started, left).await;
+        let end = LambdaEnd { reason: reason.to_string(), invocations: self.invocations };
+        self.core.shutdown(started, left, Some(end)).await;
     }
 }
