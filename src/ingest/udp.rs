@@ -74,8 +74,8 @@ pub(crate) struct Bound {
     pub(crate) receive_buffer: usize,
 }
 
-/// Binds the UDP address (IPv4 or IPv6, host names resolve to their first address) and asks
-/// for `receive_buffer` bytes of kernel buffer.
+/// Binds the UDP address (IPv4 or IPv6, host names resolve to their first address; `[::]` takes
+/// IPv4 as well) and asks for `receive_buffer` bytes of kernel buffer.
 pub(crate) fn bind(address: &str, receive_buffer: usize) -> Result<Bound, BindError> {
     let addr = address
         .to_socket_addrs()
@@ -83,6 +83,11 @@ pub(crate) fn bind(address: &str, receive_buffer: usize) -> Result<Bound, BindEr
         .map_err(|source| BindError::Resolve { address: address.to_owned(), source })?;
     let bind_err = |source| BindError::Bind { address: addr.to_string(), source };
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(bind_err)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        // `[::]` takes IPv4 too, as upstream's Go socket does, whatever net.ipv6.bindv6only says:
+        // the X-Ray SDKs send over IPv4 only (the Lambda wrapper points them at 127.0.0.1).
+        socket.set_only_v6(false).map_err(bind_err)?;
+    }
     if socket.set_recv_buffer_size(receive_buffer).is_ok() {
         // Linux caps SO_RCVBUF at net.core.rmem_max; a privileged process may go past it.
         if socket.recv_buffer_size().unwrap_or(0) < receive_buffer {
@@ -498,6 +503,29 @@ mod tests {
         shutdown.cancel();
         reader.await.expect("reader");
         assert_eq!(stats.snapshot().received, total);
+    }
+
+    /// `[::]` takes datagrams sent to 127.0.0.1 as well as to ::1, as upstream's socket does: the
+    /// X-Ray SDKs send over IPv4 only, and the Lambda wrapper points them at 127.0.0.1.
+    #[test]
+    fn the_ipv6_wildcard_takes_ipv4_datagrams_too() {
+        let bound = bind("[::]:0", 1 << 20).expect("bind [::]");
+        assert!(bound.local_addr.is_ipv6(), "{}", bound.local_addr);
+        let port = bound.local_addr.port();
+        let v4 = UdpSocket::bind("127.0.0.1:0").expect("v4 sender");
+        v4.send_to(b"from v4", ("127.0.0.1", port)).expect("send to 127.0.0.1");
+        let v6 = UdpSocket::bind("[::1]:0").expect("v6 sender");
+        v6.send_to(b"from v6", ("::1", port)).expect("send to ::1");
+        bound.socket.set_nonblocking(false).expect("blocking");
+        bound.socket.set_read_timeout(Some(std::time::Duration::from_secs(5))).expect("timeout");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        for _ in 0..2 {
+            let (n, from) = bound.socket.recv_from(&mut buf).expect("a datagram");
+            got.push((String::from_utf8_lossy(&buf[..n]).into_owned(), from.ip().to_canonical().is_ipv4()));
+        }
+        got.sort();
+        assert_eq!(got, [("from v4".to_owned(), true), ("from v6".to_owned(), false)]);
     }
 
     /// Batched receives hand over every datagram whole and in order, from 1 byte to the

@@ -5,7 +5,8 @@ the full fake with invocations, freezes and error codes is `tests/it/fake_lambda
 
 It answers register with an identifier, the Telemetry API subscription with 200 (or, with
 `telemetry=202`, the Runtime Interface Emulator's 202 `Telemetry.NotSupported`), and the first
-`/event/next` with SHUTDOWN (spindown, deadline 1.7 s away). Each call is recorded with the
+`/event/next` with SHUTDOWN (spindown, deadline 1.7 s away; with `hold`, a `threading.Event`, only
+once it is set, so that a test can send the extension something first). Each call is recorded with the
 CLOCK_MONOTONIC instant (`time.perf_counter()`) its first bytes were read.
 
 It is an asyncio server on its own thread, not `http.server`: the benchmark times the extension
@@ -36,9 +37,10 @@ class FakeRuntime:
     """`with FakeRuntime() as rt:` serves on `rt.address` (host:port, the AWS_LAMBDA_RUNTIME_API
     value) until the block ends; `rt.calls` lists the calls in arrival order."""
 
-    def __init__(self, telemetry=200):
+    def __init__(self, telemetry=200, hold=None):
         self.calls = []
         self.telemetry = telemetry
+        self.hold = hold
         self.address = None
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -79,6 +81,8 @@ class FakeRuntime:
                 length = int(headers.get("content-length") or 0)
                 body = await reader.readexactly(length) if length else b""
                 self.calls.append(Call(at, method, path, headers, body))
+                if path == NEXT and self.hold is not None:
+                    await asyncio.get_running_loop().run_in_executor(None, self.hold.wait, 30)
                 status, payload, extra = self._answer(path)
                 data = json.dumps(payload).encode()
                 out = [f"HTTP/1.1 {status} {REASONS[status]}", "Content-Type: application/json",
