@@ -14,6 +14,7 @@ pub mod cli;
 pub mod file;
 mod flags;
 mod parse;
+pub mod running;
 mod table;
 mod values;
 
