@@ -270,3 +270,16 @@ def test_release_workflow_builds_what_the_issue_asks():
     for needle in ("make dist", "helm push", "oci://", "SHA256SUMS", "extension/publish_layer.sh",
                    "Cargo.toml"):
         assert needle in text, needle
+
+
+def test_actionlint_accepts_the_workflows_and_really_lints(tmp_path):
+    actionlint = Path(sys.executable).parent / "actionlint"
+    assert actionlint.exists(), "pip install -r tests/docker/requirements.txt (make zig-tools)"
+    p = subprocess.run([str(actionlint), "-oneline", *map(str, (ROOT / ".github" / "workflows").glob("*.yml"))],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n"
+                   "      - run: echo \"${{ github.event.head_commit.message }}\"\n")
+    p = subprocess.run([str(actionlint), "-oneline", str(bad)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "potentially untrusted" in p.stdout, p.stdout + p.stderr
