@@ -105,10 +105,11 @@ docker:
 		--build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) -t $(IMAGE):$(VERSION) $(DOCKER_ARGS) .
 
 # buildah builds and runs FROM-scratch images without a Docker engine; qemu-user runs the arm64 binary.
-# apt-get as root on Debian/Ubuntu, `apt-get update` only if the first attempt fails.
+# apt-get as root on Debian/Ubuntu, `apt-get update` only if the first attempt fails; waits for another
+# apt-get's lock (.ci/run installs the peers while `make lint` installs shellcheck).
 apt_install = command -v $(1) >/dev/null || { \
 	echo "apt-get install -y $(2)"; export DEBIAN_FRONTEND=noninteractive; \
-	apt-get install -y -q $(2) >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q $(2) >/dev/null; } \
+	apt-get install -y -q -o DPkg::Lock::Timeout=300 $(2) >/dev/null || { apt-get update -q -o DPkg::Lock::Timeout=300 >/dev/null && apt-get install -y -q -o DPkg::Lock::Timeout=300 $(2) >/dev/null; } \
 	|| { echo "could not apt-get install $(2) (needs root on Debian/Ubuntu)" >&2; exit 1; }; }
 
 docker-tools:
