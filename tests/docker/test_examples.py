@@ -27,7 +27,7 @@ ECS = EXAMPLES / "ecs-task-definition.json"
 APP = EXAMPLES / "app-pod.yaml"
 CHART = ROOT / "helm" / "xray-daemon"
 KUBE_VERSION = "1.32.0"
-HEALTH_CHECK = ["CMD", "/xray-daemon", "health-check", "127.0.0.1:2000"]
+HEALTH_CHECK = ["CMD", "/xray-daemon", "health-check"]
 SHUTDOWN_TIMEOUT_S = 5  # the daemon's default XRAY_DAEMON_SHUTDOWN_TIMEOUT
 
 
@@ -92,7 +92,7 @@ def test_ecs_daemon_sidecar(task):
     app, daemon = containers(task)
     repo = chart_values()["image"]["repository"]
     assert daemon["image"] == f"{repo}:{cargo_version()}", "the example should use the chart's image and this version"
-    # the image's entrypoint (-t 0.0.0.0:2000 -b 0.0.0.0:2000) must stay in effect
+    # the image's entrypoint and 0.0.0.0:2000 variables must stay in effect
     assert "entryPoint" not in daemon and "command" not in daemon
     ports = {(p["containerPort"], p["protocol"]) for p in daemon["portMappings"]}
     assert ports == {(2000, "udp"), (2000, "tcp")}

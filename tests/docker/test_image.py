@@ -6,9 +6,11 @@ static binary that `make static` built (plus the links, /etc/passwd, /etc/group 
 bundle), and buildah builds the Dockerfile's final stage `FROM scratch` around it. The same final
 stage is what `docker buildx build` produces from the Dockerfile's own build stage.
 
-The tests then check what users of upstream's image depend on: uid 10001, the entrypoint with
-`-t 0.0.0.0:2000 -b 0.0.0.0:2000`, the /xray and /usr/bin/xray paths, both ports, a health check
-without a shell, static binaries for amd64 and arm64. The daemon is run inside the image with
+The tests then check what users of upstream's image depend on: uid 10001, 0.0.0.0:2000 by
+default (from XRAY_DAEMON_UDP_ADDRESS and XRAY_DAEMON_TCP_ADDRESS, which upstream's -b/-t flags
+still beat), the /xray and /usr/bin/xray paths, both ports, a health check without a shell that
+finds the daemon however its address was given, static binaries for amd64 and arm64, and the OCI
+labels with the version, commit and time. The daemon is run inside the image with
 `buildah run --isolation chroot --network host` (podman cannot run containers on this machine),
 bound to free loopback ports (0.0.0.0:2000 may be taken by another daemon).
 
@@ -43,14 +45,21 @@ DOCKERFILE = DOCKER / "Dockerfile"
 LOOPBACK = "127.0.0.1"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
-ENTRYPOINT = ["/xray-daemon", "-t", "0.0.0.0:2000", "-b", "0.0.0.0:2000"]
+ENTRYPOINT = ["/xray-daemon"]
+IMAGE_ENV = {"XRAY_DAEMON_UDP_ADDRESS": "0.0.0.0:2000", "XRAY_DAEMON_TCP_ADDRESS": "0.0.0.0:2000"}
 HEALTHCHECK = ["CMD", "/xray-daemon", "health-check"]
 UID = 10001
 OCI_LABELS = {
     "org.opencontainers.image.title": "xray-daemon",
     "org.opencontainers.image.licenses": "Apache-2.0",
     "org.opencontainers.image.source": "https://github.com/xray-daemon/xray-daemon",
+    "org.opencontainers.image.url": "https://github.com/xray-daemon/xray-daemon",
+    "org.opencontainers.image.documentation": "https://github.com/xray-daemon/xray-daemon#readme",
+    "org.opencontainers.image.vendor": "xray-daemon",
 }
+# What the tests build with, as `make dist` passes them (git rev-parse HEAD, the commit's time).
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+CREATED = "2026-01-02T03:04:05Z"
 # Every path in the image, and nothing else.
 IMAGE_TREE = {
     "etc", "etc/group", "etc/passwd", "etc/ssl", "etc/ssl/certs", "etc/ssl/certs/ca-certificates.crt",
@@ -185,6 +194,7 @@ def build_image(buildah, arch, ctx):
     tag = f"localhost/xray-daemon-test:{arch}"
     buildah("bud", "--isolation", "chroot", "--format", "docker", "--platform", f"linux/{arch}",
             "--build-arg", "BINARIES=prebuilt", "--build-arg", f"VERSION={VERSION}",
+            "--build-arg", f"REVISION={REVISION}", "--build-arg", f"CREATED={CREATED}",
             "-f", ctx / "docker" / "Dockerfile", "-t", tag, ctx, timeout=300)
     return Image(tag, binary, set(IMAGE_TREE))
 
@@ -247,6 +257,10 @@ def check_config(info, arch):
     for k, v in OCI_LABELS.items():
         assert labels.get(k) == v, (k, labels)
     assert labels["org.opencontainers.image.version"] == VERSION
+    assert labels["org.opencontainers.image.revision"] == REVISION
+    assert labels["org.opencontainers.image.created"] == CREATED
+    env = dict(e.split("=", 1) for e in cfg["Env"])
+    assert {k: env.get(k) for k in IMAGE_ENV} == IMAGE_ENV, cfg["Env"]
     assert labels.get("org.opencontainers.image.description", "").strip()
 
 
@@ -309,59 +323,101 @@ def wait_for(log, pattern, proc, seconds):
     raise AssertionError(f"no {pattern!r} within {seconds} s:\n{log.read_text(errors='replace')}")
 
 
-def daemon_pid(port):
-    """The daemon's process on this host (chroot isolation shares the PID namespace), by its flags."""
+def daemon_pid(marker):
+    """The daemon's process on this host (chroot isolation shares the PID namespace), by the
+    IMAGE_TEST_RUN variable it was started with."""
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
             argv = (d / "cmdline").read_bytes().split(b"\0")
+            environ = (d / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv[0] == b"/xray-daemon" and f"{LOOPBACK}:{port}".encode() in argv and b"health-check" not in argv:
+        if argv[0] == b"/xray-daemon" and f"IMAGE_TEST_RUN={marker}".encode() in environ \
+                and b"health-check" not in argv:
             return int(d.name)
     return None
 
 
+DAEMON_ENV = ["AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=dummy-secret",
+              "AWS_EC2_METADATA_DISABLED=true", "XRAY_DAEMON_LOCAL_MODE=true",
+              "XRAY_DAEMON_ENDPOINT=http://127.0.0.1:9", "XRAY_DAEMON_TELEMETRY=false",
+              # nothing can be uploaded (port 9 refuses): don't wait the default 5 s for it at SIGTERM
+              "XRAY_DAEMON_SHUTDOWN_TIMEOUT=1s"]
+
+
+class Daemon:
+    """The image's entrypoint plus `args`, run in a container of its own with `env` added to the
+    image's; `port` is where it should listen (UDP and TCP)."""
+
+    def __init__(self, buildah, image, tmp_path, args=(), env=(), files=None):
+        self.buildah, self.port = buildah, free_port()
+        self.info = inspect(buildah, image.tag)["Docker"]["config"]
+        self.cid = buildah.container(image.tag)
+        root = Path(buildah("mount", self.cid).stdout.strip())
+        for path, text in (files or {}).items():  # into the container, readable by its user
+            (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (root / path.lstrip("/")).write_text(text.format(port=self.port))
+            (root / path.lstrip("/")).chmod(0o644)
+        self.argv = self.info["Entrypoint"] + [a.format(port=self.port) for a in args]
+        self.env = DAEMON_ENV + [e.format(port=self.port) for e in env] + [f"IMAGE_TEST_RUN={self.port}"]
+        self.log = tmp_path / f"daemon-{self.port}.log"
+
+    def __enter__(self):
+        envs = [a for kv in self.env for a in ("--env", kv)]
+        with self.log.open("wb") as out:
+            self.proc = self.buildah.popen("run", "--isolation", "chroot", "--network", "host", *envs, self.cid,
+                                           "--", *self.argv, stdout=out)
+        try:
+            self.text = wait_for(self.log, rf"Listening on UDP {LOOPBACK}:{self.port}\s*$", self.proc, 30)
+            self.pid = daemon_pid(self.port)
+            assert self.pid, "the daemon's process is not visible on the host"
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def health_check(self, *args, env=()):
+        """The image's health check command (plus `args`), in the daemon's container, as Docker
+        runs it: with the image's variables, not the daemon's flags."""
+        return self.buildah.run_in(self.cid, self.info["Healthcheck"]["Test"][1:] + list(args), env=env)
+
+    def stop(self):
+        os.kill(self.pid, signal.SIGTERM)
+        assert self.proc.wait(timeout=20) == 0, self.log.read_text(errors="replace")
+        return self.log.read_text(errors="replace")
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            pid = daemon_pid(self.port)
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
 def test_entrypoint_runs_and_health_check_works(buildah, image_amd64, tmp_path):
-    """The image's own entrypoint, with later flags overriding its 0.0.0.0:2000 (the last -b/-t
-    wins, as with Go's flag package), serves /health; the image's health check command says so."""
-    info = inspect(buildah, image_amd64.tag)["Docker"]["config"]
-    port = free_port()
-    argv = info["Entrypoint"] + ["-b", f"{LOOPBACK}:{port}", "-t", f"{LOOPBACK}:{port}"]
-    env = ["AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=dummy-secret",
-           "AWS_EC2_METADATA_DISABLED=true", "XRAY_DAEMON_LOCAL_MODE=true",
-           "XRAY_DAEMON_ENDPOINT=http://127.0.0.1:9", "XRAY_DAEMON_TELEMETRY=false",
-           # nothing can be uploaded (port 9 refuses): don't wait the default 5 s for it at SIGTERM
-           "XRAY_DAEMON_SHUTDOWN_TIMEOUT=1s"]
-    cid = buildah.container(image_amd64.tag)
-    log = tmp_path / "daemon.log"
-    envs = [a for kv in env for a in ("--env", kv)]
-    with log.open("wb") as out:
-        proc = buildah.popen("run", "--isolation", "chroot", "--network", "host", *envs, cid, "--", *argv, stdout=out)
-    try:
-        text = wait_for(log, rf"Listening on UDP {LOOPBACK}:{port}\s*$", proc, 30)
-        assert "0.0.0.0:2000" not in text, text
+    """The image's own entrypoint, with upstream's flags beating the image's 0.0.0.0:2000
+    variables, serves /health; the image's health check command says so."""
+    with Daemon(buildah, image_amd64, tmp_path, args=["-b", f"{LOOPBACK}:{{port}}", "-t", f"{LOOPBACK}:{{port}}"]) as d:
+        assert "0.0.0.0:2000" not in d.text, d.text
 
         # runs as the image's user
-        pid = daemon_pid(port)
-        assert pid, "the daemon's process is not visible on the host"
-        uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M)
+        uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)", Path(f"/proc/{d.pid}/status").read_text(), re.M)
         assert uids and uids.groups() == (str(UID), str(UID)), uids
         # found the image's CA bundle by itself (it refuses to start without one, see below)
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{d.pid}/environ").read_bytes().split(b"\0")
         assert not [e for e in environ if e.startswith((b"SSL_CERT_FILE=", b"SSL_CERT_DIR="))], environ
-        assert "root CA" not in text, text
+        assert "root CA" not in d.text, d.text
 
-        # the health check exactly as the image declares it; its address from the environment,
-        # since this run moved the TCP port away from 2000
-        check = info["Healthcheck"]["Test"][1:]
-        p = buildah.run_in(cid, check, env=[f"XRAY_DAEMON_TCP_ADDRESS={LOOPBACK}:{port}"])
+        # the health check exactly as the image declares it, and with an address of its own
+        p = d.health_check()
         assert p.returncode == 0 and p.stdout.strip() == "healthy", p.stdout + p.stderr
-        p = buildah.run_in(cid, ["/xray-daemon", "health-check", f"{LOOPBACK}:{port}"])
+        p = d.health_check(f"{LOOPBACK}:{d.port}")
         assert p.returncode == 0 and p.stdout.strip() == "healthy", p.stdout + p.stderr
         closed = free_port()
-        p = buildah.run_in(cid, ["/xray-daemon", "health-check", f"{LOOPBACK}:{closed}"])
+        p = d.health_check(f"{LOOPBACK}:{closed}")
         assert p.returncode == 1 and "unhealthy" in p.stderr, p.stdout + p.stderr
 
         # UDP in, TCP /metrics out: both ports work inside the image
@@ -369,26 +425,47 @@ def test_entrypoint_runs_and_health_check_works(buildah, image_amd64, tmp_path):
         doc = {"name": "image-test", "id": "70de5b6f19ff9a0c", "trace_id": f"1-{int(now):08x}-{'a' * 24}",
                "start_time": now - 0.1, "end_time": now}
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.sendto(b'{"format":"json","version":1}\n' + json.dumps(doc).encode(), (LOOPBACK, port))
+            s.sendto(b'{"format":"json","version":1}\n' + json.dumps(doc).encode(), (LOOPBACK, d.port))
         deadline = time.monotonic() + 10
         while True:
-            with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=5) as r:
+            with urllib.request.urlopen(f"http://{LOOPBACK}:{d.port}/metrics", timeout=5) as r:
                 metrics = r.read().decode()
             if re.search(r"^xray_daemon_segments_received_total 1$", metrics, re.M):
                 break
             assert time.monotonic() < deadline, metrics
             time.sleep(0.2)
 
-        os.kill(pid, signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0, log.read_text(errors="replace")
-        assert "Shutdown finished" in log.read_text(errors="replace")
-    finally:
-        if proc.poll() is None:
-            pid = daemon_pid(port)
-            if pid:
-                os.kill(pid, signal.SIGKILL)
-            proc.kill()
-            proc.wait(timeout=10)
+        assert "Shutdown finished" in d.stop()
+
+
+CONFIG_FILE = "Version: 2\nSocket:\n  UDPAddress: 127.0.0.1:{port}\n  TCPAddress: 127.0.0.1:{port}\n"
+
+
+@pytest.mark.parametrize("way", ["flags", "variables", "config file", "default config file"])
+def test_health_check_finds_the_daemon_however_its_address_was_given(buildah, image_amd64, tmp_path, way):
+    """`docker run IMAGE -t ...`, `-e XRAY_DAEMON_TCP_ADDRESS=...`, `-c FILE`, upstream's default
+    file: the health check, run as Docker runs it (the image's variables, not the daemon's flags
+    or `-e`), reads the daemon's settings and probes the port it is on; stopped, it fails."""
+    addr = f"{LOOPBACK}:{{port}}"
+    no_vars = ["XRAY_DAEMON_UDP_ADDRESS=", "XRAY_DAEMON_TCP_ADDRESS="]  # the file's Socket addresses apply
+    args, env, files = {
+        "flags": (["-b", addr, "-t", addr], [], None),
+        "variables": ([], [f"XRAY_DAEMON_UDP_ADDRESS={addr}", f"XRAY_DAEMON_TCP_ADDRESS={addr}"], None),
+        "config file": (["-c", "/config/xray.yaml"], no_vars, {"/config/xray.yaml": CONFIG_FILE}),
+        "default config file": ([], no_vars, {"/etc/amazon/xray/cfg.yaml": CONFIG_FILE}),
+    }[way]
+    with Daemon(buildah, image_amd64, tmp_path, args=args, env=env, files=files) as d:
+        p = d.health_check()
+        assert p.returncode == 0 and p.stdout.strip() == "healthy", p.stdout + p.stderr
+        # it probed the daemon's port, not the image's 0.0.0.0:2000: stopped, the daemon does not answer there
+        os.kill(d.pid, signal.SIGSTOP)
+        try:
+            p = d.health_check()
+        finally:
+            os.kill(d.pid, signal.SIGCONT)
+        assert p.returncode == 1 and f"no answer from {LOOPBACK}:{d.port}" in p.stderr, p.stdout + p.stderr
+        assert f"from the daemon running as PID {d.pid})" in p.stderr, p.stderr
+        d.stop()
 
 
 def test_daemon_needs_the_images_ca_bundle(buildah, image_amd64):

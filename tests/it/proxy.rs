@@ -245,11 +245,22 @@ async fn the_health_check_subcommand_exits_0_or_1() {
     assert_eq!((code, out.trim()), (0, "healthy"), "{err}");
     // The address may also come from the environment, with 0.0.0.0 probed on loopback.
     let any = format!("0.0.0.0:{}", d.tcp().port());
-    assert_eq!(run_to_exit(&["health-check"], &[("XRAY_DAEMON_TCP_ADDRESS", &any)]).0, 0);
+    let (code, _, err) = run_to_exit(&["health-check"], &[("XRAY_DAEMON_TCP_ADDRESS", &any)]);
+    assert_eq!(code, 0, "{err}");
+    // Or from the daemon's own flags and config file, given to the health check, which beat the variable.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let wrong = [("XRAY_DAEMON_TCP_ADDRESS", closed.as_str())];
+    assert_eq!(run_to_exit(&["health-check", "-t", &any], &wrong).0, 0);
+    let cfg = std::env::temp_dir().join(format!("xray-daemon-health-check-{}.yaml", std::process::id()));
+    std::fs::write(&cfg, format!("Version: 2\nSocket:\n  TCPAddress: {tcp}\n")).unwrap();
+    assert_eq!(run_to_exit(&["health-check", "-c", cfg.to_str().unwrap()], &[]).0, 0);
+    std::fs::remove_file(&cfg).unwrap();
+    let (code, _, err) = run_to_exit(&["health-check", "--tcp-address", &tcp], &[]);
+    assert_eq!((code, err.trim()), (1, "unhealthy: flag provided but not defined: -tcp-address"));
     let (code, _, err) = run_to_exit(&["health-check", &closed], &[]);
     assert_eq!(code, 1);
     assert!(err.starts_with("unhealthy: cannot connect"), "{err}");
+    assert!(err.contains(&format!("(the TCP address {closed} from the command line)")), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,8 +54,9 @@ INITIAL_NO_AUTH_ACTION_COUNT=3 "$VENV_PY" "$ROOT/tests/peers/moto_xray_plus.py" 
     >"$MOTO_LOG" 2>&1 &
 MOTO_PID=$!
 DPID=""
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
-    [[ -n "$DPID" ]] && kill -TERM "$DPID" 2>/dev/null || true
+    if [[ -n "$DPID" ]]; then kill -TERM "$DPID" 2>/dev/null || true; fi
     kill -TERM "$MOTO_PID" 2>/dev/null || true
     wait "$MOTO_PID" 2>/dev/null || true
 }
