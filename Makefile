@@ -35,8 +35,9 @@ LAYER_ARM64 := $(LAYER_DIR)/xray-daemon-layer-arm64.zip
 LAYER_TEST := target/layer-test/xray-daemon-layer-x86_64.zip
 
 .PHONY: all build release static static-x86_64 static-aarch64 static-test build-tests zig-tools docker docker-tools \
-	docker-tools-arm64 qemu-arm64 layer dist run test test-rust test-simd test-e2e test-chart test-packaging test-release \
-	peers fmt lint lint-ci shellcheck-tool clean deny deny-tool advisory-db fuzz soak bench bench-micro
+	docker-tools-arm64 qemu-arm64 prometheus-tools layer dist run test test-rust test-simd test-e2e test-chart \
+	test-packaging test-release peers fmt lint lint-ci shellcheck-tool clean deny deny-tool advisory-db fuzz soak bench \
+	bench-micro
 
 all: build
 
@@ -115,13 +116,18 @@ apt_install = command -v $(1) >/dev/null || { \
 docker-tools:
 	@$(call apt_install,buildah,buildah)
 
+# promtool and the Prometheus server, for the chart's alert and dashboard tests (Debian's prometheus).
+prometheus-tools:
+	@$(call apt_install,promtool,prometheus)
+
 docker-tools-arm64: docker-tools qemu-arm64
 
 qemu-arm64:
 	@$(call apt_install,qemu-aarch64-static,qemu-user-static)
 
-## peers: install the test peers (moto, boto3, aws-xray-sdk, aws-xray-sdk-core, Helm's engine) under target/
-peers:
+## peers: install the test peers (moto, boto3, aws-xray-sdk, aws-xray-sdk-core, Helm's engine) under target/,
+##        and Prometheus (promtool and the server) with apt-get
+peers: prometheus-tools
 	bash tests/e2e/setup.sh
 
 ## run: build and run the daemon; without AWS credentials it runs against a local moto X-Ray
@@ -146,8 +152,9 @@ test-simd: qemu-arm64
 test-e2e: static-test peers
 	XRAY_DAEMON_BIN=$(BIN_STATIC_TEST) $(VENV)/bin/python -m pytest tests/e2e $(PYTEST_ARGS)
 
-test-chart: peers
-	$(VENV)/bin/python -m pytest tests/chart $(PYTEST_ARGS)
+# The chart, and its alerts and dashboard against a real Prometheus scraping the static debug build.
+test-chart: static-test peers
+	XRAY_DAEMON_BIN=$(BIN_STATIC_TEST) $(VENV)/bin/python -m pytest tests/chart $(PYTEST_ARGS)
 
 # The Lambda layer and the image around the static x86_64 debug build.
 test-packaging: static-test peers docker-tools

@@ -50,10 +50,23 @@ DAEMON_ENV = {
     "proxyAddress": "XRAY_DAEMON_PROXY_ADDRESS",
     "noVerifySSL": "XRAY_DAEMON_NO_VERIFY_SSL",
     "proxyAllowAll": "XRAY_DAEMON_PROXY_ALLOW_ALL",
+    "proxyTimeout": "XRAY_DAEMON_PROXY_TIMEOUT",
+    "proxyClientTimeout": "XRAY_DAEMON_PROXY_CLIENT_TIMEOUT",
+    "proxyMaxBodyKB": "XRAY_DAEMON_PROXY_MAX_BODY_KB",
 }
-COMING_SOON = {"XRAY_DAEMON_PROXY_ADDRESS", "XRAY_DAEMON_NO_VERIFY_SSL", "XRAY_DAEMON_PROXY_ALLOW_ALL"}
-# The variables the chart sets from values outside `daemon:` (region, roleArn, otlp).
-CHART_ENV = {"XRAY_DAEMON_REGION", "XRAY_DAEMON_ROLE_ARN", "XRAY_DAEMON_OTLP_ADDRESS"}
+# The disk spool's variables come with issue 19's daemon change (the shared contract names them).
+COMING_SOON = {
+    "XRAY_DAEMON_PROXY_ADDRESS", "XRAY_DAEMON_NO_VERIFY_SSL", "XRAY_DAEMON_PROXY_ALLOW_ALL",
+    "XRAY_DAEMON_SPOOL_DIR", "XRAY_DAEMON_SPOOL_MAX_MB",
+}
+# The variables the chart sets from values outside `daemon:` (region, roleArn, otlp, spool).
+CHART_ENV = {
+    "XRAY_DAEMON_REGION", "XRAY_DAEMON_ROLE_ARN", "XRAY_DAEMON_OTLP_ADDRESS", "XRAY_DAEMON_SPOOL_DIR",
+    "XRAY_DAEMON_SPOOL_MAX_MB",
+}
+# Objects of the Prometheus Operator's CRDs: kubernetes-validate has no schema for them, so each is
+# checked against a strict subset of its CRD's schema here (<kind>.schema.json).
+CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
 
 def tool(name: str) -> str:
@@ -199,11 +212,14 @@ def test_chart_metadata():
 
 
 def test_default_render_objects(default):
-    assert default.kinds() == ["DaemonSet", "Service", "ServiceAccount"]
+    # The Pod is the `helm test` hook: Helm creates it only on `helm test`.
+    assert default.kinds() == ["DaemonSet", "Pod", "Service", "ServiceAccount"]
 
 
 def test_full_render_objects(full):
-    assert full.kinds() == ["ConfigMap", "DaemonSet", "Service", "ServiceAccount", "ServiceMonitor"]
+    assert full.kinds() == [
+        "ConfigMap", "ConfigMap", "DaemonSet", "PodMonitor", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor",
+    ]
 
 
 # --- Kubernetes schemas ------------------------------------------------------------------------
@@ -214,8 +230,8 @@ def test_manifests_pass_kubernetes_validate(default, full, tmp_path):
     # as it would for a misspelt kind: so the CRD is left out here and checked on its own below,
     # and any warning fails this test. One call for all files (each call loads the schemas).
     files = {
-        "default": default.write(tmp_path / "default.yaml", kinds_out={"ServiceMonitor"}),
-        "values-all": full.write(tmp_path / "values-all.yaml", kinds_out={"ServiceMonitor"}),
+        "default": default.write(tmp_path / "default.yaml", kinds_out=CRD_KINDS),
+        "values-all": full.write(tmp_path / "values-all.yaml", kinds_out=CRD_KINDS),
     }
     # The check can fail: an unknown field in the DaemonSet is refused.
     daemonset = default.one("DaemonSet")
@@ -227,21 +243,29 @@ def test_manifests_pass_kubernetes_validate(default, full, tmp_path):
     assert len(problems) == 1 and str(broken) in problems[0] and "replicas" in problems[0], output
     for rendered, path in zip((default, full), files.values()):
         passed = re.findall(rf"{re.escape(str(path))} passed for resource (\S+)", output)
-        expected = [f"{o['kind'].lower()}/{o['metadata']['name']}" for o in rendered.objects if o["kind"] != "ServiceMonitor"]
+        expected = [f"{o['kind'].lower()}/{o['metadata']['name']}" for o in rendered.objects if o["kind"] not in CRD_KINDS]
         assert sorted(passed) == sorted(expected), output
 
 
+def check_crd_object(document: dict, broken: dict[str, dict], tmp_path: Path) -> dict[str, list[str]]:
+    """kubernetes-validate knows no CRDs: a CRD object is checked against <kind>.schema.json, a
+    strict subset of prometheus-operator's CRD schema. It must pass, and each broken copy fail."""
+    files = [tmp_path / "object.json"]
+    files[0].write_text(json.dumps(document))
+    for name, copy in broken.items():
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps(copy))
+    failures = check_jsonschema(HERE / f"{document['kind'].lower()}.schema.json", *files)
+    assert sorted(failures) == sorted(f"{name}.json" for name in broken), failures
+    return failures
+
+
 def test_service_monitor_matches_the_crd_and_the_service(full, tmp_path):
-    # kubernetes-validate knows no CRDs: the ServiceMonitor is checked against
-    # servicemonitor.schema.json, a strict subset of prometheus-operator's CRD schema.
     monitor = full.one("ServiceMonitor")
     (endpoint,) = monitor["spec"]["endpoints"]
     misspelt = {**monitor, "spec": {**monitor["spec"], "endpoints": [{**endpoint, "intervall": "5s"}]}}
-    files = [tmp_path / "servicemonitor.json", tmp_path / "misspelt.json"]
-    for path, document in zip(files, (monitor, misspelt)):
-        path.write_text(json.dumps(document))
-    failures = check_jsonschema(HERE / "servicemonitor.schema.json", *files)
-    assert list(failures) == ["misspelt.json"] and "intervall" in failures["misspelt.json"][0], failures
+    failures = check_crd_object(monitor, {"misspelt": misspelt}, tmp_path)
+    assert "intervall" in failures["misspelt.json"][0], failures
 
     # It must find the Service: selector, namespace, and a port of that name on TCP.
     service = full.one("Service")
@@ -253,8 +277,46 @@ def test_service_monitor_matches_the_crd_and_the_service(full, tmp_path):
     assert (endpoint["path"], endpoint["interval"], endpoint["scrapeTimeout"]) == ("/metrics", "15s", "5s")
     assert monitor["metadata"]["namespace"] == "monitoring"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert endpoint["relabelings"][0]["targetLabel"] == "node"
+    # The chart's own relabeling (the node, for the dashboard) comes first, then the user's.
+    node = {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}
+    assert endpoint["relabelings"] == [node, *load_yaml(VALUES_ALL)["serviceMonitor"]["relabelings"]]
     assert endpoint["metricRelabelings"][0]["action"] == "drop"
+
+
+def test_pod_monitor_matches_the_crd_and_the_pods(full, tmp_path):
+    monitor = full.one("PodMonitor")
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    misspelt = {**monitor, "spec": {**monitor["spec"], "podMetricsEndpoints": [{**endpoint, "targetport": "x"}]}}
+    failures = check_crd_object(monitor, {"misspelt": misspelt}, tmp_path)
+    assert "targetport" in failures["misspelt.json"][0], failures
+
+    # It selects the DaemonSet's pods, in the release's namespace, on their named TCP port.
+    spec = monitor["spec"]
+    assert spec["selector"]["matchLabels"].items() <= full.pod()["metadata"]["labels"].items()
+    assert spec["namespaceSelector"]["matchNames"] == [NAMESPACE]
+    assert full.ports()[endpoint["port"]]["protocol"] == "TCP"
+    assert (endpoint["path"], endpoint["interval"], endpoint["scrapeTimeout"]) == ("/metrics", "20s", "4s")
+    assert monitor["metadata"]["namespace"] == "monitoring"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    node = {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}
+    assert endpoint["relabelings"] == [node, *load_yaml(VALUES_ALL)["podMonitor"]["relabelings"]]
+    assert endpoint["metricRelabelings"][0]["regex"] == "process_virtual_memory_bytes"
+
+
+def test_monitors_are_off_by_default(default):
+    assert not {"ServiceMonitor", "PodMonitor", "PrometheusRule"} & set(default.kinds())
+    assert [o for o in default.objects if o["kind"] == "ConfigMap"] == []
+
+
+def test_prometheus_rule_matches_the_crd(full, tmp_path):
+    rule = full.one("PrometheusRule")
+    first = rule["spec"]["groups"][0]["rules"][0]
+    misspelt = {**rule, "spec": {"groups": [{"name": "g", "rules": [{**first, "annotation": {}}]}]}}
+    both = {**rule, "spec": {"groups": [{"name": "g", "rules": [{**first, "record": "x:y"}]}]}}
+    failures = check_crd_object(rule, {"misspelt": misspelt, "both": both}, tmp_path)
+    assert "annotation" in failures["misspelt.json"][0]
+    assert rule["metadata"]["namespace"] == "monitoring"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
 # --- values.schema.json ------------------------------------------------------------------------
@@ -430,7 +492,7 @@ def test_daemon_reads_the_variables_the_chart_sets():
     if not sources.is_dir():
         pytest.skip("no daemon sources beside the chart")
     text = "".join(p.read_text() for p in sources.rglob("*.rs"))
-    unread = sorted(name for name in set(DAEMON_ENV.values()) - COMING_SOON | CHART_ENV if f'"{name}"' not in text)
+    unread = sorted(name for name in (set(DAEMON_ENV.values()) | CHART_ENV) - COMING_SOON if f'"{name}"' not in text)
     assert unread == []
 
 
@@ -449,6 +511,8 @@ def test_values_all_env(full):
         "XRAY_DAEMON_OTLP_ADDRESS": "0.0.0.0:4319",
         "HTTPS_PROXY": "http://proxy.internal:3128",
         "AWS_STS_REGIONAL_ENDPOINTS": "regional",
+        "XRAY_DAEMON_SPOOL_DIR": "/var/lib/xray-daemon/spool",
+        "XRAY_DAEMON_SPOOL_MAX_MB": "1024",
     }
     assert full.env() == expected
     assert full.container()["envFrom"] == [{"configMapRef": {"name": "xray-extra-env"}}]
@@ -481,14 +545,15 @@ def test_values_all_pod(full):
     assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == "xray"
     assert pod["metadata"]["labels"]["example.com/tier"] == "tracing"
     assert pod["metadata"]["annotations"]["example.com/team"] == "observability"
+    # global.imageRegistry wins over image.registry.
     assert container["image"] == (
-        "registry.example.com/mirror/xray-daemon@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        "mirror.example.com/mirror/xray-daemon@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
     )
     assert container["imagePullPolicy"] == "Always"
     assert spec["imagePullSecrets"] == [{"name": "registry-credentials"}]
     assert container["command"] == ["/usr/bin/xray"]
     assert container["args"] == ["-c", "/etc/amazon/xray/cfg.yaml", "--log-level", "debug"]
-    assert spec["hostNetwork"] is True and spec["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert spec["hostNetwork"] is True and spec["dnsPolicy"] == "None"
     assert full.ports()["xray-ingest"] == {"name": "xray-ingest", "containerPort": 3000, "protocol": "UDP", "hostPort": 3000}
     assert full.ports()["xray-tcp"] == {"name": "xray-tcp", "containerPort": 3001, "protocol": "TCP", "hostPort": 3001}
     assert full.ports()["otlp"] == {"name": "otlp", "containerPort": 4319, "protocol": "TCP", "hostPort": 4319}
@@ -542,7 +607,7 @@ def config_volume(rendered: Rendered) -> tuple[dict, dict]:
 
 
 def test_config_settings_become_cfg_yaml(full):
-    config_map = full.one("ConfigMap")
+    (config_map,) = [o for o in full.objects if o["kind"] == "ConfigMap" and "cfg.yaml" in o["data"]]
     settings = load_yaml(VALUES_ALL)["config"]["settings"]
     assert yaml.safe_load(config_map["data"]["cfg.yaml"]) == {**settings, "Version": 2}
     mount, volume = config_volume(full)
@@ -675,3 +740,137 @@ def test_readme_documents_every_value():
     missing = [".".join(path) for path, _ in leaves(load_yaml(CHART / "values.yaml"), documented) if not documented(".".join(path))]
     assert missing == []
     assert "helm install xray-daemon ./helm/xray-daemon --set region=us-east-1" in readme
+
+
+# --- Chart conventions -------------------------------------------------------------------------
+
+
+def test_common_labels_on_every_object_and_the_pods(full, default):
+    for obj in full.objects:
+        assert obj["metadata"]["labels"]["example.com/cost-centre"] == "tracing", obj["kind"]
+    assert full.pod()["metadata"]["labels"]["example.com/cost-centre"] == "tracing"
+    # Never in a selector: a DaemonSet's selector cannot change after install.
+    assert "example.com/cost-centre" not in full.one("DaemonSet")["spec"]["selector"]["matchLabels"]
+    assert all("example.com/cost-centre" not in o["metadata"]["labels"] for o in default.objects)
+
+
+def test_service_account_labels(full):
+    assert full.one("ServiceAccount")["metadata"]["labels"]["example.com/access"] == "xray-write"
+
+
+def test_revision_history_and_dns(default, full):
+    assert default.one("DaemonSet")["spec"]["revisionHistoryLimit"] == 10
+    assert full.one("DaemonSet")["spec"]["revisionHistoryLimit"] == 3
+    # An explicit dnsPolicy wins over hostNetwork's ClusterFirstWithHostNet.
+    spec = full.pod()["spec"]
+    assert spec["dnsPolicy"] == "None"
+    assert spec["dnsConfig"]["nameservers"] == ["169.254.20.10"]
+    assert spec["dnsConfig"]["options"] == [{"name": "ndots", "value": "2"}]
+    assert Rendered(set_values("dnsPolicy=Default")).pod()["spec"]["dnsPolicy"] == "Default"
+    assert "dnsConfig" not in default.pod()["spec"]
+
+
+def test_image_registry():
+    image = lambda *a: Rendered(set_values(*a)).container()["image"]
+    assert image("image.registry=registry.example.com", "image.repository=team/xray") == "registry.example.com/team/xray:0.1.0"
+    assert image("global.imageRegistry=mirror.example.com/") == "mirror.example.com/ghcr.io/xray-daemon/xray-daemon:0.1.0"
+    assert image("image.registry=a.example.com", "global.imageRegistry=b.example.com", "image.repository=x") == "b.example.com/x:0.1.0"
+
+
+def test_proxy_values_become_the_daemon_variables():
+    env = Rendered(set_values("daemon.proxyTimeout=20s", "daemon.proxyClientTimeout=500ms", "daemon.proxyMaxBodyKB=4096")).env()
+    assert env["XRAY_DAEMON_PROXY_TIMEOUT"] == "20s"
+    assert env["XRAY_DAEMON_PROXY_CLIENT_TIMEOUT"] == "500ms"
+    assert env["XRAY_DAEMON_PROXY_MAX_BODY_KB"] == "4096"
+    for bad, where in (("daemon.proxyMaxBodyKB=0", "/daemon/proxyMaxBodyKB"), ("daemon.proxyTimeout=soon", "/daemon/proxyTimeout")):
+        with pytest.raises(helm.HelmValuesError, match=re.escape(where)):
+            render(set_values(bad))
+
+
+def test_helm_test_pod_runs_the_images_health_check(default):
+    (pod,) = [o for o in default.objects if o["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == default.container()["image"]
+    assert container["command"] == ["/xray-daemon"]
+    # Through the Service (internalTrafficPolicy Local: the daemon on the test pod's node), on its TCP port.
+    assert container["args"] == ["health-check", "xray-xray-daemon.observability.svc:2000"]
+    assert container["securityContext"] == default.container()["securityContext"]
+    assert pod["spec"]["restartPolicy"] == "Never"
+    # It lands where the daemons run.
+    assert pod["spec"]["tolerations"] == default.pod()["spec"]["tolerations"]
+    assert pod["spec"]["affinity"] == default.pod()["spec"]["affinity"]
+
+
+def test_helm_test_pod_without_the_service_uses_the_node_ip():
+    rendered = Rendered(set_values("service.enabled=false", "hostPorts.tcp=2002"))
+    (pod,) = [o for o in rendered.objects if o["kind"] == "Pod"]
+    (container,) = pod["spec"]["containers"]
+    assert container["args"] == ["health-check", "$(HOST_IP):2002"]
+    assert container["env"] == [{"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}]
+    with pytest.raises(helm.HelmRenderError, match="test.enabled needs"):
+        render(set_values("service.enabled=false", "hostPorts.enabled=false"))
+    assert "Pod" not in Rendered(set_values("test.enabled=false")).kinds()
+
+
+def test_chart_metadata_links():
+    chart = load_yaml(CHART / "Chart.yaml")
+    assert chart["home"].startswith("https://") and chart["sources"] and chart["maintainers"][0]["name"]
+
+
+# --- Disk spool --------------------------------------------------------------------------------
+
+
+def spool(rendered: Rendered) -> tuple[dict, dict]:
+    (mount,) = [m for m in rendered.container()["volumeMounts"] if m["name"] == "spool"]
+    (volume,) = [v for v in rendered.pod()["spec"]["volumes"] if v["name"] == "spool"]
+    return mount, volume
+
+
+def test_spool_is_off_by_default(default):
+    assert not {"XRAY_DAEMON_SPOOL_DIR", "XRAY_DAEMON_SPOOL_MAX_MB"} & set(default.env())
+    assert "initContainers" not in default.pod()["spec"]
+
+
+def test_spool_on_a_host_path():
+    rendered = Rendered(set_values("spool.enabled=true"))
+    mount, volume = spool(rendered)
+    env = rendered.env()
+    assert env["XRAY_DAEMON_SPOOL_DIR"] == mount["mountPath"] == "/var/lib/xray-daemon/spool"
+    assert env["XRAY_DAEMON_SPOOL_MAX_MB"] == "512"
+    assert volume["hostPath"] == {"path": "/var/lib/xray-daemon/spool", "type": "DirectoryOrCreate"}
+    assert not mount.get("readOnly")
+    # The root filesystem stays read-only: only the spool is writable.
+    assert rendered.container()["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "initContainers" not in rendered.pod()["spec"]
+
+
+def test_spool_host_path_permissions_init_container():
+    rendered = Rendered(set_values("spool.enabled=true", "spool.hostPath=/data/xray", "spool.initPermissions.enabled=true"))
+    (init,) = rendered.pod()["spec"]["initContainers"]
+    assert init["image"] == "docker.io/library/busybox:1.37"
+    assert init["command"][-1] == "chmod 0700 /var/lib/xray-daemon/spool && chown 10001:10001 /var/lib/xray-daemon/spool"
+    context = init["securityContext"]
+    assert context["runAsUser"] == 0 and context["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert context["allowPrivilegeEscalation"] is False and context["readOnlyRootFilesystem"] is True
+    assert init["volumeMounts"] == [{"name": "spool", "mountPath": "/var/lib/xray-daemon/spool"}]
+    assert spool(rendered)[1]["hostPath"]["path"] == "/data/xray"
+
+
+def test_spool_on_an_empty_dir(full):
+    mount, volume = spool(full)
+    assert volume == {"name": "spool", "emptyDir": {"sizeLimit": "2Gi"}}
+    assert full.env()["XRAY_DAEMON_SPOOL_MAX_MB"] == "1024"
+    # The init container is only for a host path.
+    assert "initContainers" not in full.pod()["spec"]
+    sized = Rendered(set_values("spool.enabled=true", "spool.volume=emptyDir", "spool.maxMB=100"))
+    assert spool(sized)[1]["emptyDir"] == {"sizeLimit": "164Mi"}
+
+
+@pytest.mark.parametrize("assignment,where", [
+    ("spool.volume=nfs", "/spool/volume"), ("spool.maxMB=0", "/spool/maxMB"), ("spool.hostPath=relative", "/spool/hostPath"),
+    ("spool.emptyDirSizeLimit=lots", "/spool/emptyDirSizeLimit"),
+])
+def test_spool_schema_rejects(assignment, where):
+    with pytest.raises(helm.HelmValuesError, match=re.escape(where)):
+        render(set_values(assignment))

@@ -26,6 +26,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{ include "xray-daemon.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "xray-daemon.serviceAccountName" -}}
@@ -40,12 +43,38 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "xray-daemon.fullname" .) .Values.service.name -}}
 {{- end -}}
 
+{{/* registry/repository, with global.imageRegistry before image.registry; none: the repository alone. */}}
+{{- define "xray-daemon.repository" -}}
+{{- $registry := default .Values.image.registry (dig "imageRegistry" "" (.Values.global | default dict)) -}}
+{{- if $registry -}}
+{{- printf "%s/%s" (trimSuffix "/" $registry) .Values.image.repository -}}
+{{- else -}}
+{{- .Values.image.repository -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "xray-daemon.image" -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- printf "%s@%s" (include "xray-daemon.repository" .) .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- printf "%s:%s" (include "xray-daemon.repository" .) (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The daemon's TCP port as another pod reaches it: through the Service, else the node's IP. */}}
+{{- define "xray-daemon.testTarget" -}}
+{{- if .Values.service.enabled -}}
+{{- printf "%s.%s.svc:%v" (include "xray-daemon.serviceName" .) .Release.Namespace .Values.service.port -}}
+{{- else if .Values.hostNetwork -}}
+{{- printf "$(HOST_IP):%d" (include "xray-daemon.port" .Values.daemon.tcpAddress | int) -}}
+{{- else -}}
+{{- printf "$(HOST_IP):%v" .Values.hostPorts.tcp -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the daemon's spool is mounted in the container. */}}
+{{- define "xray-daemon.spoolDir" -}}
+/var/lib/xray-daemon/spool
 {{- end -}}
 
 {{/* The port of a HOST:PORT address, as an integer. */}}
@@ -96,6 +125,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- if and .Values.config.enabled (not .Values.config.content) (not .Values.config.settings) -}}
 {{- fail "config.enabled needs config.content or config.settings" -}}
+{{- end -}}
+{{- if and .Values.test.enabled (not .Values.service.enabled) (not .Values.hostNetwork) (not .Values.hostPorts.enabled) -}}
+{{- fail "test.enabled needs service.enabled, hostPorts.enabled or hostNetwork: the test pod reaches the daemon through one of them" -}}
+{{- end -}}
+{{- if and .Values.spool.enabled (eq .Values.spool.volume "hostPath") (not .Values.spool.hostPath) -}}
+{{- fail "spool.volume hostPath needs spool.hostPath, a directory on the node" -}}
 {{- end -}}
 {{- if and .Values.serviceMonitor.enabled (not .Values.service.enabled) -}}
 {{- fail "serviceMonitor.enabled needs service.enabled: the ServiceMonitor scrapes the Service" -}}
