@@ -46,18 +46,12 @@ DAEMON_ENV = {
     "shutdownTimeout": "XRAY_DAEMON_SHUTDOWN_TIMEOUT",
     "receiveBufferKB": "XRAY_DAEMON_RECEIVE_BUFFER_KB",
     "telemetry": "XRAY_DAEMON_TELEMETRY",
-    # Not read by daemon 0.1.0 yet (documented as coming soon).
     "proxyAddress": "XRAY_DAEMON_PROXY_ADDRESS",
     "noVerifySSL": "XRAY_DAEMON_NO_VERIFY_SSL",
     "proxyAllowAll": "XRAY_DAEMON_PROXY_ALLOW_ALL",
     "proxyTimeout": "XRAY_DAEMON_PROXY_TIMEOUT",
     "proxyClientTimeout": "XRAY_DAEMON_PROXY_CLIENT_TIMEOUT",
     "proxyMaxBodyKB": "XRAY_DAEMON_PROXY_MAX_BODY_KB",
-}
-# The disk spool's variables come with issue 19's daemon change (the shared contract names them).
-COMING_SOON = {
-    "XRAY_DAEMON_PROXY_ADDRESS", "XRAY_DAEMON_NO_VERIFY_SSL", "XRAY_DAEMON_PROXY_ALLOW_ALL",
-    "XRAY_DAEMON_SPOOL_DIR", "XRAY_DAEMON_SPOOL_MAX_MB",
 }
 # The variables the chart sets from values outside `daemon:` (region, roleArn, otlp, spool).
 CHART_ENV = {
@@ -492,7 +486,7 @@ def test_daemon_reads_the_variables_the_chart_sets():
     if not sources.is_dir():
         pytest.skip("no daemon sources beside the chart")
     text = "".join(p.read_text() for p in sources.rglob("*.rs"))
-    unread = sorted(name for name in (set(DAEMON_ENV.values()) | CHART_ENV) - COMING_SOON if f'"{name}"' not in text)
+    unread = sorted(name for name in set(DAEMON_ENV.values()) | CHART_ENV if f'"{name}"' not in text)
     assert unread == []
 
 
