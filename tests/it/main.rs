@@ -16,5 +16,6 @@ mod otlp;
 mod proxy;
 mod reliability;
 mod security;
+mod skew;
 mod soak;
 mod upload;
