@@ -50,6 +50,8 @@ pub(crate) struct ProxySettings {
     pub upstream_timeout: Duration,
     /// How long a client may take to send its request head (and, separately, its body).
     pub client_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
 }
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -247,5 +249,13 @@ impl crate::serve::Handler for TcpService {
 
     fn header_timeout(&self) -> Option<Duration> {
         Some(self.settings.client_timeout)
+    }
+
+    fn max_connections(&self) -> usize {
+        self.settings.max_connections
+    }
+
+    fn limited(&self, what: crate::serve::Limited) {
+        self.stats.connection_limited(what);
     }
 }
