@@ -8,10 +8,12 @@
 //! signed, and nothing else is copied, so headers a service mesh adds (`x-envoy-*`, `x-b3-*`,
 //! `x-request-id`) can neither break the signature nor be injected upstream. Only X-Ray API
 //! paths are forwarded unless `XRAY_DAEMON_PROXY_ALLOW_ALL` restores upstream's behaviour.
-//! Bodies are limited, slow clients are cut off, and an unreachable X-Ray answers 502.
+//! Bodies are limited, slow clients are cut off, and an unreachable X-Ray answers 502. A call
+//! X-Ray refuses for its signature's time (the host clock off) is signed again with X-Ray's time
+//! and sent once more: the body is read whole before the first attempt.
 
 use crate::aws::errors::error_chain;
-use crate::aws::signer::Signer;
+use crate::aws::signer::{SendError, Signer};
 use crate::ingest::otlp_http::{self, OtlpHttp};
 use crate::observe::health::Health;
 use crate::observe::metrics;
@@ -19,7 +21,7 @@ use crate::observe::stats::{ProxyOutcome, Stats};
 use crate::pipeline::buffer::Buffer;
 use crate::pipeline::Pipeline;
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -48,6 +50,8 @@ pub(crate) struct ProxySettings {
     pub upstream_timeout: Duration,
     /// How long a client may take to send its request head (and, separately, its body).
     pub client_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
 }
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -177,34 +181,32 @@ impl TcpService {
         if let Some(sha) = content_sha {
             builder = builder.header("x-amz-content-sha256", sha);
         }
-        let mut outbound = match builder.body(Full::new(body.clone())) {
+        let outbound = match builder.body(Full::new(body.clone())) {
             Ok(r) => r,
             Err(e) => {
                 self.stats.proxy_request(ProxyOutcome::ClientError);
                 return json_error(StatusCode::BAD_REQUEST, &format!("cannot build the request: {e}"));
             }
         };
-        if let Err(e) = self.signer.sign(&mut outbound, &body).await {
-            error!("{e}");
-            self.stats.proxy_request(ProxyOutcome::SigningFailed);
-            return json_error(StatusCode::BAD_GATEWAY, &format!("xray-daemon could not sign the request: {e}"));
-        }
-        // Not signed, so it cannot break the signature.
-        outbound.headers_mut().insert(USER_AGENT, self.user_agent.clone());
-
-        match tokio::time::timeout(self.settings.upstream_timeout, self.client.request(outbound)).await {
-            Ok(Ok(response)) => {
+        let timeout = self.settings.upstream_timeout;
+        match self.signer.send(&self.client, outbound, &body, &self.user_agent, timeout).await {
+            Ok(response) => {
                 self.stats.proxy_request(ProxyOutcome::Forwarded);
                 response.map(|b| b.boxed())
             }
-            Ok(Err(e)) => {
+            Err(SendError::Sign(e)) => {
+                error!("{e}");
+                self.stats.proxy_request(ProxyOutcome::SigningFailed);
+                json_error(StatusCode::BAD_GATEWAY, &format!("xray-daemon could not sign the request: {e}"))
+            }
+            Err(SendError::Transport(e)) => {
                 self.stats.proxy_request(ProxyOutcome::UpstreamError);
                 warn!("proxy error: cannot reach X-Ray at {endpoint}: {}", error_chain(&e));
                 json_error(StatusCode::BAD_GATEWAY, &format!("xray-daemon cannot reach X-Ray at {endpoint}"))
             }
-            Err(_) => {
+            Err(SendError::Timeout(_)) => {
                 self.stats.proxy_request(ProxyOutcome::UpstreamError);
-                warn!("proxy error: X-Ray at {endpoint} did not answer within {:?}", self.settings.upstream_timeout);
+                warn!("proxy error: X-Ray at {endpoint} did not answer within {timeout:?}");
                 json_error(StatusCode::BAD_GATEWAY, &format!("xray-daemon: X-Ray at {endpoint} did not answer in time"))
             }
         }
@@ -247,5 +249,13 @@ impl crate::serve::Handler for TcpService {
 
     fn header_timeout(&self) -> Option<Duration> {
         Some(self.settings.client_timeout)
+    }
+
+    fn max_connections(&self) -> usize {
+        self.settings.max_connections
+    }
+
+    fn limited(&self, what: crate::serve::Limited) {
+        self.stats.connection_limited(what);
     }
 }

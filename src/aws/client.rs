@@ -3,17 +3,22 @@
 //!
 //! The SDK's own retries are switched off: the uploader owns retrying, so that backoff is shared
 //! across uploads and a batch can go back to the buffer instead of being dropped. Each attempt
-//! has its own timeout.
+//! has its own timeout. The SDK corrects its signatures for a host clock that is off; what its
+//! answers say of X-Ray's clock is shared with the daemon's own signer ([`super::clock`]).
 
+use super::clock::{Answer, Offset, ServiceClock};
 use super::signer::Signer;
 use crate::backend::{BackendError, ErrorKind};
 use crate::config::Config;
 use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+    BeforeTransmitInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use std::sync::Arc;
@@ -94,8 +99,10 @@ pub(crate) async fn load(settings: &ClientSettings) -> Result<Aws, String> {
             .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
             .build();
     }
-    let client = xray_client(&shared, settings);
-    Ok(Aws { client, signer: Arc::new(Signer::new(shared.credentials_provider(), settings.region.clone())) })
+    let clock = Arc::new(ServiceClock::default());
+    let client = xray_client(&shared, settings, clock.clone());
+    let signer = Arc::new(Signer::new(shared.credentials_provider(), settings.region.clone(), clock));
+    Ok(Aws { client, signer })
 }
 
 /// The AWS clients, built in the background: for a cold start that must not wait on the
@@ -187,9 +194,16 @@ async fn shared_config(settings: &ClientSettings) -> Result<aws_config::SdkConfi
     Ok(shared)
 }
 
-/// The X-Ray client for uploads and telemetry.
-fn xray_client(shared: &aws_config::SdkConfig, settings: &ClientSettings) -> aws_sdk_xray::Client {
-    let mut config = aws_sdk_xray::config::Builder::from(shared).interceptor(DaemonHeaders::new());
+/// The X-Ray client for uploads and telemetry. It corrects its own signing time for the host
+/// clock's offset (the SDK's `ServiceClockSkewInterceptor`); [`ClockWatch`] shares what its
+/// answers say with the daemon's own signer.
+fn xray_client(
+    shared: &aws_config::SdkConfig,
+    settings: &ClientSettings,
+    clock: Arc<ServiceClock>,
+) -> aws_sdk_xray::Client {
+    let mut config =
+        aws_sdk_xray::config::Builder::from(shared).interceptor(DaemonHeaders::new()).interceptor(ClockWatch(clock));
     if let Some(endpoint) = &settings.endpoint {
         config = config.endpoint_url(endpoint);
     }
@@ -251,6 +265,55 @@ impl Intercept for DaemonHeaders {
             None => self.user_agent_suffix.clone(),
         };
         headers.insert("user-agent", ua);
+        Ok(())
+    }
+}
+
+/// Reads the SDK's answers for a refusal of the signature's time, into the shared clock: the
+/// daemon's own signer then starts from X-Ray's time, and the warning is logged once.
+#[derive(Debug)]
+struct ClockWatch(Arc<ServiceClock>);
+
+/// When the attempt left, by the host clock, and the shared clock's offset then.
+#[derive(Debug, Clone, Copy)]
+struct Sent(SystemTime, Offset);
+
+impl Storable for Sent {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for ClockWatch {
+    fn name(&self) -> &'static str {
+        "XrayDaemonClockWatch"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state().store_put(Sent(SystemTime::now(), self.0.offset()));
+        Ok(())
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(&Sent(sent, offset)) = cfg.load::<Sent>() else {
+            return Ok(());
+        };
+        let response = context.response();
+        let headers = response.headers();
+        let answer = Answer {
+            status: response.status().as_u16(),
+            error_type: headers.get("x-amzn-errortype"),
+            date: headers.get("date"),
+        };
+        self.0.correct(&answer, offset, sent, SystemTime::now());
         Ok(())
     }
 }

@@ -2,7 +2,8 @@
 //! through the traits of `backend` and through [`signer::Signer`].
 //!
 //! - [`client`]: the shared SDK configuration, the X-Ray client, and the endpoint;
-//! - [`signer`]: SigV4 for requests the daemon builds itself (the proxy);
+//! - [`signer`]: SigV4 for requests the daemon builds itself (the proxy, the OTLP sink);
+//! - [`clock`]: X-Ray's time, learned from its refusals of signatures the host clock made;
 //! - [`put_trace_segments`]: the segments' sink, with [`trace_segments_body`], its request body
 //!   written from the received bytes;
 //! - [`otlp_traces`]: the spans' sink, X-Ray's OTLP endpoint;
@@ -12,6 +13,7 @@
 //! - [`outbound`]: the HTTPS connector behind the proxy (outbound proxy, TLS checks).
 
 pub(crate) mod client;
+pub(crate) mod clock;
 pub(crate) mod errors;
 pub(crate) mod otlp_traces;
 pub mod outbound;

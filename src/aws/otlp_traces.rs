@@ -3,21 +3,21 @@
 //! A batch's records are protobuf `ExportTraceServiceRequest`s as received, and joined they are
 //! one request: the body is their concatenation, gzipped unless `XRAY_DAEMON_OTLP_GZIP=false`.
 //! The request carries the same small header set as the proxy's (host, content type and
-//! length, content encoding), so that nothing a mesh adds can break the signature. X-Ray answers
+//! length, content encoding), so that nothing a mesh adds can break the signature; one refused
+//! for its signature's time is signed again with X-Ray's time (`signer::Signer::send`). X-Ray answers
 //! with an `ExportTraceServiceResponse`, whose `partial_success` counts the spans it refused;
 //! an error status keeps its `Retry-After` for the uploader.
 
 use super::client::Deferred;
 use super::errors::{error_chain, redact_key_ids, transport_kind};
 use super::outbound::{Https, Outbound};
+use super::signer::SendError;
 use crate::backend::{BackendError, ErrorKind, Receipt, Sink};
 use crate::observe::logging::{suppressed_note, RateLimitedWarn};
 use crate::signal::spans::Status;
 use crate::signal::Spans;
 use bytes::Bytes;
-use http::header::{
-    HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT,
-};
+use http::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
@@ -74,7 +74,8 @@ impl OtlpTraces {
             .await
     }
 
-    async fn request(&self, records: &[Bytes]) -> Result<Request<Full<Bytes>>, BackendError> {
+    /// The request, unsigned, and its body.
+    fn request(&self, records: &[Bytes]) -> Result<(Request<Full<Bytes>>, Bytes), BackendError> {
         let joined = records.concat();
         let body = if self.gzip { gzip(&joined)? } else { Bytes::from(joined) };
         let authority = self.endpoint.authority().map(|a| a.as_str()).unwrap_or_default();
@@ -85,23 +86,21 @@ impl OtlpTraces {
         if self.gzip {
             builder = builder.header(CONTENT_ENCODING, "gzip");
         }
-        let mut request = builder.body(Full::new(body.clone())).map_err(|e| other(e.to_string()))?;
-        let signer = &self.clients.built().await?.signer;
-        signer.sign(&mut request, &body).await.map_err(|e| other(e.to_string()))?;
-        // Not signed, so it cannot break the signature.
-        request.headers_mut().insert(USER_AGENT, self.user_agent.clone());
-        Ok(request)
+        let request = builder.body(Full::new(body.clone())).map_err(|e| other(e.to_string()))?;
+        Ok((request, body))
     }
 }
 
 impl Sink<Spans> for OtlpTraces {
     async fn send(&self, records: &[Bytes]) -> Result<Receipt, BackendError> {
-        let request = self.request(records).await?;
+        let (request, body) = self.request(records)?;
+        let signer = &self.clients.built().await?.signer;
         let http = self.client().await.map_err(|e| other(format!("cannot set up TLS: {e}")))?;
-        let response = match tokio::time::timeout(self.attempt_timeout, http.request(request)).await {
-            Err(_) => return Err(BackendError::new(ErrorKind::Timeout, "the attempt timed out")),
-            Ok(Err(e)) => return Err(BackendError::new(transport_kind(&e), error_chain(&e))),
-            Ok(Ok(response)) => response,
+        let response = match signer.send(http, request, &body, &self.user_agent, self.attempt_timeout).await {
+            Ok(response) => response,
+            Err(SendError::Timeout(_)) => return Err(BackendError::new(ErrorKind::Timeout, "the attempt timed out")),
+            Err(SendError::Transport(e)) => return Err(BackendError::new(transport_kind(&e), error_chain(&e))),
+            Err(e @ SendError::Sign(_)) => return Err(other(e.to_string())),
         };
         let status = response.status();
         let retry_after = retry_after(response.headers(), SystemTime::now());

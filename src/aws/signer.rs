@@ -1,7 +1,19 @@
 //! SigV4 signing with the daemon's credentials, for requests the daemon builds itself (the
-//! TCP port's proxy) rather than through the SDK's client.
+//! TCP port's proxy, the OTLP sink) rather than through the SDK's client, and sending them: a
+//! request X-Ray refuses for its signature's time is signed again with X-Ray's time (see
+//! [`super::clock`]) and sent once more, as the AWS SDKs do.
 
+use super::clock::{Offset, ServiceClock};
+use super::errors::error_chain;
+use super::outbound::Https;
 use aws_smithy_types::error::display::DisplayErrorContext;
+use bytes::Bytes;
+use http::header::USER_AGENT;
+use http::{HeaderValue, Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// The request could not be signed.
@@ -13,19 +25,68 @@ pub(crate) enum SignError {
     Sign(String),
 }
 
-/// Signs requests for X-Ray with SigV4 (service `xray`), using the daemon's credentials.
+/// A signed request could not be sent, or got no answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendError {
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{}", error_chain(.0))]
+    Transport(hyper_util::client::legacy::Error),
+}
+
+/// Signs requests for X-Ray with SigV4 (service `xray`), using the daemon's credentials and
+/// X-Ray's time.
 pub(crate) struct Signer {
     provider: Option<aws_credential_types::provider::SharedCredentialsProvider>,
     region: String,
     cached: tokio::sync::Mutex<Option<aws_credential_types::Credentials>>,
+    clock: Arc<ServiceClock>,
 }
 
 impl Signer {
     pub(crate) fn new(
         provider: Option<aws_credential_types::provider::SharedCredentialsProvider>,
         region: String,
+        clock: Arc<ServiceClock>,
     ) -> Self {
-        Signer { provider, region, cached: tokio::sync::Mutex::new(None) }
+        Signer { provider, region, cached: tokio::sync::Mutex::new(None), clock }
+    }
+
+    /// Signs `request` (built with only the stable header set, as for [`Signer::sign`]), adds
+    /// `user_agent` and sends it with `http`, each attempt within `timeout`. When X-Ray refuses
+    /// it for the signature's time, it is signed again with X-Ray's time and sent once more.
+    pub(crate) async fn send(
+        &self,
+        http: &Client<Https, Full<Bytes>>,
+        request: Request<Full<Bytes>>,
+        body: &Bytes,
+        user_agent: &HeaderValue,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, SendError> {
+        let (parts, _) = request.into_parts();
+        let mut retried = false;
+        loop {
+            let mut request = Request::new(Full::new(body.clone()));
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = parts.uri.clone();
+            *request.headers_mut() = parts.headers.clone();
+            let signed = self.sign(&mut request, body).await?;
+            // Not signed, so it cannot break the signature.
+            request.headers_mut().insert(USER_AGENT, user_agent.clone());
+            let sent = SystemTime::now();
+            let response = match tokio::time::timeout(timeout, http.request(request)).await {
+                Err(_) => return Err(SendError::Timeout(timeout)),
+                Ok(Err(e)) => return Err(SendError::Transport(e)),
+                Ok(Ok(response)) => response,
+            };
+            let status = response.status().as_u16();
+            if retried || !self.clock.correct_from(status, response.headers(), signed, sent, SystemTime::now()) {
+                return Ok(response);
+            }
+            retried = true;
+        }
     }
 
     /// The current credentials, resolved once and again when they are within five minutes of
@@ -51,17 +112,19 @@ impl Signer {
         Ok(creds)
     }
 
-    /// Signs `request` in place. Every header present is signed, so the caller builds the
-    /// request with only the stable set (host, content-type, content-length); signing adds
-    /// `x-amz-date`, `x-amz-security-token` and `authorization`.
-    pub(crate) async fn sign<B>(&self, request: &mut http::Request<B>, body: &[u8]) -> Result<(), SignError> {
+    /// Signs `request` in place with X-Ray's time, and says which offset from the host clock
+    /// that was. Every header present is signed, so the caller builds the request with only the
+    /// stable set (host, content-type, content-length); signing adds `x-amz-date`,
+    /// `x-amz-security-token` and `authorization`.
+    pub(crate) async fn sign<B>(&self, request: &mut http::Request<B>, body: &[u8]) -> Result<Offset, SignError> {
         use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
         let identity: aws_smithy_runtime_api::client::identity::Identity = self.credentials().await?.into();
+        let (now, offset) = self.clock.now();
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.region)
             .name("xray")
-            .time(SystemTime::now())
+            .time(now)
             .settings(SigningSettings::default())
             .build()
             .map_err(|e| SignError::Sign(e.to_string()))?
@@ -74,6 +137,6 @@ impl Signer {
             sign(signable, &params).map_err(|e| SignError::Sign(e.to_string()))?.into_parts().0
         };
         instructions.apply_to_request_http1x(request);
-        Ok(())
+        Ok(offset)
     }
 }

@@ -81,6 +81,8 @@ pub struct Config {
     pub proxy_max_body: usize,
     pub proxy_timeout: Duration,
     pub proxy_client_timeout: Duration,
+    /// Connections each TCP listener keeps open at once.
+    pub max_connections: usize,
     /// Where spans go; `None`: `/v1/traces` at the X-Ray endpoint.
     pub otlp_endpoint: Option<String>,
     /// A listener of its own for OTLP/HTTP.
@@ -296,6 +298,7 @@ impl Config {
             proxy_max_body: r.get(&table::PROXY_MAX_BODY),
             proxy_timeout: r.get(&table::PROXY_TIMEOUT),
             proxy_client_timeout: r.get(&table::PROXY_CLIENT_TIMEOUT),
+            max_connections: r.get(&table::MAX_CONNECTIONS),
             otlp_endpoint: r.get(&table::OTLP_ENDPOINT),
             otlp_address: r.get(&table::OTLP_ADDRESS),
             otlp_gzip: r.get(&table::OTLP_GZIP),
@@ -565,6 +568,7 @@ mod tests {
             (c.proxy_max_body, c.proxy_timeout, c.proxy_client_timeout),
             (1 << 20, Duration::from_secs(10), Duration::from_secs(10))
         );
+        assert_eq!(c.max_connections, 512);
         let c = load(
             Flags::default(),
             &[("AWS_ENDPOINT_URL", "http://127.0.0.1:1/"), ("AWS_ENDPOINT_URL_XRAY", "http://127.0.0.1:2/")],
@@ -591,6 +595,7 @@ mod tests {
                 ("XRAY_DAEMON_PROXY_MAX_BODY_KB", "64"),
                 ("XRAY_DAEMON_PROXY_TIMEOUT", "3s"),
                 ("XRAY_DAEMON_PROXY_CLIENT_TIMEOUT", "500ms"),
+                ("XRAY_DAEMON_MAX_CONNECTIONS", "64"),
             ],
         )
         .unwrap();
@@ -599,9 +604,12 @@ mod tests {
             (c.proxy_max_body, c.proxy_timeout, c.proxy_client_timeout),
             (64 << 10, Duration::from_secs(3), Duration::from_millis(500))
         );
+        assert_eq!(c.max_connections, 64);
         for (k, v) in [
             ("XRAY_DAEMON_PROXY_MAX_BODY_KB", "0"),
             ("XRAY_DAEMON_PROXY_TIMEOUT", "0"),
+            ("XRAY_DAEMON_MAX_CONNECTIONS", "0"),
+            ("XRAY_DAEMON_MAX_CONNECTIONS", "many"),
             ("XRAY_DAEMON_PROXY_ALLOW_ALL", "sure"),
             ("AWS_ENDPOINT_URL_XRAY", "not a url"),
         ] {

@@ -64,6 +64,14 @@ pub(crate) fn concurrency(source: &str, value: &str) -> Result<usize, ConfigErro
     }
 }
 
+/// A count of at least one.
+pub(crate) fn positive_count(source: &str, value: &str) -> Result<usize, ConfigError> {
+    match number(source, value, "a whole number")? {
+        0 => Err(invalid(source, value, "must be more than zero")),
+        n => Ok(n),
+    }
+}
+
 /// Durations: `5`, `5s`, `500ms`, `1m`.
 pub(crate) fn duration(source: &str, value: &str) -> Result<Duration, ConfigError> {
     let v = value.trim();

@@ -309,6 +309,16 @@ settings! {
         about: "how long a client may take to send a request head or body, and how long an idle connection \
             stays open",
     }
+    MAX_CONNECTIONS: usize {
+        parse: parse::positive_count,
+        flag: None,
+        var: "XRAY_DAEMON_MAX_CONNECTIONS",
+        file: None,
+        also: &[],
+        default: Is("512"),
+        about: "connections the TCP port (and the OTLP listener) keeps open at once; at the limit the oldest \
+            one waiting for a request is closed to make room",
+    }
     OTLP_ENDPOINT: Option<String> {
         parse: parse::url,
         flag: None,

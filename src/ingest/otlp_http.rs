@@ -125,7 +125,10 @@ impl OtlpHttp {
 
 /// A listener of its own for OTLP/HTTP (`XRAY_DAEMON_OTLP_ADDRESS`): `/v1/traces` and nothing
 /// else.
-pub(crate) struct OtlpListener(pub(crate) OtlpHttp);
+pub(crate) struct OtlpListener {
+    pub(crate) otlp: OtlpHttp,
+    pub(crate) max_connections: usize,
+}
 
 impl crate::serve::Handler for OtlpListener {
     type Body = Full<Bytes>;
@@ -133,7 +136,7 @@ impl crate::serve::Handler for OtlpListener {
 
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         if request.uri().path() == PATH {
-            self.0.handle(request).await
+            self.otlp.handle(request).await
         } else {
             let message = format!("this port takes OTLP/HTTP spans at POST {PATH} only");
             answer(StatusCode::NOT_FOUND, Format::Json, status(5, &message))
@@ -141,7 +144,15 @@ impl crate::serve::Handler for OtlpListener {
     }
 
     fn header_timeout(&self) -> Option<Duration> {
-        Some(self.0.read_timeout)
+        Some(self.otlp.read_timeout)
+    }
+
+    fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    fn limited(&self, what: crate::serve::Limited) {
+        self.otlp.stats.connection_limited(what);
     }
 }
 

@@ -161,6 +161,15 @@ pub(crate) struct SpoolCounters {
     pub(crate) corrupt: AtomicU64,
 }
 
+/// What a server did at its connection limit (`serve::run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limited {
+    /// The oldest connection waiting for a request was closed to make room for a new one.
+    Shed,
+    /// Every open connection was busy: the new one was closed.
+    Refused,
+}
+
 /// Process-wide counters. All monotonic; readers compute deltas.
 #[derive(Default, Debug)]
 pub struct Stats {
@@ -187,6 +196,11 @@ pub struct Stats {
     pub otlp_http_refused: AtomicU64,
     /// Spans after ingest.
     pub spans: Delivery,
+    /// Connections to the TCP port (or the OTLP listener) closed at the connection limit: the
+    /// oldest one waiting for a request, to make room for a new one.
+    pub connections_shed: AtomicU64,
+    /// New connections closed at once at the limit, because every open one was busy.
+    pub connections_refused: AtomicU64,
     backend_errors: [AtomicU64; 6],
     proxy: [AtomicU64; 8],
     first_datagram: AtomicBool,
@@ -247,6 +261,15 @@ impl Stats {
 
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
+    }
+
+    /// A connection closed at the connection limit.
+    pub(crate) fn connection_limited(&self, what: Limited) {
+        let counter = match what {
+            Limited::Shed => &self.connections_shed,
+            Limited::Refused => &self.connections_refused,
+        };
+        counter.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn backend_error(&self, class: ErrorClass) {

@@ -175,6 +175,7 @@ impl Core {
             max_body: config.proxy_max_body,
             upstream_timeout: config.proxy_timeout,
             client_timeout: config.proxy_client_timeout,
+            max_connections: config.max_connections,
         };
         let outbound = outbound(config);
         let service = TcpService::new(settings, &outbound, signer, &self.pipeline, self.health.clone())?;
@@ -195,7 +196,11 @@ impl Core {
             self.config.proxy_client_timeout,
         );
         info!("Starting OTLP/HTTP server on {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
-        tokio::spawn(crate::serve::run(listener, Arc::new(OtlpListener(otlp)), self.stop_servers.clone()));
+        tokio::spawn(crate::serve::run(
+            listener,
+            Arc::new(OtlpListener { otlp, max_connections: self.config.max_connections }),
+            self.stop_servers.clone(),
+        ));
     }
 
     /// The one shutdown path: stops the TCP servers, sends everything buffered before

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,8 +43,8 @@ use tokio::task::{JoinHandle, JoinSet};
 pub const HANG_MAX: Duration = Duration::from_secs(60);
 /// `FixedRate` of the canned Default sampling rule and targets.
 pub const SAMPLING_FIXED_RATE: f64 = 1.0;
-/// Default tolerated difference between `X-Amz-Date` and the local clock (as AWS: 15 min).
-pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
+/// Default tolerated difference between `X-Amz-Date` and the fake's clock (as X-Ray: 5 min).
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
 /// A credential set the fake accepts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,12 +168,19 @@ struct Shared {
     state: Mutex<State>,
     changed: Notify,
     request_ids: AtomicU64,
+    /// Seconds the fake's clock is ahead of the host's (negative: behind).
+    clock_offset: AtomicI64,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panicking test thread must not hide the recordings from the others.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The fake's "now": the host's clock moved by the clock offset.
+    fn now(&self) -> SystemTime {
+        shifted(SystemTime::now(), self.clock_offset.load(Ordering::Relaxed))
     }
 
     fn set_status(&self, idx: usize, status: u16) {
@@ -213,8 +220,12 @@ impl FakeXray {
         let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).expect("fake X-Ray: bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("fake X-Ray: local_addr");
         let state = State { creds, max_clock_skew: Some(DEFAULT_MAX_CLOCK_SKEW), ..State::default() };
-        let shared =
-            Arc::new(Shared { state: Mutex::new(state), changed: Notify::new(), request_ids: AtomicU64::new(1) });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            changed: Notify::new(),
+            request_ids: AtomicU64::new(1),
+            clock_offset: AtomicI64::new(0),
+        });
         let fake = FakeXray { shared, addr, running: Mutex::new(None) };
         fake.spawn(listener);
         fake
@@ -279,9 +290,16 @@ impl FakeXray {
         self.shared.lock().creds.push(creds);
     }
 
-    /// Tolerated `X-Amz-Date` skew; `None` disables the check. Default 15 min.
+    /// Tolerated `X-Amz-Date` skew; `None` disables the check. Default 5 min, as X-Ray.
     pub fn set_max_clock_skew(&self, skew: Option<Duration>) {
         self.shared.lock().max_clock_skew = skew;
+    }
+
+    /// Moves the fake's clock `secs` seconds ahead of the host's (negative: behind), as if the
+    /// host's clock were that far off. The signature check and every answer's `Date` header use
+    /// the fake's clock.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.shared.clock_offset.store(secs, Ordering::Relaxed);
     }
 
     // ---- faults ------------------------------------------------------------------------
@@ -521,7 +539,8 @@ fn json_response(shared: &Shared, status: u16, body: &Value, error_type: Option<
     let mut b = Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .header("x-amzn-requestid", format!("00000000-0000-4000-8000-{id:012}"));
+        .header("x-amzn-requestid", format!("00000000-0000-4000-8000-{id:012}"))
+        .header("date", httpdate::fmt_http_date(shared.now()));
     if let Some(t) = error_type {
         b = b.header("x-amzn-errortype", t);
     }
@@ -547,7 +566,7 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>, stopped: Arc<Atomic
 
     let (idx, verdict) = {
         let mut st = shared.lock();
-        let skew = st.max_clock_skew.map(|s| (SystemTime::now(), s));
+        let skew = st.max_clock_skew.map(|s| (shared.now(), s));
         let signature =
             sigv4::verify(parts.method.as_str(), &path, query.as_deref(), &headers, &body, &st.creds, "xray", skew);
         if op == Some(Op::PutTraceSegments) {
@@ -667,6 +686,16 @@ fn complete(shared: &Shared, idx: usize, parsed: Parsed, fault: Option<&Fault>) 
 /// The `"id"` of a segment document, parsed with serde_json.
 pub fn segment_id(doc: &str) -> Option<String> {
     serde_json::from_str::<Value>(doc).ok()?.get("id")?.as_str().map(str::to_owned)
+}
+
+/// `t` moved by `secs` seconds.
+pub fn shifted(t: SystemTime, secs: i64) -> SystemTime {
+    let by = Duration::from_secs(secs.unsigned_abs());
+    if secs >= 0 {
+        t + by
+    } else {
+        t - by
+    }
 }
 
 fn now_secs() -> f64 {

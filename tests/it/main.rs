@@ -17,6 +17,7 @@ mod otlp;
 mod proxy;
 mod reliability;
 mod security;
+mod skew;
 mod soak;
 mod spool;
 mod upload;

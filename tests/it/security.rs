@@ -1,6 +1,7 @@
 //! Security: secrets never reach a log, segment bodies are logged only at debug level and
 //! truncated, and the TCP proxy cannot be turned into a way to use the daemon's credentials
-//! for anything but X-Ray at the configured endpoint.
+//! for anything but X-Ray at the configured endpoint. Slow clients (slowloris) cannot take the
+//! TCP port from the health checks, nor memory without bound.
 
 use crate::daemon::{self, http, http_raw, segment};
 use crate::fake_creds::{FakeCreds, AUTH_TOKEN};
@@ -223,4 +224,103 @@ async fn header_injection_is_refused_and_nothing_extra_reaches_xray() {
             );
         }
     }
+}
+
+/// Slow clients on the TCP port: 300 connections that each send one byte of a request head a
+/// second, against a limit of 200 connections. `/health` answers within 2 s every time while
+/// they trickle (the oldest trickling connections are closed to make room), the daemon's RSS
+/// grows by less than 8 MiB, and each slow connection is closed by the daemon by the header
+/// timeout (10 s, the default of `XRAY_DAEMON_PROXY_CLIENT_TIMEOUT`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_take_the_tcp_port_from_health_checks() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SLOW: usize = 300;
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    let fake = FakeXray::start(daemon_creds());
+    let d = daemon::against(&fake).env("XRAY_DAEMON_MAX_CONNECTIONS", "200").spawn().await;
+    let tcp = d.tcp();
+    assert_eq!(http(tcp, "GET", "/health", &[], "").await.0, 200);
+    let rss_before = d.status_kb("VmRSS");
+
+    let start = Instant::now();
+    let (connected, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut slow = Vec::new();
+    for _ in 0..SLOW {
+        let (connected, closed) = (connected.clone(), closed.clone());
+        slow.push(tokio::spawn(async move {
+            // Closed at the limit before its connect returned: a reset.
+            if let Ok(stream) = tokio::net::TcpStream::connect(tcp).await {
+                connected.fetch_add(1, Ordering::SeqCst);
+                let (mut read, mut write) = stream.into_split();
+                // A head that would take a minute to send.
+                let head = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: {}\r\n\r\n", "a".repeat(60));
+                let trickle = async move {
+                    for byte in head.as_bytes() {
+                        if write.write_all(&[*byte]).await.is_err() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    std::future::pending::<()>().await;
+                };
+                let mut sink = Vec::new();
+                // The daemon closes the connection: EOF (or a reset).
+                tokio::select! {
+                    _ = read.read_to_end(&mut sink) => {}
+                    _ = trickle => {}
+                }
+            }
+            closed.fetch_add(1, Ordering::SeqCst);
+            start.elapsed()
+        }));
+    }
+    // The health checks come after the flood of connections (a connection that has not sent its
+    // head yet may be shed by a flood of newer ones, as any would).
+    while connected.load(Ordering::SeqCst) + closed.load(Ordering::SeqCst) < SLOW {
+        assert!(start.elapsed() < Duration::from_secs(5), "the slow clients did not connect");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let mut rss_peak = rss_before;
+    let mut probes = 0;
+    while start.elapsed() < HEADER_TIMEOUT - Duration::from_secs(1) {
+        let t0 = Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(2), http(tcp, "GET", "/health", &[], "")).await;
+        let status = answer.unwrap_or_else(|_| panic!("/health took over 2 s at {:?}", start.elapsed())).0;
+        assert_eq!(status, 200, "at {:?}", start.elapsed());
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        probes += 1;
+        rss_peak = rss_peak.max(d.status_kb("VmRSS"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(probes >= 10, "{probes} probes");
+    // At least the 100 over the limit were closed early, to make room.
+    let early = closed.load(Ordering::SeqCst);
+    assert!(early >= SLOW - 200, "{early} slow connections closed before the header timeout");
+    d.wait_for_log(|l| l.contains("proxy http server has 200 connections open, its limit"), WAIT)
+        .await
+        .unwrap_or_else(|| panic!("no line about the limit; log:\n{}", d.log_text()));
+
+    // Every slow connection is closed by the daemon, at the latest by the header timeout.
+    for task in slow {
+        let at = tokio::time::timeout(HEADER_TIMEOUT + Duration::from_secs(10), task)
+            .await
+            .expect("the daemon closes a slow connection")
+            .expect("slow client task");
+        assert!(at < HEADER_TIMEOUT + Duration::from_secs(5), "closed only at {at:?}");
+    }
+    // Each connection holds little more than hyper's 8 KiB read buffer, its task and the
+    // socket: about 21 KiB measured (4.3 MiB for 200). 40 KiB each leaves room for the
+    // allocator's slack; at the default limit of 512 that is 20 MiB at most.
+    let grown = rss_peak.saturating_sub(rss_before);
+    eprintln!("figures: RSS {rss_before} KiB before, peak {rss_peak} KiB with the slow clients ({grown} KiB more)");
+    assert!(grown < 200 * 40, "RSS grew by {grown} KiB");
+    assert_eq!(http(tcp, "GET", "/health", &[], "").await.0, 200);
+}
+
+fn daemon_creds() -> crate::fake_xray::Credentials {
+    crate::fake_xray::Credentials::new(daemon::ACCESS_KEY, daemon::SECRET_KEY)
 }
