@@ -23,7 +23,7 @@
 //! segments, or `T1S` span requests, the daemon accepts and that the sink finds their ids.
 //!
 //! Environment: `XRAY_BENCH_BIN` (the daemon to measure), `XRAY_BENCH_STEP_SECS` (default 10),
-//! `XRAY_BENCH_ONLY` (`table`, `search`, `otlp`, `sizes`, `overload`, comma-separated: run only
+//! `XRAY_BENCH_ONLY` (`table`, `search`, `otlp`, `sizes`, `overload`, `spool`, comma-separated: run only
 //! those parts; `otlp-rates` is `otlp` without its bisection), `XRAY_BENCH_RATES` (the table's rates, comma-separated), `XRAY_BENCH_OTLP_RATES`
 //! (the `otlp` part's span rates, default 4,000, 20,000 and 40,000), `XRAY_BENCH_ENV` (`NAME=value`
 //! pairs, comma-separated, set for every daemon, e.g. `XRAY_DAEMON_OTLP_GZIP=false`),
@@ -31,6 +31,7 @@
 //! binary in turn with the same `XRAY_BENCH_RATES`.
 
 mod cgroup;
+mod spool;
 mod step;
 mod table;
 
@@ -94,7 +95,7 @@ fn main() {
     if let Ok(env) = std::env::var("XRAY_BENCH_ENV") {
         let _ = writeln!(out, "Every daemon of this run had `{env}` in its environment (`XRAY_BENCH_ENV`).\n");
     }
-    let mut bench = Bench { bin, sink, cgroups, step: 0 };
+    let mut bench = Bench { bin, sink, cgroups, step: 0, env: Vec::new() };
 
     let mut table: Vec<Row> = Vec::new();
     if part("table") {
@@ -158,6 +159,9 @@ fn main() {
             "\nRSS (MB) while overloaded: {}. Limit: 20 MB buffer + 10 MB = 30 MB.\n",
             samples.join(", ")
         );
+    }
+    if part("spool") {
+        spool::run(&mut bench, &mut out, secs);
     }
     let _ = writeln!(out, "Speed of one core at the end: SHA-256 at {:.0} MB/s.", sha256_mb_per_s());
     print!("{out}");

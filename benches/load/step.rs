@@ -15,6 +15,9 @@ pub(crate) struct Bench {
     /// Where each step's cgroup goes, or why there is none.
     pub(crate) cgroups: Result<cgroup::Parent, String>,
     pub(crate) step: u64,
+    /// Variables set for the daemons started from now on, after `XRAY_BENCH_ENV` (a part sets
+    /// and clears them).
+    pub(crate) env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -48,9 +51,9 @@ pub(crate) struct Row {
     pub(crate) sink_cpu: f64,
 }
 
-struct Daemon {
-    child: Child,
-    udp: SocketAddr,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
+    pub(crate) udp: SocketAddr,
     summary: Arc<Mutex<Option<String>>>,
     /// The shutdown summary's spans line, when it received spans.
     spans_summary: Arc<Mutex<Option<String>>>,
@@ -58,7 +61,7 @@ struct Daemon {
 }
 
 impl Bench {
-    fn spawn(&self, load: gen::Load, extra: &[&str], cgroup: Option<&cgroup::Cgroup>) -> Daemon {
+    pub(crate) fn spawn(&self, load: gen::Load, extra: &[&str], cgroup: Option<&cgroup::Cgroup>) -> Daemon {
         let mut cmd = Command::new(&self.bin);
         if let Some(cgroup) = cgroup {
             cgroup.enter_on_spawn(&mut cmd);
@@ -81,6 +84,7 @@ impl Bench {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             cmd.env(name.trim(), value);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         if load == gen::Load::Spans {
             // Only where spans are sent: the builds before spans do not know the variable.
             cmd.env("XRAY_DAEMON_OTLP_ENDPOINT", format!("{}/v1/traces", self.sink.endpoint()));
@@ -275,7 +279,7 @@ fn number_after(line: &str, key: &str) -> Option<u64> {
 }
 
 /// utime + stime of the whole process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
+pub(crate) fn cpu_ticks(pid: u32) -> u64 {
     stat_ticks(&format!("/proc/{pid}/stat"))
 }
 
