@@ -10,12 +10,13 @@
 //! paths are forwarded unless `XRAY_DAEMON_PROXY_ALLOW_ALL` restores upstream's behaviour.
 //! Bodies are limited, slow clients are cut off, and an unreachable X-Ray answers 502.
 
-use crate::aws::errors::error_chain;
+use crate::aws::errors::{error_chain, error_type, transport_kind};
 use crate::aws::signer::Signer;
+use crate::backend::ErrorKind;
 use crate::ingest::otlp_http::{self, OtlpHttp};
 use crate::observe::health::Health;
 use crate::observe::metrics;
-use crate::observe::stats::{ProxyOutcome, Stats};
+use crate::observe::stats::{Api, ErrorClass, ProxyOutcome, Stats};
 use crate::pipeline::buffer::Buffer;
 use crate::pipeline::Pipeline;
 use bytes::Bytes;
@@ -187,6 +188,7 @@ impl TcpService {
         if let Err(e) = self.signer.sign(&mut outbound, &body).await {
             error!("{e}");
             self.stats.proxy_request(ProxyOutcome::SigningFailed);
+            self.stats.backend_error(Api::Proxy, ErrorClass::Auth);
             return json_error(StatusCode::BAD_GATEWAY, &format!("xray-daemon could not sign the request: {e}"));
         }
         // Not signed, so it cannot break the signature.
@@ -195,15 +197,22 @@ impl TcpService {
         match tokio::time::timeout(self.settings.upstream_timeout, self.client.request(outbound)).await {
             Ok(Ok(response)) => {
                 self.stats.proxy_request(ProxyOutcome::Forwarded);
+                let status = response.status().as_u16();
+                if status >= 400 {
+                    let kind = ErrorKind::Status { status, code: error_type(response.headers()) };
+                    self.stats.backend_error(Api::Proxy, kind.class());
+                }
                 response.map(|b| b.boxed())
             }
             Ok(Err(e)) => {
                 self.stats.proxy_request(ProxyOutcome::UpstreamError);
+                self.stats.backend_error(Api::Proxy, transport_kind(&e).class());
                 warn!("proxy error: cannot reach X-Ray at {endpoint}: {}", error_chain(&e));
                 json_error(StatusCode::BAD_GATEWAY, &format!("xray-daemon cannot reach X-Ray at {endpoint}"))
             }
             Err(_) => {
                 self.stats.proxy_request(ProxyOutcome::UpstreamError);
+                self.stats.backend_error(Api::Proxy, ErrorClass::Timeout);
                 warn!("proxy error: X-Ray at {endpoint} did not answer within {:?}", self.settings.upstream_timeout);
                 json_error(StatusCode::BAD_GATEWAY, &format!("xray-daemon: X-Ray at {endpoint} did not answer in time"))
             }

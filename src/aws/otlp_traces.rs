@@ -8,7 +8,7 @@
 //! an error status keeps its `Retry-After` for the uploader.
 
 use super::client::Deferred;
-use super::errors::{error_chain, redact_key_ids, transport_kind};
+use super::errors::{error_chain, error_type, redact_key_ids, transport_kind};
 use super::outbound::{Https, Outbound};
 use crate::backend::{BackendError, ErrorKind, Receipt, Sink};
 use crate::observe::logging::{suppressed_note, RateLimitedWarn};
@@ -87,7 +87,7 @@ impl OtlpTraces {
         }
         let mut request = builder.body(Full::new(body.clone())).map_err(|e| other(e.to_string()))?;
         let signer = &self.clients.built().await?.signer;
-        signer.sign(&mut request, &body).await.map_err(|e| other(e.to_string()))?;
+        signer.sign(&mut request, &body).await.map_err(|e| BackendError::new(ErrorKind::Credentials, e.to_string()))?;
         // Not signed, so it cannot break the signature.
         request.headers_mut().insert(USER_AGENT, self.user_agent.clone());
         Ok(request)
@@ -105,7 +105,7 @@ impl Sink<Spans> for OtlpTraces {
         };
         let status = response.status();
         let retry_after = retry_after(response.headers(), SystemTime::now());
-        let error_type = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(error_code);
+        let error_type = error_type(response.headers());
         let read = Limited::new(response.into_body(), MAX_ANSWER).collect();
         let answer = match tokio::time::timeout(self.attempt_timeout, read).await {
             Ok(Ok(body)) => body.to_bytes(),
@@ -149,11 +149,6 @@ fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     }
 }
 
-/// `x-amzn-ErrorType` is `Code` or `Code:uri`.
-fn error_code(value: &str) -> String {
-    value.split(':').next().unwrap_or(value).to_owned()
-}
-
 /// What an error answer says: a `google.rpc.Status`'s message, else its text, cut short.
 fn status_message(answer: &[u8]) -> String {
     let text = match Status::decode(answer) {
@@ -189,7 +184,6 @@ mod tests {
         assert_eq!(status_message(&status), "Rate exceeded");
         assert_eq!(status_message(b"  denied for AKIAIOSFODNN7EXAMPLE \n"), "denied for <redacted>");
         assert_eq!(status_message(b""), "(no message)");
-        assert_eq!(error_code("ThrottlingException:http://internal.amazon.com/"), "ThrottlingException");
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //! each is its own type with its own tests. That makes it a little over 500 lines.
 
 use crate::backend::{BackendError, ErrorKind, Receipt, Sink};
-use crate::observe::stats::Stats;
+use crate::observe::stats::{ErrorClass, Stats};
 use crate::pipeline::buffer::{Batch, Buffer};
 use crate::signal::Signal;
 use std::marker::PhantomData;
@@ -204,31 +204,11 @@ impl Backoff {
     }
 }
 
-/// Error codes that mean the caller's credentials or signature were not accepted. They are
-/// retried: credentials rotate, roles get fixed, clocks get corrected, and meanwhile the data
-/// waits in the buffer.
-const AUTH_CODES: &[&str] = &[
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "InvalidSignatureException",
-    "SignatureDoesNotMatch",
-    "UnrecognizedClientException",
-    "InvalidClientTokenId",
-    "AccessDeniedException",
-    "RequestExpired",
-];
-
 /// Whether another attempt may succeed: everything but a 4xx that says the request is wrong.
+/// Throttling and auth failures are retried: credentials rotate, roles get fixed, clocks get
+/// corrected, and meanwhile the data waits in the buffer.
 pub(crate) fn retryable(error: &BackendError) -> bool {
-    match &error.kind {
-        ErrorKind::Status { status: status @ 400..=499, code } => {
-            let code = code.as_deref().unwrap_or("");
-            let throttled = *status == 429 || code.contains("Throttl");
-            let auth = matches!(status, 401 | 403) || AUTH_CODES.contains(&code);
-            throttled || auth || *status == 408
-        }
-        _ => true,
-    }
+    error.class() != ErrorClass::Client || matches!(error.kind, ErrorKind::Status { status: 408, .. })
 }
 
 /// Sends batches of signal `S` through sink `K` and counts what happened to each record.
@@ -277,7 +257,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
                     }
                 }
                 Err(e) => {
-                    self.stats.backend_error(e.class());
+                    e.count(S::API, &self.stats);
                     if !retryable(&e) {
                         let (n, noun, item) = (batch.items(), S::NOUN, S::ITEM);
                         error!(
@@ -346,7 +326,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::stats::ErrorClass;
+    use crate::observe::stats::{Api, UpstreamClass};
     use crate::signal::Segments;
     use bytes::Bytes;
     use std::collections::VecDeque;
@@ -430,7 +410,8 @@ mod tests {
         up.deliver(batch).await;
         let s = up.stats.snapshot();
         assert_eq!((s.sent, s.put_calls, s.retries), (1, 3, 2));
-        assert_eq!(s.backend_error(ErrorClass::Http5xx), 2);
+        assert_eq!(s.backend_error(UpstreamClass::Http5xx), 2);
+        assert_eq!(up.stats.backend_errors(Api::PutTraceSegments, ErrorClass::Server), 2);
         assert_eq!(sink.calls.lock().unwrap().len(), 3);
     }
 
@@ -497,7 +478,7 @@ mod tests {
         assert!(r(429, Some("ThrottlingException")) && r(400, Some("ThrottlingException")));
         assert!(r(403, None) && r(401, None) && r(400, Some("ExpiredTokenException")) && r(408, None));
         assert!(!r(400, Some("InvalidRequestException")) && !r(404, None) && !r(413, None));
-        for kind in [ErrorKind::Timeout, ErrorKind::Refused, ErrorKind::Dns, ErrorKind::Other] {
+        for kind in [ErrorKind::Timeout, ErrorKind::Refused, ErrorKind::Dns, ErrorKind::Credentials, ErrorKind::Other] {
             assert!(retryable(&BackendError::new(kind, "")));
         }
     }

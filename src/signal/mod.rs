@@ -10,7 +10,7 @@
 pub mod segments;
 pub mod spans;
 
-use crate::observe::stats::{Delivery, Stats};
+use crate::observe::stats::{Api, Delivery, Stats};
 
 /// One kind of telemetry, carried by the pipeline from ingest to its backend.
 pub trait Signal: Send + Sync + 'static {
@@ -22,6 +22,8 @@ pub trait Signal: Send + Sync + 'static {
     const MAX_ITEMS: usize;
     /// The most record bytes one request may carry (a single larger record still goes alone).
     const MAX_BYTES: usize;
+    /// The API its batches go to, as `/metrics` labels it.
+    const API: Api;
     /// The counters of this signal's deliveries.
     fn delivery(stats: &Stats) -> &Delivery;
 }
@@ -38,6 +40,7 @@ impl Signal for Segments {
     /// X-Ray's documents are at most 64 KB each; this keeps a request (and the memory it takes
     /// while in flight) well under the API's request size limit.
     const MAX_BYTES: usize = 1024 * 1024;
+    const API: Api = Api::PutTraceSegments;
 
     fn delivery(stats: &Stats) -> &Delivery {
         &stats.segments
@@ -56,6 +59,7 @@ impl Signal for Spans {
     const MAX_ITEMS: usize = 10_000;
     /// And at most 5 MB, uncompressed.
     const MAX_BYTES: usize = 5_000_000;
+    const API: Api = Api::Otlp;
 
     fn delivery(stats: &Stats) -> &Delivery {
         &stats.spans

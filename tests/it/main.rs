@@ -12,6 +12,7 @@ mod fuzz;
 mod fuzz_otlp;
 mod lambda;
 mod layout;
+mod metrics;
 mod otlp;
 mod proxy;
 mod reliability;
