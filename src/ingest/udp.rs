@@ -9,7 +9,9 @@
 //! gets to them. Reading comes first: under a flood the reader lets the other tasks on its
 //! thread run only between turns of [`READ_BUDGET`] datagrams, and the segment buffer, not the
 //! kernel's, takes the backlog. On shutdown (or on a drain request from a Lambda flush) it reads
-//! whatever is already queued in the socket before it returns or answers.
+//! whatever is already queued in the socket before it returns or answers. It asks the kernel for
+//! its count of datagrams dropped on the socket (`SO_RXQ_OVFL`), which comes with the first
+//! datagram read after a drop, for `xray_daemon_udp_kernel_drops_total`.
 //!
 //! It is over 500 lines: the reader, its system calls and the [`Intake`] are one step of a
 //! datagram's path (see the crate docs), and its tests read real sockets.
