@@ -5,7 +5,7 @@
 //! traits and the neutral [`BackendError`], so that the retry rules (in `pipeline::flush`) and the
 //! counters never see an SDK type, and the AWS code (`aws/`) is the only code that knows the SDK.
 
-use crate::observe::stats::{ErrorClass, Snapshot};
+use crate::observe::stats::{Api, ErrorClass, Snapshot, Stats, UpstreamClass};
 use crate::signal::Signal;
 use bytes::Bytes;
 use std::fmt;
@@ -23,8 +23,45 @@ pub enum ErrorKind {
     Refused,
     /// The host name did not resolve.
     Dns,
-    /// Anything else: a broken connection, no credentials yet, a request that could not be built.
+    /// No credentials to sign the request with (yet): none found, or the chain could not be built.
+    Credentials,
+    /// Anything else: a broken connection, a request that could not be built.
     Other,
+}
+
+/// Error codes that mean the caller's credentials or signature were not accepted.
+pub(crate) const AUTH_CODES: &[&str] = &[
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "AccessDeniedException",
+    "RequestExpired",
+];
+
+impl ErrorKind {
+    /// The class of this failure in `/metrics`.
+    pub(crate) fn class(&self) -> ErrorClass {
+        match self {
+            ErrorKind::Status { status, code } => {
+                let code = code.as_deref().unwrap_or("");
+                if *status == 429 || code.contains("Throttl") {
+                    ErrorClass::Throttled
+                } else if matches!(status, 401 | 403) || AUTH_CODES.contains(&code) {
+                    ErrorClass::Auth
+                } else if (400..=499).contains(status) {
+                    ErrorClass::Client
+                } else {
+                    ErrorClass::Server
+                }
+            }
+            ErrorKind::Timeout => ErrorClass::Timeout,
+            ErrorKind::Credentials => ErrorClass::Auth,
+            ErrorKind::Refused | ErrorKind::Dns | ErrorKind::Other => ErrorClass::Connection,
+        }
+    }
 }
 
 /// A failed call: what kind of failure, and what to say about it in a log line.
@@ -64,16 +101,27 @@ impl BackendError {
         }
     }
 
-    /// Upstream's telemetry class for this error.
+    /// The class of this error in `/metrics`.
     pub(crate) fn class(&self) -> ErrorClass {
+        self.kind.class()
+    }
+
+    /// Upstream's telemetry class for this error.
+    pub(crate) fn upstream_class(&self) -> UpstreamClass {
         match &self.kind {
-            ErrorKind::Status { status: 400..=499, .. } => ErrorClass::Http4xx,
-            ErrorKind::Status { status: 500..=599, .. } => ErrorClass::Http5xx,
-            ErrorKind::Status { .. } | ErrorKind::Other => ErrorClass::Other,
-            ErrorKind::Timeout => ErrorClass::Timeout,
-            ErrorKind::Refused => ErrorClass::ConnectionRefused,
-            ErrorKind::Dns => ErrorClass::UnknownHost,
+            ErrorKind::Status { status: 400..=499, .. } => UpstreamClass::Http4xx,
+            ErrorKind::Status { status: 500..=599, .. } => UpstreamClass::Http5xx,
+            ErrorKind::Status { .. } | ErrorKind::Credentials | ErrorKind::Other => UpstreamClass::Other,
+            ErrorKind::Timeout => UpstreamClass::Timeout,
+            ErrorKind::Refused => UpstreamClass::ConnectionRefused,
+            ErrorKind::Dns => UpstreamClass::UnknownHost,
         }
+    }
+
+    /// Counts this failure of a call to `api`: in `/metrics`, and in the telemetry records.
+    pub(crate) fn count(&self, api: Api, stats: &Stats) {
+        stats.backend_error(api, self.class());
+        stats.upstream_error(self.upstream_class());
     }
 }
 
@@ -145,15 +193,54 @@ impl<T: TelemetryApi> TelemetryApi for std::sync::Arc<T> {
 mod tests {
     use super::*;
 
+    fn status(status: u16, code: Option<&str>) -> BackendError {
+        BackendError::new(ErrorKind::Status { status, code: code.map(str::to_owned) }, "")
+    }
+
     #[test]
     fn errors_map_to_upstreams_telemetry_classes() {
-        let status = |s| BackendError::new(ErrorKind::Status { status: s, code: None }, "").class();
+        let class = |s| status(s, None).upstream_class();
         assert_eq!(
-            (status(403), status(429), status(503), status(302)),
-            (ErrorClass::Http4xx, ErrorClass::Http4xx, ErrorClass::Http5xx, ErrorClass::Other)
+            (class(403), class(429), class(503), class(302)),
+            (UpstreamClass::Http4xx, UpstreamClass::Http4xx, UpstreamClass::Http5xx, UpstreamClass::Other)
         );
-        assert_eq!(BackendError::new(ErrorKind::Refused, "").class(), ErrorClass::ConnectionRefused);
-        assert_eq!(BackendError::new(ErrorKind::Dns, "").class(), ErrorClass::UnknownHost);
-        assert_eq!(BackendError::new(ErrorKind::Timeout, "").class(), ErrorClass::Timeout);
+        assert_eq!(BackendError::new(ErrorKind::Refused, "").upstream_class(), UpstreamClass::ConnectionRefused);
+        assert_eq!(BackendError::new(ErrorKind::Dns, "").upstream_class(), UpstreamClass::UnknownHost);
+        assert_eq!(BackendError::new(ErrorKind::Timeout, "").upstream_class(), UpstreamClass::Timeout);
+        assert_eq!(BackendError::new(ErrorKind::Credentials, "").upstream_class(), UpstreamClass::Other);
+    }
+
+    #[test]
+    fn errors_map_to_the_classes_an_sre_acts_on() {
+        use ErrorClass::*;
+        let cases = [
+            (status(429, None), Throttled),
+            (status(400, Some("ThrottlingException")), Throttled),
+            (status(403, None), Auth),
+            (status(401, None), Auth),
+            (status(400, Some("ExpiredTokenException")), Auth),
+            (status(400, Some("InvalidRequestException")), Client),
+            (status(404, None), Client),
+            (status(500, Some("InternalFailure")), Server),
+            (status(503, None), Server),
+            (status(302, None), Server),
+            (BackendError::new(ErrorKind::Timeout, ""), Timeout),
+            (BackendError::new(ErrorKind::Credentials, ""), Auth),
+            (BackendError::new(ErrorKind::Refused, ""), Connection),
+            (BackendError::new(ErrorKind::Dns, ""), Connection),
+            (BackendError::new(ErrorKind::Other, ""), Connection),
+        ];
+        for (error, class) in cases {
+            assert_eq!(error.class(), class, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn counting_an_error_moves_its_api_and_class_and_the_upstream_class() {
+        let stats = Stats::default();
+        status(403, None).count(Api::PutTraceSegments, &stats);
+        assert_eq!(stats.backend_errors(Api::PutTraceSegments, ErrorClass::Auth), 1);
+        assert_eq!(stats.backend_errors(Api::Otlp, ErrorClass::Auth), 0);
+        assert_eq!(stats.snapshot().backend_error(UpstreamClass::Http4xx), 1);
     }
 }

@@ -12,12 +12,13 @@
 //! X-Ray refuses for its signature's time (the host clock off) is signed again with X-Ray's time
 //! and sent once more: the body is read whole before the first attempt.
 
-use crate::aws::errors::error_chain;
+use crate::aws::errors::{error_chain, error_type, transport_kind};
 use crate::aws::signer::{SendError, Signer};
+use crate::backend::ErrorKind;
 use crate::ingest::otlp_http::{self, OtlpHttp};
 use crate::observe::health::Health;
 use crate::observe::metrics;
-use crate::observe::stats::{ProxyOutcome, Stats};
+use crate::observe::stats::{Api, ErrorClass, ProxyOutcome, Stats};
 use crate::pipeline::buffer::Buffer;
 use crate::pipeline::Pipeline;
 use bytes::Bytes;
@@ -192,20 +193,28 @@ impl TcpService {
         match self.signer.send(&self.client, outbound, &body, &self.user_agent, timeout).await {
             Ok(response) => {
                 self.stats.proxy_request(ProxyOutcome::Forwarded);
+                let status = response.status().as_u16();
+                if status >= 400 {
+                    let kind = ErrorKind::Status { status, code: error_type(response.headers()) };
+                    self.stats.backend_error(Api::Proxy, kind.class());
+                }
                 response.map(|b| b.boxed())
             }
             Err(SendError::Sign(e)) => {
                 error!("{e}");
                 self.stats.proxy_request(ProxyOutcome::SigningFailed);
+                self.stats.backend_error(Api::Proxy, ErrorClass::Auth);
                 json_error(StatusCode::BAD_GATEWAY, &format!("xray-daemon could not sign the request: {e}"))
             }
             Err(SendError::Transport(e)) => {
                 self.stats.proxy_request(ProxyOutcome::UpstreamError);
+                self.stats.backend_error(Api::Proxy, transport_kind(&e).class());
                 warn!("proxy error: cannot reach X-Ray at {endpoint}: {}", error_chain(&e));
                 json_error(StatusCode::BAD_GATEWAY, &format!("xray-daemon cannot reach X-Ray at {endpoint}"))
             }
             Err(SendError::Timeout(_)) => {
                 self.stats.proxy_request(ProxyOutcome::UpstreamError);
+                self.stats.backend_error(Api::Proxy, ErrorClass::Timeout);
                 warn!("proxy error: X-Ray at {endpoint} did not answer within {timeout:?}");
                 json_error(StatusCode::BAD_GATEWAY, &format!("xray-daemon: X-Ray at {endpoint} did not answer in time"))
             }

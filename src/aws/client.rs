@@ -152,7 +152,7 @@ impl Deferred {
     /// The clients, once built, or why there are none yet (no credentials chain could be built:
     /// the call is retried later). Starts the build if nothing has yet.
     pub(crate) async fn built(&self) -> Result<&Aws, BackendError> {
-        self.get().await.map_err(|detail| BackendError::new(ErrorKind::Other, detail))
+        self.get().await.map_err(|detail| BackendError::new(ErrorKind::Credentials, detail))
     }
 }
 

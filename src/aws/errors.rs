@@ -38,7 +38,7 @@ where
         }
         // Building the request failed: in practice no credentials could be loaded. They may
         // appear later (a refreshed role, a mounted file), so this is not final.
-        _ => BackendError::new(ErrorKind::Other, DisplayErrorContext(&err).to_string()),
+        _ => BackendError::new(ErrorKind::Credentials, DisplayErrorContext(&err).to_string()),
     }
 }
 
@@ -103,6 +103,12 @@ pub(crate) fn transport_kind(err: &(dyn StdError + 'static)) -> ErrorKind {
     ErrorKind::Other
 }
 
+/// The error code of an AWS answer's `x-amzn-ErrorType` header (`Code` or `Code:uri`).
+pub(crate) fn error_type(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get("x-amzn-errortype")?.to_str().ok()?;
+    Some(value.split(':').next().unwrap_or(value).to_owned())
+}
+
 /// An error and its sources, one after the other, for a log line.
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
@@ -137,5 +143,13 @@ mod tests {
         assert_eq!(transport_kind(&dns), ErrorKind::Dns);
         let other = std::io::Error::other("connection reset");
         assert_eq!(transport_kind(&other), ErrorKind::Other);
+    }
+
+    #[test]
+    fn the_error_type_header_gives_the_code() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(error_type(&headers), None);
+        headers.insert("x-amzn-ErrorType", "ThrottlingException:http://internal.amazon.com/".parse().unwrap());
+        assert_eq!(error_type(&headers).as_deref(), Some("ThrottlingException"));
     }
 }

@@ -9,7 +9,7 @@
 //! an error status keeps its `Retry-After` for the uploader.
 
 use super::client::Deferred;
-use super::errors::{error_chain, redact_key_ids, transport_kind};
+use super::errors::{error_chain, error_type, redact_key_ids, transport_kind};
 use super::outbound::{Https, Outbound};
 use super::signer::SendError;
 use crate::backend::{BackendError, ErrorKind, Receipt, Sink};
@@ -100,11 +100,11 @@ impl Sink<Spans> for OtlpTraces {
             Ok(response) => response,
             Err(SendError::Timeout(_)) => return Err(BackendError::new(ErrorKind::Timeout, "the attempt timed out")),
             Err(SendError::Transport(e)) => return Err(BackendError::new(transport_kind(&e), error_chain(&e))),
-            Err(e @ SendError::Sign(_)) => return Err(other(e.to_string())),
+            Err(e @ SendError::Sign(_)) => return Err(BackendError::new(ErrorKind::Credentials, e.to_string())),
         };
         let status = response.status();
         let retry_after = retry_after(response.headers(), SystemTime::now());
-        let error_type = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(error_code);
+        let error_type = error_type(response.headers());
         let read = Limited::new(response.into_body(), MAX_ANSWER).collect();
         let answer = match tokio::time::timeout(self.attempt_timeout, read).await {
             Ok(Ok(body)) => body.to_bytes(),
@@ -153,11 +153,6 @@ fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     }
 }
 
-/// `x-amzn-ErrorType` is `Code` or `Code:uri`.
-fn error_code(value: &str) -> String {
-    value.split(':').next().unwrap_or(value).to_owned()
-}
-
 /// What an error answer says: a `google.rpc.Status`'s message, else its text, cut short.
 fn status_message(answer: &[u8]) -> String {
     let text = match Status::decode(answer) {
@@ -193,7 +188,6 @@ mod tests {
         assert_eq!(status_message(&status), "Rate exceeded");
         assert_eq!(status_message(b"  denied for AKIAIOSFODNN7EXAMPLE \n"), "denied for <redacted>");
         assert_eq!(status_message(b""), "(no message)");
-        assert_eq!(error_code("ThrottlingException:http://internal.amazon.com/"), "ThrottlingException");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::client::Deferred;
 use super::errors::classify;
 use crate::backend::{BackendError, ErrorKind, TelemetryApi, TelemetryBatch, TelemetryRecord};
-use crate::observe::stats::ErrorClass;
+use crate::observe::stats::UpstreamClass;
 use aws_sdk_xray::types::{BackendConnectionErrors, TelemetryRecord as SdkRecord};
 
 impl TelemetryApi for aws_sdk_xray::Client {
@@ -34,12 +34,12 @@ fn clamp(n: u64) -> i32 {
 fn to_sdk_record(r: &TelemetryRecord) -> Result<SdkRecord, BackendError> {
     let e = |c| clamp(r.counts.backend_error(c));
     let errors = BackendConnectionErrors::builder()
-        .timeout_count(e(ErrorClass::Timeout))
-        .connection_refused_count(e(ErrorClass::ConnectionRefused))
-        .http_code4_xx_count(e(ErrorClass::Http4xx))
-        .http_code5_xx_count(e(ErrorClass::Http5xx))
-        .unknown_host_count(e(ErrorClass::UnknownHost))
-        .other_count(e(ErrorClass::Other))
+        .timeout_count(e(UpstreamClass::Timeout))
+        .connection_refused_count(e(UpstreamClass::ConnectionRefused))
+        .http_code4_xx_count(e(UpstreamClass::Http4xx))
+        .http_code5_xx_count(e(UpstreamClass::Http5xx))
+        .unknown_host_count(e(UpstreamClass::UnknownHost))
+        .other_count(e(UpstreamClass::Other))
         .build();
     SdkRecord::builder()
         .timestamp(aws_smithy_types::DateTime::from_secs_f64(r.timestamp))

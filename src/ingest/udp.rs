@@ -9,7 +9,9 @@
 //! gets to them. Reading comes first: under a flood the reader lets the other tasks on its
 //! thread run only between turns of [`READ_BUDGET`] datagrams, and the segment buffer, not the
 //! kernel's, takes the backlog. On shutdown (or on a drain request from a Lambda flush) it reads
-//! whatever is already queued in the socket before it returns or answers.
+//! whatever is already queued in the socket before it returns or answers. It asks the kernel for
+//! its count of datagrams dropped on the socket (`SO_RXQ_OVFL`), which comes with the first
+//! datagram read after a drop, for `xray_daemon_udp_kernel_drops_total`.
 //!
 //! It is over 500 lines: the reader, its system calls and the [`Intake`] are one step of a
 //! datagram's path (see the crate docs), and its tests read real sockets.
@@ -94,6 +96,11 @@ pub(crate) fn bind(address: &str, receive_buffer: usize) -> Result<Bound, BindEr
             force_recv_buffer(&socket, receive_buffer);
         }
     }
+    // The kernel's count of datagrams dropped on this socket, handed over with each datagram
+    // read after a drop (xray_daemon_udp_kernel_drops_total). Without it the count stays 0.
+    if let Err(e) = enable_drop_counter(&socket) {
+        debug!("SO_RXQ_OVFL: {e}; kernel drops will not be counted");
+    }
     socket.set_nonblocking(true).map_err(bind_err)?;
     socket.bind(&addr.into()).map_err(bind_err)?;
     let socket: UdpSocket = socket.into();
@@ -104,22 +111,42 @@ pub(crate) fn bind(address: &str, receive_buffer: usize) -> Result<Bound, BindEr
 
 #[cfg(target_os = "linux")]
 fn force_recv_buffer(socket: &Socket, bytes: usize) {
+    let _ = set_socket_option(socket, libc::SO_RCVBUFFORCE, libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX));
+}
+
+#[cfg(target_os = "linux")]
+fn enable_drop_counter(socket: &Socket) -> io::Result<()> {
+    set_socket_option(socket, libc::SO_RXQ_OVFL, 1)
+}
+
+/// `setsockopt(SOL_SOCKET, name, value)` for an integer option.
+#[cfg(target_os = "linux")]
+fn set_socket_option(socket: &Socket, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     // SAFETY: setsockopt with a valid fd and a pointer to a c_int that outlives the call.
-    unsafe {
+    let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
+            name,
             (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
 #[cfg(not(target_os = "linux"))]
 fn force_recv_buffer(_: &Socket, _: usize) {}
+
+#[cfg(not(target_os = "linux"))]
+fn enable_drop_counter(_: &Socket) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "not on this OS"))
+}
 
 /// What the reader hands each datagram to: counts, classifies and stores it.
 pub struct Intake {
@@ -146,16 +173,19 @@ impl Intake {
         Stats::add(&self.stats.received, 1);
         self.stats.datagram_seen();
         match segments::classify(datagram) {
-            Datagram::Segment(body) => match self.segments.push(Bytes::copy_from_slice(body)) {
-                Push::Stored { evicted: 0 } => {}
-                Push::Stored { evicted } => {
-                    self.spilled::<Segments>(evicted as u64, "Dropping oldest segment document")
+            Datagram::Segment(body) => {
+                Stats::add(&self.stats.segments_received, 1);
+                match self.segments.push(Bytes::copy_from_slice(body)) {
+                    Push::Stored { evicted: 0 } => {}
+                    Push::Stored { evicted } => {
+                        self.spilled::<Segments>(evicted as u64, "Dropping oldest segment document")
+                    }
+                    Push::Dropped => self.spilled::<Segments>(
+                        1,
+                        "Dropping the new segment document: all buffered segments are being uploaded",
+                    ),
                 }
-                Push::Dropped => self.spilled::<Segments>(
-                    1,
-                    "Dropping the new segment document: all buffered segments are being uploaded",
-                ),
-            },
+            }
             Datagram::Otlp(OtlpKind::SampledSpans, payload) => self.sampled_spans(payload, datagram.len()),
             Datagram::Otlp(kind, _) => {
                 Stats::add(&self.stats.otlp, 1);
@@ -166,6 +196,7 @@ impl Intake {
             }
             Datagram::Rejected(reason) => {
                 Stats::add(&self.stats.rejected_datagrams, 1);
+                Stats::add(&self.stats.rejected_reasons[reason as usize], 1);
                 self.rejected(reason, datagram);
             }
         }
@@ -359,11 +390,23 @@ enum End {
 /// Reads datagrams with non-blocking calls, [`RECV_BATCH`] per call where the OS allows it.
 struct Receiver {
     bufs: Vec<Vec<u8>>,
+    /// The kernel's drop counter as last read (it is a wrapping `u32`).
+    kernel_drops: u32,
 }
 
 impl Receiver {
     fn new() -> Self {
-        Receiver { bufs: (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUFFER]).collect() }
+        Receiver { bufs: (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUFFER]).collect(), kernel_drops: 0 }
+    }
+
+    /// Counts the drops since the counter was last read.
+    fn kernel_drops(&mut self, now: u32, stats: &Stats) {
+        let new = now.wrapping_sub(self.kernel_drops);
+        // The counter only grows; a datagram queued before a later one carries an older count.
+        if new > 0 && new < 1 << 31 {
+            self.kernel_drops = now;
+            Stats::add(&stats.kernel_drops, u64::from(new));
+        }
     }
 
     /// Reads until the socket is empty or `max` datagrams were read, and hands each to `sink`.
@@ -373,12 +416,15 @@ impl Receiver {
         while turn.datagrams < max {
             let want = (max - turn.datagrams).min(RECV_BATCH);
             match recv_batch(socket, &mut self.bufs[..want], &mut lens) {
-                Ok(n) => {
+                Ok((n, drops)) => {
                     for (buf, &len) in self.bufs.iter().zip(&lens[..n]) {
                         sink.accept(&buf[..len]);
                         turn.bytes += len;
                     }
                     turn.datagrams += n;
+                    if let Some(drops) = drops {
+                        self.kernel_drops(drops, &sink.stats);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     turn.end = End::Empty;
@@ -415,22 +461,38 @@ impl Receiver {
     }
 }
 
-/// One non-blocking `recvmmsg`: fills `bufs` from the front with up to `bufs.len()` datagrams
-/// and their lengths into `lens`. Returns how many; `WouldBlock` when none was queued.
+/// Room for the control messages of one datagram: the drop counter's `cmsghdr` and `u32`
+/// (`CMSG_SPACE(4)`, 24 bytes on 64-bit Linux), aligned as a `cmsghdr`.
 #[cfg(target_os = "linux")]
-fn recv_batch(socket: &UdpSocket, bufs: &mut [Vec<u8>], lens: &mut [usize; RECV_BATCH]) -> io::Result<usize> {
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct Control([u8; 32]);
+
+/// One non-blocking `recvmmsg`: fills `bufs` from the front with up to `bufs.len()` datagrams
+/// and their lengths into `lens`. Returns how many, and the kernel's drop counter if a datagram
+/// carried it (only after the socket's first drop); `WouldBlock` when none was queued.
+#[cfg(target_os = "linux")]
+fn recv_batch(
+    socket: &UdpSocket,
+    bufs: &mut [Vec<u8>],
+    lens: &mut [usize; RECV_BATCH],
+) -> io::Result<(usize, Option<u32>)> {
     use std::os::fd::AsRawFd;
     let count = bufs.len().min(RECV_BATCH);
     // SAFETY: iovec and mmsghdr are plain old data; all-zero is a valid empty value.
     let mut iovecs: [libc::iovec; RECV_BATCH] = unsafe { std::mem::zeroed() };
     let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
-    for ((iov, msg), buf) in iovecs.iter_mut().zip(msgs.iter_mut()).zip(bufs.iter_mut()) {
+    let mut control = [Control([0; 32]); RECV_BATCH];
+    for (((iov, msg), buf), control) in iovecs.iter_mut().zip(msgs.iter_mut()).zip(bufs.iter_mut()).zip(&mut control) {
         *iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
         msg.msg_hdr.msg_iov = iov;
         msg.msg_hdr.msg_iovlen = 1;
+        msg.msg_hdr.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_hdr.msg_controllen = control.0.len() as _;
     }
-    // SAFETY: msgs[..count] point at iovecs and buffers that outlive the call; the kernel
-    // writes at most iov_len bytes into each buffer and fills in msg_len.
+    // SAFETY: msgs[..count] point at iovecs, buffers and control buffers that outlive the
+    // call; the kernel writes at most iov_len bytes into each buffer and msg_controllen bytes
+    // into each control buffer, and fills in msg_len and msg_controllen.
     let n = unsafe {
         libc::recvmmsg(socket.as_raw_fd(), msgs.as_mut_ptr(), count as _, libc::MSG_DONTWAIT as _, std::ptr::null_mut())
     };
@@ -441,15 +503,50 @@ fn recv_batch(socket: &UdpSocket, bufs: &mut [Vec<u8>], lens: &mut [usize; RECV_
     for (len, msg) in lens.iter_mut().zip(&msgs[..n]) {
         *len = msg.msg_len as usize;
     }
-    Ok(n)
+    // The counter only grows, so the last datagram that carries it has the newest count.
+    let drops = msgs[..n].iter().zip(&control).rev().find_map(|(msg, control)| {
+        let len = (msg.msg_hdr.msg_controllen as usize).min(control.0.len());
+        rxq_ovfl(&control.0[..len])
+    });
+    Ok((n, drops))
 }
 
 /// Elsewhere, one datagram per call.
 #[cfg(not(target_os = "linux"))]
-fn recv_batch(socket: &UdpSocket, bufs: &mut [Vec<u8>], lens: &mut [usize; RECV_BATCH]) -> io::Result<usize> {
-    let Some(buf) = bufs.first_mut() else { return Ok(0) };
+fn recv_batch(
+    socket: &UdpSocket,
+    bufs: &mut [Vec<u8>],
+    lens: &mut [usize; RECV_BATCH],
+) -> io::Result<(usize, Option<u32>)> {
+    let Some(buf) = bufs.first_mut() else { return Ok((0, None)) };
     lens[0] = socket.recv(buf)?;
-    Ok(1)
+    Ok((1, None))
+}
+
+/// The drop counter (`SO_RXQ_OVFL`) among a datagram's control messages, if there is one.
+/// Reads only within `control`, whatever lengths the headers claim.
+#[cfg(target_os = "linux")]
+fn rxq_ovfl(control: &[u8]) -> Option<u32> {
+    let header = std::mem::size_of::<libc::cmsghdr>();
+    // SAFETY: CMSG_LEN is arithmetic on its argument.
+    let data_at = unsafe { libc::CMSG_LEN(0) } as usize;
+    let align = std::mem::size_of::<usize>();
+    let mut at = 0;
+    while control.len().saturating_sub(at) >= header {
+        // SAFETY: `header` bytes from `at` are within `control`; read_unaligned has no
+        // alignment requirement, and every bit pattern is a valid cmsghdr.
+        let c: libc::cmsghdr = unsafe { std::ptr::read_unaligned(control[at..].as_ptr().cast()) };
+        let len = c.cmsg_len as usize;
+        if len < data_at || len > control.len() - at {
+            return None;
+        }
+        if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SO_RXQ_OVFL && len >= data_at + 4 {
+            let value = control[at + data_at..at + data_at + 4].try_into().ok()?;
+            return Some(u32::from_ne_bytes(value));
+        }
+        at += len.div_ceil(align) * align;
+    }
+    None
 }
 
 /// Logs the bound address and the receive buffer, as the startup lines do.
@@ -556,5 +653,90 @@ mod tests {
         assert_eq!(got, sent);
         let again = receiver.read(&bound.socket, &sink, READ_BUDGET);
         assert_eq!(again, Turn { datagrams: 0, bytes: 0, end: End::Empty });
+    }
+
+    /// The kernel hands its drop counter over with the first datagram queued after drops: a
+    /// socket with a tiny buffer, sent more than it holds while nobody reads, counts exactly
+    /// the datagrams that never arrived.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn datagrams_the_kernel_dropped_are_counted() {
+        let bound = bind("127.0.0.1:0", 1).expect("bind");
+        let sender = UdpSocket::bind("127.0.0.1:0").expect("sender");
+        let datagram = [&b"{\"format\":\"json\",\"version\":1}\n"[..], &[b'x'; 1_000]].concat();
+        let sent = 64;
+        for _ in 0..sent {
+            sender.send_to(&datagram, bound.local_addr).expect("send");
+        }
+        let stats = Arc::new(Stats::default());
+        let sink =
+            Intake::new(Arc::new(Buffer::new(64 << 20, 50)), Arc::new(Buffer::new(1 << 20, 10_000)), stats.clone());
+        let mut receiver = Receiver::new();
+        let queued = receiver.read(&bound.socket, &sink, READ_BUDGET).datagrams;
+        assert!(queued > 0 && queued < sent, "a tiny buffer holds a few of {sent}: {queued}");
+        assert_eq!(Stats::read(&stats.kernel_drops), 0, "the datagrams queued before the drops carry no count");
+        sender.send_to(&datagram, bound.local_addr).expect("send");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while Stats::read(&stats.received) == queued as u64 && std::time::Instant::now() < deadline {
+            receiver.read(&bound.socket, &sink, READ_BUDGET);
+        }
+        assert_eq!(Stats::read(&stats.received), queued as u64 + 1);
+        assert_eq!(Stats::read(&stats.kernel_drops), (sent - queued) as u64);
+    }
+
+    /// A control buffer as the kernel fills it: `cmsghdr`s, each padded to the alignment.
+    #[cfg(target_os = "linux")]
+    fn control(messages: &[(libc::c_int, libc::c_int, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (level, kind, data) in messages {
+            // SAFETY: CMSG_LEN and CMSG_SPACE are arithmetic.
+            let (len, space) = unsafe { (libc::CMSG_LEN(data.len() as _), libc::CMSG_SPACE(data.len() as _)) };
+            // SAFETY: all-zero is a valid cmsghdr.
+            let mut header: libc::cmsghdr = unsafe { std::mem::zeroed() };
+            header.cmsg_len = len as _;
+            header.cmsg_level = *level;
+            header.cmsg_type = *kind;
+            let start = out.len();
+            // SAFETY: a cmsghdr is plain old data; its bytes are read for their length only.
+            out.extend_from_slice(unsafe {
+                std::slice::from_raw_parts((&header as *const libc::cmsghdr).cast::<u8>(), size_of_val(&header))
+            });
+            out.resize(start + (len as usize - data.len()), 0);
+            out.extend_from_slice(data);
+            out.resize(start + space as usize, 0);
+        }
+        out
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_drop_counter_is_found_among_control_messages() {
+        let drops = 70_000u32.to_ne_bytes();
+        let ovfl = (libc::SOL_SOCKET, libc::SO_RXQ_OVFL, &drops[..]);
+        assert_eq!(rxq_ovfl(&control(&[ovfl])), Some(70_000));
+        let timestamp = (libc::SOL_SOCKET, libc::SO_TIMESTAMP, &[1u8; 16][..]);
+        assert_eq!(rxq_ovfl(&control(&[timestamp, ovfl])), Some(70_000));
+        assert_eq!(rxq_ovfl(&control(&[timestamp])), None);
+        assert_eq!(rxq_ovfl(&[]), None);
+        // Lengths that do not fit are not read past, and a zero length does not loop.
+        let whole = control(&[ovfl]);
+        assert_eq!(rxq_ovfl(&whole[..whole.len() - 8]), None);
+        let mut zero = whole.clone();
+        zero[..size_of::<usize>()].fill(0);
+        assert_eq!(rxq_ovfl(&zero), None);
+    }
+
+    #[test]
+    fn the_drop_count_grows_by_what_is_new_and_survives_the_counter_wrapping() {
+        let stats = Stats::default();
+        let mut receiver = Receiver::new();
+        receiver.kernel_drops(5, &stats);
+        receiver.kernel_drops(3, &stats);
+        receiver.kernel_drops(5, &stats);
+        assert_eq!(Stats::read(&stats.kernel_drops), 5);
+        for now in [1 << 30, 2 << 30, 3 << 30, u32::MAX, 2] {
+            receiver.kernel_drops(now, &stats);
+        }
+        assert_eq!(Stats::read(&stats.kernel_drops), u64::from(u32::MAX) + 3);
     }
 }

@@ -3,45 +3,72 @@
 //! Every segment datagram ends in exactly one of: sent (accepted by X-Ray), rejected (bad
 //! datagram, or refused by X-Ray for good), spilled over (dropped because the buffer was full),
 //! undelivered (still held when a shutdown deadline passed) or still buffered. An OTLP datagram is
-//! counted by kind: a `T1S` one's spans go on to the span buffer, `T1U` and `M1` ones stop here. Telemetry, logs and `/metrics` all read these monotonic counters. What
-//! happens after ingest is counted per signal, in a [`Delivery`].
+//! counted by kind: a `T1S` one's spans go on to the span buffer, `T1U` and `M1` ones stop here.
+//! Telemetry, logs and `/metrics` all read these monotonic counters. What happens after ingest
+//! is counted per signal, in a [`Delivery`]. Failed backend calls are counted twice: by API and
+//! [`ErrorClass`] for `/metrics`, and by [`UpstreamClass`] for the telemetry records, whose
+//! fields keep upstream's meaning.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-/// The classes of backend error that upstream's telemetry reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ErrorClass {
-    Timeout,
-    ConnectionRefused,
-    Http4xx,
-    Http5xx,
-    UnknownHost,
-    Other,
+/// Declares a fieldless enum with its label values, `ALL` in declaration order and `as_str`.
+macro_rules! labels {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $label:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($(#[$vdoc])* $variant,)+ }
+
+        impl $name {
+            pub const ALL: [$name; [$($label),+].len()] = [$($name::$variant),+];
+
+            /// The label value in `/metrics`.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $label,)+ }
+            }
+        }
+    };
 }
 
-impl ErrorClass {
-    pub(crate) const ALL: [ErrorClass; 6] = [
-        ErrorClass::Timeout,
-        ErrorClass::ConnectionRefused,
-        ErrorClass::Http4xx,
-        ErrorClass::Http5xx,
-        ErrorClass::UnknownHost,
-        ErrorClass::Other,
-    ];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Timeout => "timeout",
-            ErrorClass::ConnectionRefused => "connection_refused",
-            ErrorClass::Http4xx => "http_4xx",
-            ErrorClass::Http5xx => "http_5xx",
-            ErrorClass::UnknownHost => "unknown_host",
-            ErrorClass::Other => "other",
-        }
+labels! {
+    /// The API a backend call went to (the `api` label).
+    Api {
+        PutTraceSegments => "put_trace_segments",
+        PutTelemetryRecords => "put_telemetry_records",
+        /// Requests the TCP port forwards to X-Ray for the SDKs (sampling rules and targets).
+        Proxy => "proxy",
+        /// X-Ray's OTLP endpoint (`/v1/traces`).
+        Otlp => "otlp",
     }
+}
 
-    fn index(self) -> usize {
-        self as usize
+labels! {
+    /// What went wrong with a backend call, in the terms of what to do about it (the `class` label).
+    ErrorClass {
+        /// HTTP 429, or an error code that says throttled.
+        Throttled => "throttled",
+        /// HTTP 401/403, an error code about credentials or signatures, or no credentials at all.
+        Auth => "auth",
+        /// Any other 4xx: the request was wrong.
+        Client => "client",
+        /// 5xx (and any other status X-Ray should not answer with).
+        Server => "server",
+        /// No answer in time.
+        Timeout => "timeout",
+        /// Refused, name not resolved, or another transport failure.
+        Connection => "connection",
+    }
+}
+
+labels! {
+    /// The classes of backend error that upstream's telemetry records report
+    /// (`BackendConnectionErrors`); they keep upstream's meaning there.
+    UpstreamClass {
+        Timeout => "timeout",
+        ConnectionRefused => "connection_refused",
+        Http4xx => "http_4xx",
+        Http5xx => "http_5xx",
+        UnknownHost => "unknown_host",
+        Other => "other",
     }
 }
 
@@ -95,7 +122,7 @@ impl ProxyOutcome {
 /// Upper bounds (seconds) of the call latency histograms.
 pub(crate) const LATENCY_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// A fixed-bucket latency histogram (cumulative counts are computed when read).
+/// A fixed-bucket latency histogram.
 #[derive(Debug, Default)]
 pub(crate) struct Histogram {
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
@@ -109,15 +136,10 @@ impl Histogram {
         self.sum_micros.fetch_add((seconds * 1e6) as u64, Relaxed);
     }
 
-    /// Cumulative counts per bucket (the last is +Inf), and the sum in seconds.
+    /// The count of each bucket alone (not cumulative; the last is over the largest bound), and
+    /// the sum in seconds.
     pub(crate) fn read(&self) -> ([u64; LATENCY_BUCKETS.len() + 1], f64) {
-        let mut out = [0; LATENCY_BUCKETS.len() + 1];
-        let mut total = 0;
-        for (i, b) in self.buckets.iter().enumerate() {
-            total += b.load(Relaxed);
-            out[i] = total;
-        }
-        (out, self.sum_micros.load(Relaxed) as f64 / 1e6)
+        (self.buckets.each_ref().map(|b| b.load(Relaxed)), self.sum_micros.load(Relaxed) as f64 / 1e6)
     }
 }
 
@@ -173,10 +195,16 @@ pub(crate) enum Limited {
 /// Process-wide counters. All monotonic; readers compute deltas.
 #[derive(Default, Debug)]
 pub struct Stats {
-    /// Datagrams with at least one byte read from the socket.
+    /// Datagrams with at least one byte read from the socket (segments, OTLP and junk).
     pub received: AtomicU64,
-    /// Datagrams rejected at ingest (bad header, no body, not UTF-8).
+    /// Datagrams the kernel dropped before the reader got to them (its `SO_RXQ_OVFL` counter).
+    pub kernel_drops: AtomicU64,
+    /// Segment datagrams taken in: stored in the buffer, or spilled over.
+    pub segments_received: AtomicU64,
+    /// Datagrams rejected at ingest (bad header, no body, not UTF-8, a malformed `T1S` payload).
     pub rejected_datagrams: AtomicU64,
+    /// Segment datagrams rejected at ingest, by reason (indexed by `segments::Reject`).
+    pub rejected_reasons: [AtomicU64; 4],
     /// OTLP datagrams counted and not forwarded: unsampled spans (`T1U`) and metrics (`M1`).
     pub otlp: AtomicU64,
     /// `T1U` datagrams (unsampled spans) among them.
@@ -201,7 +229,10 @@ pub struct Stats {
     pub connections_shed: AtomicU64,
     /// New connections closed at once at the limit, because every open one was busy.
     pub connections_refused: AtomicU64,
-    backend_errors: [AtomicU64; 6],
+    /// Failed backend calls by API and class, for `/metrics`.
+    backend_errors: [[AtomicU64; ErrorClass::ALL.len()]; Api::ALL.len()],
+    /// Failed calls by upstream's classes, for telemetry records.
+    upstream_errors: [AtomicU64; UpstreamClass::ALL.len()],
     proxy: [AtomicU64; 8],
     first_datagram: AtomicBool,
 }
@@ -219,6 +250,7 @@ pub struct Snapshot {
     pub retries: u64,
     pub undelivered: u64,
     pub put_calls: u64,
+    /// Failed calls by upstream's telemetry classes (indexed by [`UpstreamClass`]).
     pub backend_errors: [u64; 6],
 }
 
@@ -228,8 +260,8 @@ impl Snapshot {
         self.rejected_datagrams + self.rejected_by_xray
     }
 
-    pub(crate) fn backend_error(&self, class: ErrorClass) -> u64 {
-        self.backend_errors[class.index()]
+    pub(crate) fn backend_error(&self, class: UpstreamClass) -> u64 {
+        self.backend_errors[class as usize]
     }
 
     /// Field-wise `self - earlier`.
@@ -272,8 +304,18 @@ impl Stats {
         counter.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn backend_error(&self, class: ErrorClass) {
-        self.backend_errors[class.index()].fetch_add(1, Relaxed);
+    /// Counts a failed call to `api` in `/metrics`.
+    pub(crate) fn backend_error(&self, api: Api, class: ErrorClass) {
+        self.backend_errors[api as usize][class as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn backend_errors(&self, api: Api, class: ErrorClass) -> u64 {
+        self.backend_errors[api as usize][class as usize].load(Relaxed)
+    }
+
+    /// Counts a failed call in the telemetry records' upstream classes.
+    pub(crate) fn upstream_error(&self, class: UpstreamClass) {
+        self.upstream_errors[class as usize].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn proxy_request(&self, outcome: ProxyOutcome) {
@@ -298,7 +340,7 @@ impl Stats {
     pub fn snapshot(&self) -> Snapshot {
         let mut be = [0; 6];
         for (i, v) in be.iter_mut().enumerate() {
-            *v = self.backend_errors[i].load(Relaxed);
+            *v = self.upstream_errors[i].load(Relaxed);
         }
         let segments = &self.segments;
         Snapshot {
@@ -322,16 +364,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_is_cumulative_with_an_infinite_bucket() {
+    fn histogram_counts_each_bucket_and_what_is_over_the_last() {
         let h = Histogram::default();
         for s in [0.001, 0.007, 0.007, 0.3, 20.0] {
             h.observe(s);
         }
         let (counts, sum) = h.read();
         assert_eq!(counts[0], 1); // <= 5 ms
-        assert_eq!(counts[1], 3); // <= 10 ms
-        assert_eq!(counts[6], 4); // <= 500 ms
-        assert_eq!(counts[LATENCY_BUCKETS.len()], 5); // +Inf
+        assert_eq!(counts[1], 2); // (5 ms, 10 ms]
+        assert_eq!(counts[6], 1); // (250 ms, 500 ms]
+        assert_eq!(counts[LATENCY_BUCKETS.len()], 1); // over 10 s
+        assert_eq!(counts.iter().sum::<u64>(), 5);
         assert!((sum - 20.315).abs() < 1e-3);
     }
 }

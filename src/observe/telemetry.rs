@@ -7,7 +7,7 @@
 //! accepted by X-Ray, and backend errors are classified by what actually happened.
 
 use crate::backend::{Reporter, TelemetryApi, TelemetryBatch, TelemetryRecord as Record};
-use crate::observe::stats::{Snapshot, Stats};
+use crate::observe::stats::{Api, Snapshot, Stats};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -61,7 +61,7 @@ impl<A: TelemetryApi> Telemetry<A> {
                     debug!("Send {take} telemetry record(s)");
                 }
                 Err(e) => {
-                    self.stats.backend_error(e.class());
+                    e.count(Api::PutTelemetryRecords, &self.stats);
                     debug!("Failed to send telemetry {} record(s). Re-queue records. {e}", self.queue.len());
                     return;
                 }
@@ -93,7 +93,7 @@ impl<A: TelemetryApi> Telemetry<A> {
 mod tests {
     use super::*;
     use crate::backend::{BackendError, ErrorKind};
-    use crate::observe::stats::ErrorClass;
+    use crate::observe::stats::{ErrorClass, UpstreamClass};
     use std::sync::Mutex;
 
     #[derive(Default)]
@@ -127,7 +127,7 @@ mod tests {
         Stats::add(&stats.received, 17);
         Stats::add(&stats.rejected_datagrams, 7);
         Stats::add(&stats.segments.sent, 9);
-        stats.backend_error(ErrorClass::Http5xx);
+        stats.upstream_error(UpstreamClass::Http5xx);
         t.cut_record();
         t.send_queued().await;
         t.cut_record();
@@ -135,7 +135,7 @@ mod tests {
         let batches = api.batches.lock().unwrap();
         assert_eq!(batches.len(), 2);
         let r = &batches[0].records[0].counts;
-        assert_eq!((r.received, r.rejected(), r.sent, r.backend_error(ErrorClass::Http5xx)), (17, 7, 9, 1));
+        assert_eq!((r.received, r.rejected(), r.sent, r.backend_error(UpstreamClass::Http5xx)), (17, 7, 9, 1));
         assert_eq!(batches[1].records[0].counts, Snapshot::default());
     }
 
@@ -147,14 +147,15 @@ mod tests {
         let mut t = Telemetry::new(api.clone(), stats.clone(), Reporter::default());
         t.cut_record();
         t.send_queued().await;
-        assert_eq!(stats.snapshot().backend_error(ErrorClass::Timeout), 1);
+        assert_eq!(stats.snapshot().backend_error(UpstreamClass::Timeout), 1);
+        assert_eq!(stats.backend_errors(Api::PutTelemetryRecords, ErrorClass::Timeout), 1);
         t.cut_record();
         t.send_queued().await;
         let batches = api.batches.lock().unwrap();
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].records.len(), 2);
         // The timeout of the first attempt shows up in the second record.
-        assert_eq!(batches[0].records[1].counts.backend_error(ErrorClass::Timeout), 1);
+        assert_eq!(batches[0].records[1].counts.backend_error(UpstreamClass::Timeout), 1);
     }
 
     #[tokio::test]

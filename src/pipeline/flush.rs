@@ -25,7 +25,7 @@
 //! each is its own type with its own tests. That makes it a little over 500 lines.
 
 use crate::backend::{BackendError, ErrorKind, Receipt, Sink};
-use crate::observe::stats::Stats;
+use crate::observe::stats::{ErrorClass, Stats};
 use crate::pipeline::buffer::{Batch, Buffer};
 use crate::pipeline::spool::SpoolLane;
 use crate::signal::Signal;
@@ -211,31 +211,11 @@ impl Backoff {
     }
 }
 
-/// Error codes that mean the caller's credentials or signature were not accepted. They are
-/// retried: credentials rotate, roles get fixed, clocks get corrected, and meanwhile the data
-/// waits in the buffer.
-const AUTH_CODES: &[&str] = &[
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "InvalidSignatureException",
-    "SignatureDoesNotMatch",
-    "UnrecognizedClientException",
-    "InvalidClientTokenId",
-    "AccessDeniedException",
-    "RequestExpired",
-];
-
 /// Whether another attempt may succeed: everything but a 4xx that says the request is wrong.
+/// Throttling and auth failures are retried: credentials rotate, roles get fixed, clocks get
+/// corrected, and meanwhile the data waits in the buffer.
 pub(crate) fn retryable(error: &BackendError) -> bool {
-    match &error.kind {
-        ErrorKind::Status { status: status @ 400..=499, code } => {
-            let code = code.as_deref().unwrap_or("");
-            let throttled = *status == 429 || code.contains("Throttl");
-            let auth = matches!(status, 401 | 403) || AUTH_CODES.contains(&code);
-            throttled || auth || *status == 408
-        }
-        _ => true,
-    }
+    error.class() != ErrorClass::Client || matches!(error.kind, ErrorKind::Status { status: 408, .. })
 }
 
 /// Sends batches of signal `S` through sink `K` and counts what happened to each record.
@@ -318,12 +298,12 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
                 }
             }
             Err(e) => {
-                self.stats.backend_error(e.class());
+                e.count(S::API, &self.stats);
                 if retryable(&e) {
                     self.backoff.failure();
                     let (n, noun, item) = (batch.items(), S::NOUN, S::ITEM);
                     warn!(
-                        api = S::API_NAME,
+                        api = S::API.as_str(),
                         status = e.status(),
                         error_code = e.error_code(),
                         count = n,
@@ -342,7 +322,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
     fn reject(&self, batch: &mut Batch, e: &BackendError) {
         let (n, noun, item) = (batch.items(), S::NOUN, S::ITEM);
         error!(
-            api = S::API_NAME,
+            api = S::API.as_str(),
             status = e.status(),
             error_code = e.error_code(),
             reason = "not_retryable",
@@ -385,7 +365,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
                     }
                 }
                 Err(e) => {
-                    self.stats.backend_error(e.class());
+                    e.count(S::API, &self.stats);
                     if !retryable(&e) {
                         self.reject(&mut batch, &e);
                         return;
@@ -395,7 +375,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
                     let next = self.backoff.delay(&self.policy).max(asked).unwrap_or_default();
                     if attempt < self.policy.max_attempts && started.elapsed() < self.policy.max_elapsed {
                         warn!(
-                            api = S::API_NAME,
+                            api = S::API.as_str(),
                             status = e.status(),
                             error_code = e.error_code(),
                             count = batch.len(),
@@ -412,7 +392,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
             }
             if attempt >= self.policy.max_attempts || started.elapsed() >= self.policy.max_elapsed {
                 error!(
-                    api = S::API_NAME,
+                    api = S::API.as_str(),
                     count = batch.len(),
                     attempts = attempt,
                     duration_s = started.elapsed().as_secs_f64(),
@@ -439,7 +419,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
             batch.keep(&[]);
             info!(
                 target: crate::observe::logging::ROUTINE,
-                api = S::API_NAME,
+                api = S::API.as_str(),
                 count = n,
                 duration_s = secs,
                 "Successfully sent batch of {n} {noun} ({secs:.3} seconds)"
@@ -447,7 +427,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
             return true;
         }
         info!(
-            api = S::API_NAME,
+            api = S::API.as_str(),
             count = n,
             unprocessed = receipt.unprocessed,
             duration_s = secs,
@@ -472,7 +452,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::stats::ErrorClass;
+    use crate::observe::stats::{Api, UpstreamClass};
     use crate::signal::Segments;
     use bytes::Bytes;
     use std::collections::VecDeque;
@@ -556,7 +536,8 @@ mod tests {
         up.deliver(batch).await;
         let s = up.stats.snapshot();
         assert_eq!((s.sent, s.put_calls, s.retries), (1, 3, 2));
-        assert_eq!(s.backend_error(ErrorClass::Http5xx), 2);
+        assert_eq!(s.backend_error(UpstreamClass::Http5xx), 2);
+        assert_eq!(up.stats.backend_errors(Api::PutTraceSegments, ErrorClass::Server), 2);
         assert_eq!(sink.calls.lock().unwrap().len(), 3);
     }
 
@@ -623,7 +604,7 @@ mod tests {
         assert!(r(429, Some("ThrottlingException")) && r(400, Some("ThrottlingException")));
         assert!(r(403, None) && r(401, None) && r(400, Some("ExpiredTokenException")) && r(408, None));
         assert!(!r(400, Some("InvalidRequestException")) && !r(404, None) && !r(413, None));
-        for kind in [ErrorKind::Timeout, ErrorKind::Refused, ErrorKind::Dns, ErrorKind::Other] {
+        for kind in [ErrorKind::Timeout, ErrorKind::Refused, ErrorKind::Dns, ErrorKind::Credentials, ErrorKind::Other] {
             assert!(retryable(&BackendError::new(kind, "")));
         }
     }

@@ -10,12 +10,10 @@
 pub mod segments;
 pub mod spans;
 
-use crate::observe::stats::{Delivery, Stats};
+use crate::observe::stats::{Api, Delivery, Stats};
 
 /// One kind of telemetry, carried by the pipeline from ingest to its backend.
 pub trait Signal: Send + Sync + 'static {
-    /// The API its batches go to, as the `api` field of log lines names it.
-    const API_NAME: &'static str;
     /// The plural noun in log lines: "segments".
     const NOUN: &'static str;
     /// The singular, as in "segment batch".
@@ -24,6 +22,8 @@ pub trait Signal: Send + Sync + 'static {
     const MAX_ITEMS: usize;
     /// The most record bytes one request may carry (a single larger record still goes alone).
     const MAX_BYTES: usize;
+    /// The API its batches go to, as `/metrics` labels it and log lines name it (`api`).
+    const API: Api;
     /// The counters of this signal's deliveries.
     fn delivery(stats: &Stats) -> &Delivery;
 }
@@ -33,7 +33,6 @@ pub trait Signal: Send + Sync + 'static {
 pub struct Segments;
 
 impl Signal for Segments {
-    const API_NAME: &'static str = "put_trace_segments";
     const NOUN: &'static str = "segments";
     const ITEM: &'static str = "segment";
     /// PutTraceSegments takes at most 50 documents a call.
@@ -41,6 +40,7 @@ impl Signal for Segments {
     /// X-Ray's documents are at most 64 KB each; this keeps a request (and the memory it takes
     /// while in flight) well under the API's request size limit.
     const MAX_BYTES: usize = 1024 * 1024;
+    const API: Api = Api::PutTraceSegments;
 
     fn delivery(stats: &Stats) -> &Delivery {
         &stats.segments
@@ -53,13 +53,13 @@ impl Signal for Segments {
 pub struct Spans;
 
 impl Signal for Spans {
-    const API_NAME: &'static str = "otlp";
     const NOUN: &'static str = "spans";
     const ITEM: &'static str = "span";
     /// X-Ray's OTLP endpoint takes at most 10,000 spans a request.
     const MAX_ITEMS: usize = 10_000;
     /// And at most 5 MB, uncompressed.
     const MAX_BYTES: usize = 5_000_000;
+    const API: Api = Api::Otlp;
 
     fn delivery(stats: &Stats) -> &Delivery {
         &stats.spans

@@ -59,6 +59,10 @@ pub enum Reject {
 }
 
 impl Reject {
+    /// Every reason, in declaration order (`reason as usize` indexes it).
+    pub const ALL: [Reject; 4] =
+        [Reject::MissingNewline, Reject::EmptyBody, Reject::InvalidHeader, Reject::InvalidUtf8];
+
     /// A short, stable name for counters and structured logs.
     pub fn as_str(self) -> &'static str {
         match self {

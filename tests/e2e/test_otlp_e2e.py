@@ -136,7 +136,7 @@ def test_throttling_is_retried_after_retry_after_and_partial_success_is_counted(
     m = metrics(d)
     assert m['xray_daemon_spans_rejected_total{reason="xray"}'] == 3
     assert m["xray_daemon_spans_sent_total"] == 5
-    assert m['xray_daemon_backend_errors_total{class="http_4xx"}'] >= 1
+    assert m['xray_daemon_backend_errors_total{api="otlp",class="throttled"}'] == 1
 
 
 def test_the_layer_wrappers_address_works_for_adot_with_the_proxy_on(otlp_daemon, fake_otlp, tmp_path):

@@ -8,11 +8,14 @@ match the traffic of the same test.
 import json
 import sys
 import time
+import tomllib
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import LOOPBACK, PEERS, run_capturing, sdk_env
+from conftest import LOOPBACK, PEERS, ROOT, run_capturing, sdk_env
+
+VERSION = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
 
 
 def peer_log(moto, since):
@@ -68,13 +71,22 @@ def test_metrics_parse_and_match_the_traffic(moto, daemon_factory, emit_python):
     while time.monotonic() < deadline and sum(d.success_counts()) < sent:
         time.sleep(0.1)
     families = metrics(d.tcp_port)
-    assert sample(families, "xray_daemon_segments_received") == sent + 1
+    assert sample(families, "xray_daemon_udp_datagrams_received") == sent + 1
+    assert sample(families, "xray_daemon_segments_received") == sent
     assert sample(families, "xray_daemon_segments_sent") == sent
-    assert sample(families, "xray_daemon_segments_rejected", stage="ingest") == 1
+    assert sample(families, "xray_daemon_segments_rejected", reason="missing_newline") == 1
+    assert sample(families, "xray_daemon_segments_rejected", reason="xray") == 0
     assert sample(families, "xray_daemon_segments_spillover") == 0
-    assert sample(families, "xray_daemon_put_trace_segments_duration_seconds", suffix="_count") >= 1
+    duration = "xray_daemon_backend_request_duration_seconds"
+    assert sample(families, duration, suffix="_count", api="put_trace_segments") >= 1
     assert families["xray_daemon_buffer_bytes"].type == "gauge"
-    assert families["xray_daemon_put_trace_segments_duration_seconds"].type == "histogram"
+    assert families[duration].type == "histogram"
+    errors = [s for s in families["xray_daemon_backend_errors"].samples if s.name.endswith("_total")]
+    assert len(errors) == 4 * 6 and all(s.value == 0 for s in errors), errors
+    assert sample(families, "xray_daemon_build_info", suffix="", version=VERSION) == 1
+    for name in ("process_resident_memory_bytes", "process_open_fds", "process_max_fds", "process_start_time_seconds"):
+        assert sample(families, name, suffix="") > 0, name
+    assert sample(families, "process_cpu_seconds") > 0
 
 
 def metrics(port):

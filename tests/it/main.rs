@@ -13,6 +13,7 @@ mod fuzz_otlp;
 mod lambda;
 mod layout;
 mod logs;
+mod metrics;
 mod otlp;
 mod proxy;
 mod reliability;

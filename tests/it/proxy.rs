@@ -163,6 +163,7 @@ async fn an_unreachable_xray_gives_502_and_is_counted() {
         metrics.lines().any(|l| l == "xray_daemon_proxy_requests_total{outcome=\"upstream_error\"} 1"),
         "{metrics}"
     );
+    assert_eq!(metric(&metrics, "xray_daemon_backend_errors_total{api=\"proxy\",class=\"connection\"}"), 1.0);
     assert!(d.logs().iter().any(|l| l.contains("[Warn] proxy error: cannot reach X-Ray")));
 }
 
@@ -202,13 +203,16 @@ async fn health_ready_and_metrics_report_what_happened() {
     let (status, headers, m) = http(d.tcp(), "GET", "/metrics", &[], "").await;
     assert_eq!(status, 200);
     assert!(header(&headers, "content-type").unwrap().starts_with("text/plain; version=0.0.4"));
-    assert_eq!(metric(&m, "xray_daemon_segments_received_total"), 9.0);
+    assert_eq!(metric(&m, "xray_daemon_udp_datagrams_received_total"), 9.0);
+    assert_eq!(metric(&m, "xray_daemon_udp_kernel_drops_total"), 0.0);
+    assert_eq!(metric(&m, "xray_daemon_segments_received_total"), 7.0);
     assert_eq!(metric(&m, "xray_daemon_segments_sent_total"), 7.0);
-    assert_eq!(metric(&m, "xray_daemon_segments_rejected_total{stage=\"ingest\"}"), 1.0);
+    assert_eq!(metric(&m, "xray_daemon_segments_rejected_total{reason=\"missing_newline\"}"), 1.0);
+    assert_eq!(metric(&m, "xray_daemon_segments_rejected_total{reason=\"xray\"}"), 0.0);
     assert_eq!(metric(&m, "xray_daemon_otlp_datagrams_total{kind=\"unsampled_spans\"}"), 1.0);
     assert_eq!(metric(&m, "xray_daemon_segments_spillover_total"), 0.0);
-    assert_eq!(metric(&m, "xray_daemon_put_trace_segments_calls_total"), 1.0);
-    assert_eq!(metric(&m, "xray_daemon_put_trace_segments_duration_seconds_count"), 1.0);
+    let calls = "xray_daemon_backend_request_duration_seconds_count{api=\"put_trace_segments\"}";
+    assert_eq!(metric(&m, calls), 1.0);
     assert_eq!(metric(&m, "xray_daemon_buffer_bytes"), 0.0);
     assert_eq!(metric(&m, "xray_daemon_buffer_segments{state=\"queued\"}"), 0.0);
     // Two /health or /ready probes at least, and this /metrics.

@@ -136,8 +136,9 @@ pub async fn outage_scenario(name: &str, phase: Duration, buffer_mb: u32, doc: f
     let spilled = metric(&metrics(&d).await, "xray_daemon_segments_spillover_total") as usize;
     let (got, raw_count) = wait_for_accepted(&fake, sent - spilled, Duration::from_secs(90)).await;
     let m = metrics(&d).await;
-    for class in ["http_5xx", "connection_refused", "timeout"] {
-        let n = metric(&m, &format!("xray_daemon_backend_errors_total{{class=\"{class}\"}}"));
+    for class in ["server", "connection", "timeout"] {
+        let n =
+            metric(&m, &format!("xray_daemon_backend_errors_total{{api=\"put_trace_segments\",class=\"{class}\"}}"));
         assert!(n > 0.0, "{class} errors are counted: {n}");
     }
     let peak_rss_kb = d.status_kb("VmHWM");
@@ -225,8 +226,7 @@ pub async fn flood_scenario(name: &str, length: Duration, buffer_mb: u32, sender
     let received = metric(&m, "xray_daemon_segments_received_total");
     let accounted = metric(&m, "xray_daemon_segments_sent_total")
         + metric(&m, "xray_daemon_segments_spillover_total")
-        + metric(&m, "xray_daemon_segments_rejected_total{stage=\"ingest\"}")
-        + metric(&m, "xray_daemon_segments_rejected_total{stage=\"xray\"}")
+        + metric(&m, "xray_daemon_segments_rejected_total{reason=\"xray\"}")
         + metric(&m, "xray_daemon_buffer_segments{state=\"queued\"}")
         + metric(&m, "xray_daemon_buffer_segments{state=\"in_flight\"}");
     // The reader may take a few more between the reads of two counters; never fewer.
@@ -284,9 +284,10 @@ async fn sustained_throttling_and_throttled_entries_are_retried_until_delivered(
     assert_eq!(got, docs.iter().cloned().collect::<BTreeSet<_>>());
     assert_eq!(raw, docs.len(), "exactly once");
     let m = metrics(&d).await;
-    assert!(metric(&m, "xray_daemon_upload_retries_total") > 0.0);
+    assert!(metric(&m, "xray_daemon_backend_retries_total{api=\"put_trace_segments\"}") > 0.0);
     assert!(metric(&m, "xray_daemon_segments_unprocessed_total") >= 10.0);
-    assert!(metric(&m, "xray_daemon_backend_errors_total{class=\"http_4xx\"}") > 0.0, "429s are counted");
+    let throttled = "xray_daemon_backend_errors_total{api=\"put_trace_segments\",class=\"throttled\"}";
+    assert!(metric(&m, throttled) > 0.0, "429s are counted");
     let logs = d.log_text();
     assert!(logs.contains("ThrottlingException") && logs.contains("Retrying"), "{logs}");
     assert!(logs.contains("ThrottledException") && logs.contains("it will be sent again"), "{logs}");
