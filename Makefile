@@ -35,7 +35,7 @@ LAYER_ARM64 := $(LAYER_DIR)/xray-daemon-layer-arm64.zip
 LAYER_TEST := target/layer-test/xray-daemon-layer-x86_64.zip
 
 .PHONY: all build release static static-x86_64 static-aarch64 static-test build-tests zig-tools docker docker-tools \
-	docker-tools-arm64 qemu-arm64 prometheus-tools layer dist run test test-rust test-simd test-e2e test-chart \
+	docker-tools-arm64 qemu-arm64 prometheus-tools layer dist run test test-rust test-simd test-e2e test-chart chart-docs \
 	test-packaging test-release peers fmt lint lint-ci shellcheck-tool clean deny deny-tool advisory-db fuzz soak bench \
 	bench-micro
 
@@ -155,6 +155,14 @@ test-e2e: static-test peers
 # The chart, and its alerts and dashboard against a real Prometheus scraping the static debug build.
 test-chart: static-test peers
 	XRAY_DAEMON_BIN=$(BIN_STATIC_TEST) $(VENV)/bin/python -m pytest tests/chart $(PYTEST_ARGS)
+
+## chart-docs: regenerate the chart README's Parameters tables from values.yaml's `## @param` comments, in
+##             place (Bitnami's readme-generator-for-helm, pinned in tests/chart/package.json; `make test-chart`
+##             fails while they are stale). values.schema.json is hand-written: see the chart README.
+CHART_DOCS_GENERATOR := target/node-chart/node_modules/@bitnami/readme-generator-for-helm/bin/index.js
+chart-docs:
+	bash tests/e2e/setup.sh
+	node $(CHART_DOCS_GENERATOR) --values helm/xray-daemon/values.yaml --readme helm/xray-daemon/README.md
 
 # The Lambda layer and the image around the static x86_64 debug build.
 test-packaging: static-test peers docker-tools

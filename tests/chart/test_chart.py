@@ -723,19 +723,6 @@ def test_accepted_combinations(assignments, check):
     assert check(Rendered(set_values(*assignments)))
 
 
-# --- Documentation -----------------------------------------------------------------------------
-
-
-def test_readme_documents_every_value():
-    """Every value is in the README's table: a key documented as a whole, or each of its keys."""
-    readme = (CHART / "README.md").read_text()
-
-    documented = lambda path: f"`{path}`" in readme
-    missing = [".".join(path) for path, _ in leaves(load_yaml(CHART / "values.yaml"), documented) if not documented(".".join(path))]
-    assert missing == []
-    assert "helm install xray-daemon ./helm/xray-daemon --set region=us-east-1" in readme
-
-
 # --- Chart conventions -------------------------------------------------------------------------
 
 

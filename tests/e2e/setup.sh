@@ -8,6 +8,9 @@
 #                   own venv, as its pins clash with the chart tests' PyYAML)
 #   target/node  <- tests/e2e/package.json + package-lock.json (aws-xray-sdk-core 3.12.0, the OpenTelemetry
 #                   JS SDK + OTLP/HTTP protobuf exporter) via `npm ci`
+#   target/node-chart <- tests/chart/package.json + package-lock.json (@bitnami/readme-generator-for-helm,
+#                   for `make chart-docs` and the chart tests: its own directory, so that changing one
+#                   set of Node packages never reinstalls the other)
 # Each step leaves a stamp holding the hash of its inputs; an unchanged step is skipped, so a second
 # run takes well under a second. Needs python3 (>= 3.10, with venv: ADOT needs 3.10) and node >= 20 + npm; network only
 # to PyPI and the npm registry.
@@ -63,23 +66,33 @@ pip_step "$ROOT/target/venv-adot" .adot-requirements.sha256 "ADOT" '^aws-opentel
 
 # --- Node -----------------------------------------------------------------------------------------
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    say "ERROR: node and npm are required for the Node SDK end-to-end test" >&2
+    say "ERROR: node and npm are required for the Node SDK end-to-end test and the chart docs test" >&2
     exit 1
 fi
-node_hash="$(hash_of "$E2E/package.json" "$E2E/package-lock.json")"
-node_stamp="$NODE_DIR/.e2e-package.sha256"
-if [[ -f "$NODE_DIR/node_modules/aws-xray-sdk-core/package.json" \
-      && -f "$NODE_DIR/node_modules/@opentelemetry/exporter-trace-otlp-proto/package.json" && -f "$node_stamp" \
-      && "$(cat "$node_stamp")" == "$node_hash" ]]; then
-    say "node peers up to date in $NODE_DIR"
-else
-    say "npm ci the Node peers into $NODE_DIR (node $(node --version), npm $(npm --version))"
-    mkdir -p "$NODE_DIR"
-    cp "$E2E/package.json" "$E2E/package-lock.json" "$NODE_DIR/"
-    npm ci --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error
-    echo "$node_hash" > "$node_stamp"
-    say "node peers installed: aws-xray-sdk-core $(node -p "require('$NODE_DIR/node_modules/aws-xray-sdk-core/package.json').version")," \
-        "@opentelemetry/exporter-trace-otlp-proto $(node -p "require('$NODE_DIR/node_modules/@opentelemetry/exporter-trace-otlp-proto/package.json').version")"
-fi
+# npm_step DIR STAMP_NAME LABEL SOURCE_DIR PACKAGE...: npm ci SOURCE_DIR's package.json and package-lock.json
+# into DIR unless DIR/STAMP_NAME holds their hash and each PACKAGE is there.
+npm_step() {
+    local dir="$1" stamp="$1/$2" label="$3" src="$4"
+    shift 4
+    local hash pkg ready=1 installed=()
+    hash="$(hash_of "$src/package.json" "$src/package-lock.json")"
+    for pkg in "$@"; do [[ -f "$dir/node_modules/$pkg/package.json" ]] || ready=0; done
+    if [[ "$ready" == 1 && -f "$stamp" && "$(cat "$stamp")" == "$hash" ]]; then
+        say "$label up to date in $dir"
+        return
+    fi
+    say "npm ci the $label into $dir (node $(node --version), npm $(npm --version))"
+    mkdir -p "$dir"
+    cp "$src/package.json" "$src/package-lock.json" "$dir/"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+    echo "$hash" > "$stamp"
+    for pkg in "$@"; do installed+=("$pkg $(node -p "require('$dir/node_modules/$pkg/package.json').version")"); done
+    say "$label installed: ${installed[*]}"
+}
+
+npm_step "$NODE_DIR" .e2e-package.sha256 "node peers" "$E2E" aws-xray-sdk-core @opentelemetry/exporter-trace-otlp-proto
+# The chart's README generator (make chart-docs), in a directory of its own.
+npm_step "$(dirname "$NODE_DIR")/node-chart" .chart-package.sha256 "chart docs generator" "$ROOT/tests/chart" \
+    @bitnami/readme-generator-for-helm
 
 say "done"
