@@ -47,18 +47,18 @@ build:
 
 ## release: optimised, stripped build (LTO, one codegen unit, panic=abort)
 release:
-	$(CARGO) build --release --bin xray-daemon
+	XRAY_DAEMON_REVISION=$(REVISION) $(CARGO) build --release --bin xray-daemon
 
 ## static: static musl release binaries, target/{x86_64,aarch64}-unknown-linux-musl/release/xray-daemon
 static: static-x86_64 static-aarch64
 
 static-x86_64: zig-tools
 	rustup target add $(MUSL_X86_64)
-	$(ZIG_ENV) $(CARGO) zigbuild --locked --release --bin xray-daemon --target $(MUSL_X86_64)
+	XRAY_DAEMON_REVISION=$(REVISION) $(ZIG_ENV) $(CARGO) zigbuild --locked --release --bin xray-daemon --target $(MUSL_X86_64)
 
 static-aarch64: zig-tools
 	rustup target add $(MUSL_AARCH64)
-	$(ZIG_ENV) $(CARGO) zigbuild --locked --release --bin xray-daemon --target $(MUSL_AARCH64)
+	XRAY_DAEMON_REVISION=$(REVISION) $(ZIG_ENV) $(CARGO) zigbuild --locked --release --bin xray-daemon --target $(MUSL_AARCH64)
 
 # The static x86_64 debug binary that `make test` runs and packages (the tests' own build).
 static-test: zig-tools

@@ -20,6 +20,10 @@ pub(crate) const OTHERS: &[&str] = &[
     "XRAY_DAEMON_IMAGE_BIN_ARM64",
     "XRAY_DAEMON_LAYER_ARM64",
     "XRAY_DAEMON_LAYER_X86_64",
+    "XRAY_DAEMON_DIST_BIN_X86_64",
+    "XRAY_DAEMON_DIST_BIN_ARM64",
+    // Read at build time (`option_env!`): the commit, for `xray_daemon_build_info`.
+    "XRAY_DAEMON_REVISION",
 ];
 
 /// A set variable with the daemon's prefix that nothing reads.
