@@ -52,11 +52,12 @@ DAEMON_ENV = {
     "proxyTimeout": "XRAY_DAEMON_PROXY_TIMEOUT",
     "proxyClientTimeout": "XRAY_DAEMON_PROXY_CLIENT_TIMEOUT",
     "proxyMaxBodyKB": "XRAY_DAEMON_PROXY_MAX_BODY_KB",
+    "maxConnections": "XRAY_DAEMON_MAX_CONNECTIONS",
 }
 # The variables the chart sets from values outside `daemon:` (region, roleArn, otlp, spool).
 CHART_ENV = {
     "XRAY_DAEMON_REGION", "XRAY_DAEMON_ROLE_ARN", "XRAY_DAEMON_OTLP_ADDRESS", "XRAY_DAEMON_SPOOL_DIR",
-    "XRAY_DAEMON_SPOOL_MAX_MB",
+    "XRAY_DAEMON_SPOOL_MAX_MB", "XRAY_DAEMON_SPOOL_REPLAY_RATE_KB",
 }
 # Objects of the Prometheus Operator's CRDs: kubernetes-validate has no schema for them, so each is
 # checked against a strict subset of its CRD's schema here (<kind>.schema.json).
@@ -507,6 +508,7 @@ def test_values_all_env(full):
         "AWS_STS_REGIONAL_ENDPOINTS": "regional",
         "XRAY_DAEMON_SPOOL_DIR": "/var/lib/xray-daemon/spool",
         "XRAY_DAEMON_SPOOL_MAX_MB": "1024",
+        "XRAY_DAEMON_SPOOL_REPLAY_RATE_KB": "4096",
     }
     assert full.env() == expected
     assert full.container()["envFrom"] == [{"configMapRef": {"name": "xray-extra-env"}}]
@@ -842,6 +844,7 @@ def test_spool_on_an_empty_dir(full):
     mount, volume = spool(full)
     assert volume == {"name": "spool", "emptyDir": {"sizeLimit": "2Gi"}}
     assert full.env()["XRAY_DAEMON_SPOOL_MAX_MB"] == "1024"
+    assert full.env()["XRAY_DAEMON_SPOOL_REPLAY_RATE_KB"] == "4096"
     # The init container is only for a host path.
     assert "initContainers" not in full.pod()["spec"]
     sized = Rendered(set_values("spool.enabled=true", "spool.volume=emptyDir", "spool.maxMB=100"))
