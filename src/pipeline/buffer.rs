@@ -8,6 +8,9 @@
 //! records it no longer keeps) returns them, so no path can forget to. When a new record does
 //! not fit, the oldest waiting records are dropped and reported as spillover. Pushing never
 //! blocks on the uploader: the lock is held only for a few pointer moves.
+//!
+//! It is over 500 lines because of its tests, and because a record's way back from the disk spool
+//! (its place on disk, carried by the [`Batch`]) is part of what a batch holds.
 
 use crate::pipeline::disk_log::RecordRef;
 use bytes::Bytes;

@@ -25,6 +25,9 @@
 //! *leased*: the reader skips them until they are done or released, so no record is sent twice
 //! from one run. A crash can still repeat the uploads that were in flight: their records were
 //! never marked done.
+//!
+//! It is over 500 lines because of its tests: the format, recovery from damage and the cap are
+//! tested here, on real files, record by record.
 
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
