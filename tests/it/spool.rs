@@ -1,12 +1,13 @@
 //! The disk spool (`XRAY_DAEMON_SPOOL_DIR`) through real processes, the fault-injecting fake
 //! X-Ray and real signals: a rollout during an outage, a `kill -9`, an outage ten times the
-//! memory budget (under and over the disk cap), damaged files, a read-only directory, a full
-//! disk, and two daemons on one directory.
+//! memory budget (under and over the disk cap), spans as well as segments, damaged files, a
+//! read-only directory, a full disk, and two daemons on one directory.
 //!
 //! The read-only directory and the full disk are tmpfs mounts made by the test, so those two
 //! need root (CI runs as root); without it they say so and pass.
 
 use crate::daemon::{self, http, padded_segment, segment, Builder, Daemon};
+use crate::fake_otlp::{t1s_datagram, FakeOtlp};
 use crate::fake_xray::{Credentials, FakeXray, Fault};
 use crate::proxy::metric;
 use crate::reliability::Sender;
@@ -368,4 +369,41 @@ async fn a_full_disk_drops_the_oldest_counts_them_and_delivers_the_rest() {
     assert_eq!(unique.len() + dropped + failed, n, "delivered + dropped = sent ({dropped} dropped, {failed} failed)");
     assert!(unique.contains(&padded_segment(n - 1, 1000)), "the newest arrived");
     d.terminate(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_spooled_and_replayed_like_segments() {
+    let dir = spool_dir("spans");
+    let fake = fake();
+    // Port 9 (discard) has no listener on loopback: every span upload is refused.
+    let mut d = with_spool(&fake, &dir).env("XRAY_DAEMON_OTLP_ENDPOINT", "http://127.0.0.1:9/v1/traces").spawn().await;
+    for k in 0..100 {
+        d.send(&t1s_datagram(1 + 10 * k, 10));
+    }
+    let got =
+        wait_metric(&d, "xray_daemon_spans_received_total{source=\"udp\"}", 1000.0, Duration::from_secs(10)).await;
+    assert_eq!(got, 1000.0);
+    let (status, _) = d.terminate(Duration::from_secs(15)).await;
+    assert!(status.success(), "{}", d.log_text());
+    assert!(!spool_files(&dir, "spans").is_empty(), "the spans are on disk");
+
+    let otlp = FakeOtlp::start().await;
+    let mut d = with_spool(&fake, &dir).env("XRAY_DAEMON_OTLP_ENDPOINT", otlp.url.clone()).spawn().await;
+    assert!(
+        d.logs().iter().any(|l| l.contains("Found 1000 spans from an earlier run in the spool")),
+        "{}",
+        d.log_text()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ids = || otlp.received().into_iter().flat_map(|r| r.span_ids).collect::<Vec<_>>();
+    while ids().len() < 1000 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ids = ids();
+    let unique: BTreeSet<&Vec<u8>> = ids.iter().collect();
+    assert_eq!((ids.len(), unique.len()), (1000, 1000), "every span once");
+    assert!(read_metric(&d, "xray_daemon_spool_replayed_total{signal=\"spans\"}").await >= 1000.0);
+    d.terminate(Duration::from_secs(10)).await;
+    let _ = std::fs::remove_dir_all(dir);
 }
