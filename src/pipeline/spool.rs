@@ -381,8 +381,16 @@ pub(crate) async fn replayer<S: Signal>(lane: Arc<SpoolLane>, buffer: Arc<Buffer
         let now = Instant::now();
         tokens = (tokens + now.duration_since(last).as_secs_f64() * rate as f64).min(burst as f64);
         last = now;
+        if !lane.has_unread() {
+            // Nothing to read until a write or a release says so: no polling while idle.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = lane.unread.notified() => {}
+            }
+            continue;
+        }
         let room = buffer.budget_used() < buffer.high_water();
-        if !lane.has_unread() || !room || tokens < 1.0 {
+        if !room || tokens < 1.0 {
             let wait =
                 if tokens < 1.0 { Duration::from_secs_f64((1.0 - tokens) / rate as f64).max(poll) } else { poll };
             tokio::select! {
