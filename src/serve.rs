@@ -9,9 +9,11 @@
 //!   handlers;
 //! - at most [`Handler::max_connections`] connections are open at once. At the limit a new
 //!   connection is still taken: the oldest connection that is waiting for a request head (idle
-//!   or trickling) is closed to make room, so that a health check always gets in. Only when every
-//!   open connection is busy in a handler is the new one closed at once. Both are counted
-//!   ([`Handler::limited`]) and logged, rate-limited.
+//!   or trickling) is closed to make room, so that a health check always gets in. When every open
+//!   connection is in a handler, the one that has been there longest is closed instead if that is
+//!   over [`STUCK`] (a body trickling in a byte a second; a proxied call takes milliseconds). Only
+//!   when every one is busy and none for that long is the new one closed at once. Both are
+//!   counted ([`Handler::limited`]) and logged, rate-limited.
 
 use crate::observe::logging::{suppressed_note, RateLimitedWarn};
 pub(crate) use crate::observe::stats::Limited;
@@ -22,9 +24,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -55,11 +56,24 @@ pub(crate) trait Handler: Send + Sync + 'static {
     fn limited(&self, _what: Limited) {}
 }
 
+/// A connection in a handler for longer than this may be closed to make room at the limit.
+pub(crate) const STUCK: Duration = Duration::from_secs(1);
+
 /// One open connection, as the limit sees it.
 struct Open {
-    /// In a handler: a request is being answered.
-    busy: AtomicBool,
+    /// In a handler since this moment: a request is being read or answered.
+    busy: Mutex<Option<Instant>>,
     close: CancellationToken,
+}
+
+impl Open {
+    fn busy_since(&self) -> Option<Instant> {
+        *self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_busy(&self, busy: bool) {
+        *self.busy.lock().unwrap_or_else(|e| e.into_inner()) = busy.then(Instant::now);
+    }
 }
 
 /// The open connections, oldest first (ids only grow).
@@ -70,14 +84,18 @@ struct Connections {
 
 impl Connections {
     /// Registers a new connection, making room at `max` by closing the oldest one that is not
-    /// busy; `Err` when every open one is.
+    /// busy, else the one busy longest if that is over [`STUCK`]; `Err` when none can go.
     fn admit(&self, max: usize) -> Result<(u64, Arc<Open>, Option<Limited>), Limited> {
         let mut guard = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let (next, open) = &mut *guard;
         let mut shed = None;
         if open.len() >= max {
-            let oldest_idle = open.iter().find(|(_, c)| !c.busy.load(Ordering::Relaxed)).map(|(&id, _)| id);
-            match oldest_idle.and_then(|id| open.remove(&id)) {
+            let oldest_idle = open.iter().find(|(_, c)| c.busy_since().is_none()).map(|(&id, _)| id);
+            let stuck = || {
+                let busy = open.iter().filter_map(|(&id, c)| c.busy_since().map(|t| (t, id)));
+                busy.min().filter(|(t, _)| t.elapsed() >= STUCK).map(|(_, id)| id)
+            };
+            match oldest_idle.or_else(stuck).and_then(|id| open.remove(&id)) {
                 Some(conn) => {
                     conn.close.cancel();
                     shed = Some(Limited::Shed);
@@ -86,7 +104,7 @@ impl Connections {
             }
         }
         *next += 1;
-        let conn = Arc::new(Open { busy: AtomicBool::new(false), close: CancellationToken::new() });
+        let conn = Arc::new(Open { busy: Mutex::new(None), close: CancellationToken::new() });
         open.insert(*next, conn.clone());
         Ok((*next, conn, shed))
     }
@@ -149,9 +167,9 @@ async fn connection<H: Handler>(stream: TcpStream, handler: Arc<H>, conn: &Arc<O
     let service = hyper::service::service_fn(move |request| {
         let (handler, state) = (handler.clone(), state.clone());
         async move {
-            state.busy.store(true, Ordering::Relaxed);
+            state.set_busy(true);
             let response = handler.handle(request).await;
-            state.busy.store(false, Ordering::Relaxed);
+            state.set_busy(false);
             Ok::<_, Infallible>(response)
         }
     });
@@ -177,17 +195,30 @@ mod tests {
         let c = Connections::default();
         let (a, first, _) = c.admit(2).unwrap();
         let (_, second, _) = c.admit(2).unwrap();
-        first.busy.store(true, Ordering::Relaxed);
+        first.set_busy(true);
         // The oldest is busy: the next oldest, idle, is closed.
         let (_, third, shed) = c.admit(2).unwrap();
         assert_eq!(shed, Some(Limited::Shed));
         assert!(second.close.is_cancelled() && !first.close.is_cancelled());
-        third.busy.store(true, Ordering::Relaxed);
-        // Every one busy: the new one is refused, nothing is closed.
+        third.set_busy(true);
+        // Every one busy, none for long: the new one is refused, nothing is closed.
         assert_eq!(c.admit(2).err(), Some(Limited::Refused));
         assert!(!first.close.is_cancelled() && !third.close.is_cancelled());
         // A connection that ends frees its place.
         c.remove(a);
         assert_eq!(c.admit(2).unwrap().2, None);
+    }
+
+    #[test]
+    fn at_the_limit_a_connection_stuck_in_a_handler_makes_room() {
+        let c = Connections::default();
+        let (_, first, _) = c.admit(2).unwrap();
+        let (_, second, _) = c.admit(2).unwrap();
+        // Both in a handler: the first for longer than STUCK (a body trickling in), the second just now.
+        *first.busy.lock().unwrap() = Some(Instant::now() - STUCK - Duration::from_millis(10));
+        second.set_busy(true);
+        let (_, _, shed) = c.admit(2).unwrap();
+        assert_eq!(shed, Some(Limited::Shed));
+        assert!(first.close.is_cancelled() && !second.close.is_cancelled());
     }
 }

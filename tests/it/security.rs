@@ -321,6 +321,63 @@ async fn slow_clients_cannot_take_the_tcp_port_from_health_checks() {
     assert_eq!(http(tcp, "GET", "/health", &[], "").await.0, 200);
 }
 
+/// Slow bodies: 100 connections send a whole request head and then its body a byte a second,
+/// against a limit of 100. Each is in the proxy's handler, reading the body; once they have been
+/// there over a second, the one there longest is closed to make room for a new connection, so
+/// `/health` answers within 2 s every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_cannot_take_the_tcp_port_from_health_checks() {
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SLOW: usize = 100;
+    let fake = FakeXray::start(daemon_creds());
+    let d = daemon::against(&fake).env("XRAY_DAEMON_MAX_CONNECTIONS", SLOW.to_string()).spawn().await;
+    let tcp = d.tcp();
+    let mut slow = Vec::new();
+    for _ in 0..SLOW {
+        let stream = tokio::net::TcpStream::connect(tcp).await.expect("connect");
+        let (mut read, mut write) = stream.into_split();
+        write
+            .write_all(b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n")
+            .await
+            .expect("head");
+        slow.push(tokio::spawn(async move {
+            let trickle = async move {
+                for _ in 0..60 {
+                    if write.write_all(b"{").await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                std::future::pending::<()>().await;
+            };
+            let mut sink = Vec::new();
+            tokio::select! {
+                _ = read.read_to_end(&mut sink) => {}
+                _ = trickle => {}
+            }
+        }));
+    }
+    // Every place is taken by a request whose body trickles in.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let start = Instant::now();
+    let mut probes = 0;
+    while start.elapsed() < Duration::from_secs(6) {
+        let answer = tokio::time::timeout(Duration::from_secs(2), http(tcp, "GET", "/health", &[], "")).await;
+        let status = answer.unwrap_or_else(|_| panic!("/health took over 2 s at {:?}", start.elapsed())).0;
+        assert_eq!(status, 200, "at {:?}", start.elapsed());
+        probes += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(probes >= 10, "{probes} probes");
+    d.wait_for_log(|l| l.contains("proxy http server has 100 connections open, its limit"), WAIT)
+        .await
+        .unwrap_or_else(|| panic!("no line about the limit; log:\n{}", d.log_text()));
+    for task in slow {
+        task.abort();
+    }
+}
+
 fn daemon_creds() -> crate::fake_xray::Credentials {
     crate::fake_xray::Credentials::new(daemon::ACCESS_KEY, daemon::SECRET_KEY)
 }
