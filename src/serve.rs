@@ -142,7 +142,7 @@ pub(crate) async fn run<H: Handler>(listener: TcpListener, handler: Arc<H>, shut
                     handler.limited(what);
                     if let Some(suppressed) = limit_warn.check() {
                         let done = match what {
-                            Limited::Shed => "closed the oldest one waiting for a request",
+                            Limited::Shed => "closed the oldest one waiting for a request, or stuck in one",
                             Limited::Refused => "every one is busy, so a new one was closed",
                         };
                         warn!(
