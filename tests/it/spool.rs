@@ -1,7 +1,8 @@
 //! The disk spool (`XRAY_DAEMON_SPOOL_DIR`) through real processes, the fault-injecting fake
 //! X-Ray and real signals: a rollout during an outage, a `kill -9`, an outage ten times the
 //! memory budget (under and over the disk cap), spans as well as segments, damaged files, a
-//! read-only directory, a full disk, and two daemons on one directory.
+//! read-only directory, a full disk, two daemons on one directory, and uploads that hang or are
+//! slow past the spool interval (copied to disk meanwhile; not sent again once accepted).
 //!
 //! The read-only directory and the full disk are tmpfs mounts made by the test, so those two
 //! need root (CI runs as root); without it they say so and pass.
@@ -404,6 +405,54 @@ async fn spans_are_spooled_and_replayed_like_segments() {
     let unique: BTreeSet<&Vec<u8>> = ids.iter().collect();
     assert_eq!((ids.len(), unique.len()), (1000, 1000), "every span once");
     assert!(read_metric(&d, "xray_daemon_spool_replayed_total{signal=\"spans\"}").await >= 1000.0);
+    d.terminate(Duration::from_secs(10)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_hangs_past_the_interval_is_on_disk_before_a_crash() {
+    let dir = spool_dir("hang");
+    let fake = fake();
+    fake.set_mode(Fault::Hang);
+    // Each attempt waits up to 10 s for an answer that never comes.
+    let mut d = with_spool(&fake, &dir).env("XRAY_DAEMON_UPLOAD_TIMEOUT", "10s").spawn().await;
+    send_paced(&d, 0..200, segment).await;
+    // The uploads are in flight (hanging), not waiting in the buffer: after the 1 s interval their
+    // records are copied to disk while the attempts go on.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(fake.accepted_documents().is_empty());
+    let written = read_metric(&d, "xray_daemon_spool_written_total{signal=\"segments\"}").await;
+    assert_eq!(written, 200.0, "every segment of the hanging uploads is on disk");
+    d.signal(libc::SIGKILL);
+    d.wait_exit(Duration::from_secs(5)).await.expect("killed");
+
+    fake.clear_mode();
+    let mut d = with_spool(&fake, &dir).spawn().await;
+    let got = accepted(&fake, 200, Duration::from_secs(20)).await;
+    let unique: BTreeSet<&String> = got.iter().collect();
+    assert!((0..200).all(|i| unique.contains(&segment(i))), "{} of 200 arrived", unique.len());
+    d.terminate(Duration::from_secs(10)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_copied_to_disk_and_then_accepted_is_not_sent_again() {
+    let dir = spool_dir("slow");
+    let fake = fake();
+    fake.set_mode(Fault::Delay(Duration::from_millis(2500)));
+    let mut d = with_spool(&fake, &dir).env("XRAY_DAEMON_UPLOAD_TIMEOUT", "10s").spawn().await;
+    send_paced(&d, 0..100, segment).await;
+    assert_eq!(accepted(&fake, 100, Duration::from_secs(15)).await.len(), 100);
+    // They went to disk while the uploads ran (over the 1 s interval), then were marked done.
+    let written = read_metric(&d, "xray_daemon_spool_written_total{signal=\"segments\"}").await;
+    assert_eq!(written, 100.0);
+    fake.clear_mode();
+    let (status, _) = d.terminate(Duration::from_secs(10)).await;
+    assert!(status.success());
+    let mut d = with_spool(&fake, &dir).spawn().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fake.accepted_documents().len(), 100, "nothing is sent twice");
+    assert!(!d.logs().iter().any(|l| l.contains("from an earlier run in the spool")), "{}", d.log_text());
     d.terminate(Duration::from_secs(10)).await;
     let _ = std::fs::remove_dir_all(dir);
 }
