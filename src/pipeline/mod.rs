@@ -21,7 +21,7 @@ use crate::observe::telemetry::Telemetry;
 use crate::signal::{Segments, Signal, Spans};
 use buffer::{Budget, Buffer};
 use flush::{Command, Driver, FlushPolicy, RetryPolicy, Uploader};
-use spool::{Spool, SpoolLane};
+use spool::{Spool, SpoolLane, SpoolSettings};
 use std::net::UdpSocket;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,30 +79,29 @@ struct Lane {
 }
 
 impl Lane {
-    /// Starts the driver of signal `S`, sending through `sink`, and with a spool its mover and
-    /// replayer (their handles go to `spool_tasks`).
+    /// Starts the driver of signal `S`, sending through `sink`, and with a spool (`lane` of it)
+    /// its mover and replayer, which run until `stop_spool`. Returns the lane, the driver's task
+    /// and the spool's tasks.
     fn start<S: Signal, K: Sink<S>>(
         sink: K,
         budget: &Arc<Budget>,
         settings: &Settings,
         stats: &Arc<Stats>,
         alive: AliveGuard,
-        spool: Option<LaneSpool<'_>>,
-    ) -> (Lane, JoinHandle<()>) {
+        spool: Option<(Arc<SpoolLane>, &SpoolSettings)>,
+        stop_spool: &CancellationToken,
+    ) -> (Lane, JoinHandle<()>, Vec<JoinHandle<()>>) {
         let policy = FlushPolicy::of::<S>(settings.flush_delay);
         let buffer = Arc::new(Buffer::sharing(budget.clone(), policy.max_items));
-        let uploader = Uploader::<S, K>::new(sink, stats.clone(), settings.retry);
-        let (uploader, lane_spool) = match spool {
-            None => (uploader, None),
-            Some(LaneSpool { lane, settings: spool_settings, stop, tasks }) => {
-                buffer.attach_spool();
-                let interval = spool_settings.interval;
-                tasks.push(tokio::spawn(spool::mover(lane.clone(), buffer.clone(), interval, stop.clone())));
-                let rate = spool_settings.replay_rate;
-                tasks.push(tokio::spawn(spool::replayer::<S>(lane.clone(), buffer.clone(), rate, stop.clone())));
-                (uploader.with_spool(lane.clone(), interval), Some(lane))
-            }
-        };
+        let mut uploader = Uploader::<S, K>::new(sink, stats.clone(), settings.retry);
+        let mut spool_tasks = Vec::new();
+        if let Some((lane, spool_settings)) = &spool {
+            buffer.attach_spool();
+            let (interval, rate, stop) = (spool_settings.interval, spool_settings.replay_rate, stop_spool.clone());
+            spool_tasks.push(tokio::spawn(spool::mover(lane.clone(), buffer.clone(), interval, stop.clone())));
+            spool_tasks.push(tokio::spawn(spool::replayer::<S>(lane.clone(), buffer.clone(), rate, stop)));
+            uploader = uploader.with_spool(lane.clone(), interval);
+        }
         let uploader = Arc::new(uploader);
         let driver = Driver { buffer: buffer.clone(), uploader, policy, concurrency: settings.concurrency };
         let (commands, commands_rx) = mpsc::channel(8);
@@ -112,7 +111,7 @@ impl Lane {
             let _alive = alive;
             driver.run(commands_rx, cut_driver).await
         });
-        (Lane { buffer, commands, cut, spool: lane_spool }, task)
+        (Lane { buffer, commands, cut, spool: spool.map(|(lane, _)| lane) }, task, spool_tasks)
     }
 
     /// Items held now, waiting or being uploaded.
@@ -125,14 +124,6 @@ impl Lane {
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::Flush(tx)).await.ok().map(|()| rx)
     }
-}
-
-/// What a lane needs of the spool at start.
-struct LaneSpool<'a> {
-    lane: Arc<SpoolLane>,
-    settings: &'a spool::SpoolSettings,
-    stop: &'a CancellationToken,
-    tasks: &'a mut Vec<JoinHandle<()>>,
 }
 
 /// The tasks a shutdown waits for; taken by the first shutdown.
@@ -185,28 +176,19 @@ impl Pipeline {
         let liveness = Arc::new(Liveness::default());
         let alive = || AliveGuard(liveness.clone(), |l| &l.uploads);
         let stop_spool = CancellationToken::new();
-        let mut spool_tasks = Vec::new();
-        let lane_spool =
-            |lane: fn(&Spool) -> &Arc<SpoolLane>| spool.as_ref().map(|s| (lane(s).clone(), s.settings.clone()));
-        let (seg_spool, span_spool) = (lane_spool(|s| &s.segments), lane_spool(|s| &s.spans));
-        let (segments, segments_driver) = {
-            let spool = seg_spool.as_ref().map(|(lane, settings)| LaneSpool {
-                lane: lane.clone(),
-                settings,
-                stop: &stop_spool,
-                tasks: &mut spool_tasks,
-            });
-            Lane::start::<Segments, _>(backend.clone(), &budget, &settings, &stats, alive(), spool)
-        };
-        let (spans, spans_driver) = {
-            let spool = span_spool.as_ref().map(|(lane, settings)| LaneSpool {
-                lane: lane.clone(),
-                settings,
-                stop: &stop_spool,
-                tasks: &mut spool_tasks,
-            });
-            Lane::start::<Spans, _>(spans, &budget, &settings, &stats, alive(), spool)
-        };
+        let spool_of = |lane: fn(&Spool) -> &Arc<SpoolLane>| spool.as_ref().map(|s| (lane(s).clone(), &s.settings));
+        let (segments, segments_driver, mut spool_tasks) = Lane::start::<Segments, _>(
+            backend.clone(),
+            &budget,
+            &settings,
+            &stats,
+            alive(),
+            spool_of(|s| &s.segments),
+            &stop_spool,
+        );
+        let (spans, spans_driver, span_spool_tasks) =
+            Lane::start::<Spans, _>(spans, &budget, &settings, &stats, alive(), spool_of(|s| &s.spans), &stop_spool);
+        spool_tasks.extend(span_spool_tasks);
 
         let stop_ingest = CancellationToken::new();
         let (drain, drain_rx) = mpsc::channel(4);
