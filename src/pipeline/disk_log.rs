@@ -30,7 +30,7 @@
 //! tested here, on real files, record by record.
 
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -81,6 +81,8 @@ struct FileState {
 pub(crate) struct Appended {
     /// One per record written, in order; the records after the first failure are not written.
     pub(crate) refs: Vec<RecordRef>,
+    /// Items of the records written.
+    pub(crate) written_items: u64,
     /// Items of older records deleted to make room (at the cap or on a full disk).
     pub(crate) evicted_items: u64,
     /// Items of the records given that could not be written, and why.
@@ -121,6 +123,9 @@ pub(crate) struct DiskLog {
     leased: HashMap<RecordRef, u32>,
     /// Leased records whose file was deleted to make room: lost if their upload fails.
     orphans: HashMap<RecordRef, u32>,
+    /// Delivered records whose state byte could not be rewritten: done in memory, skipped when
+    /// read (only a restart can send them again).
+    unmarked: HashSet<RecordRef>,
     cap: Arc<Cap>,
     file_limit: u64,
 }
@@ -197,6 +202,21 @@ fn resync(file: &File, from: u64, size: u64) -> io::Result<u64> {
     Ok(size)
 }
 
+/// Rewrites a record's state byte to done. Returns its item count: `items` when the caller
+/// knows it, else read from the record's header.
+fn mark_done(file: &File, offset: u64, items: Option<u32>) -> io::Result<u32> {
+    let items = match items {
+        Some(n) => n,
+        None => {
+            let mut word = [0u8; 4];
+            file.read_exact_at(&mut word, offset + 8)?;
+            u32::from_le_bytes(word)
+        }
+    };
+    file.write_all_at(&[DONE], offset)?;
+    Ok(items)
+}
+
 /// Whether an error means the disk (or the file system's quota) is full.
 fn disk_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG))
@@ -224,6 +244,7 @@ impl DiskLog {
             cursor: RecordRef { seq: 0, offset: 0 },
             leased: HashMap::new(),
             orphans: HashMap::new(),
+            unmarked: HashSet::new(),
             cap,
             file_limit: limit,
         };
@@ -280,6 +301,7 @@ impl DiskLog {
             cursor: RecordRef { seq: 1, offset: 0 },
             leased: HashMap::new(),
             orphans: HashMap::new(),
+            unmarked: HashSet::new(),
             cap,
             file_limit: limit,
         }
@@ -348,6 +370,7 @@ impl DiskLog {
                             self.leased.insert(at, items);
                         }
                         out.refs.push(at);
+                        out.written_items += u64::from(items);
                         state.pending += 1;
                         state.pending_items += u64::from(items);
                         offset += (HEADER + len) as u32;
@@ -443,6 +466,7 @@ impl DiskLog {
         self.cap.used.fetch_sub(size, Relaxed);
         let mut in_memory = 0;
         let orphans = &mut self.orphans;
+        self.unmarked.retain(|r| r.seq != seq);
         self.leased.retain(|r, items| {
             let keep = r.seq != seq;
             if !keep {
@@ -490,7 +514,7 @@ impl DiskLog {
                             return Ok((out, corrupt));
                         }
                         self.cursor.offset = next as u32;
-                        if state != DONE && !self.leased.contains_key(&at) {
+                        if state != DONE && !self.leased.contains_key(&at) && !self.unmarked.contains(&at) {
                             self.leased.insert(at, n);
                             items += n as usize;
                             bytes += body.len();
@@ -514,30 +538,34 @@ impl DiskLog {
     pub(crate) fn done(&mut self, refs: &[RecordRef]) -> io::Result<()> {
         let mut touched = Vec::new();
         let mut first_error = None;
+        // Consecutive records are mostly in one file: it is opened once for them.
+        let mut open: Option<(u32, File)> = None;
         for &at in refs {
-            self.leased.remove(&at);
-            self.orphans.remove(&at);
+            let in_memory = self.leased.remove(&at).or(self.orphans.remove(&at));
             let Some(state) = self.files.get_mut(&at.seq) else { continue };
             if state.pending == 0 {
                 continue;
             }
-            let marked =
-                OpenOptions::new().read(true).write(true).open(self.dir.join(file_name(at.seq))).and_then(|f| {
-                    let mut header = [0u8; HEADER];
-                    f.read_exact_at(&mut header, u64::from(at.offset))?;
-                    f.write_all_at(&[DONE], u64::from(at.offset))?;
-                    Ok(u32::from_le_bytes([header[8], header[9], header[10], header[11]]))
-                });
-            match marked {
-                Ok(items) => {
-                    state.pending -= 1;
-                    state.pending_items = state.pending_items.saturating_sub(u64::from(items));
-                    touched.push(at.seq);
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+            if open.as_ref().is_none_or(|(seq, _)| *seq != at.seq) {
+                let opened = OpenOptions::new().read(true).write(true).open(self.dir.join(file_name(at.seq)));
+                open = opened.map(|f| (at.seq, f)).map_err(|e| first_error.get_or_insert(e)).ok();
             }
+            let marked = match &open {
+                Some((_, file)) => mark_done(file, u64::from(at.offset), in_memory),
+                None => Err(io::Error::other("the spool file could not be opened")),
+            };
+            let items = match marked {
+                Ok(items) => items,
+                Err(e) => {
+                    // Done all the same for this run: the record must not be read and sent again.
+                    self.unmarked.insert(at);
+                    first_error.get_or_insert(e);
+                    in_memory.unwrap_or(0)
+                }
+            };
+            state.pending -= 1;
+            state.pending_items = state.pending_items.saturating_sub(u64::from(items));
+            touched.push(at.seq);
         }
         touched.dedup();
         for seq in touched {
@@ -708,6 +736,31 @@ mod tests {
         assert_eq!((found.records, found.corrupt), (3, 1));
         let (loaded, _) = log.read(usize::MAX, usize::MAX).unwrap();
         assert_eq!(loaded.len(), 3);
+        let _ = fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn a_delivered_record_whose_done_mark_fails_is_not_read_again() {
+        let d = dir("unmarked");
+        let (mut log, _) = DiskLog::open(&d, cap(1 << 20)).unwrap();
+        append_all(&mut log, &bodies(3));
+        let loaded = read_all(&mut log);
+        let path = d.join(file_name(1));
+        // An immutable file (root writes through permissions, not through this flag).
+        let immutable = std::process::Command::new("chattr").arg("+i").arg(&path).status();
+        if !immutable.is_ok_and(|s| s.success()) {
+            println!("skipped: chattr +i is not available here");
+            return;
+        }
+        let refs: Vec<RecordRef> = loaded.iter().map(|r| r.at).collect();
+        let marked = log.done(&refs[..2]);
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&path).status();
+        assert!(marked.is_err(), "the state bytes could not be written");
+        assert_eq!(log.pending_items(), 1);
+        // A release rewinds: only the record not delivered is read again.
+        log.release(&refs[2..]);
+        let again = read_all(&mut log);
+        assert_eq!(again.iter().map(|r| r.at).collect::<Vec<_>>(), refs[2..]);
         let _ = fs::remove_dir_all(d);
     }
 

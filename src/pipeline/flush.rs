@@ -262,7 +262,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
     async fn deliver_spooled(&self, mut batch: Batch, lane: &Arc<SpoolLane>, interval: Duration) {
         let delivery = S::delivery(&self.stats);
         if let Some(wait) = self.backoff.delay(&self.policy) {
-            if batch.refs().iter().all(Option::is_none) && lane.replaying() {
+            if batch.refs().iter().all(Option::is_none) && lane.has_unread() {
                 lane.spill(&mut batch).await;
                 return;
             }

@@ -158,13 +158,14 @@ impl SpoolLane {
             }
         };
         counters.bytes.store(log.bytes(), Relaxed);
+        let waiting = AtomicBool::new(log.has_unread());
         Arc::new(SpoolLane {
             log: Mutex::new(log),
             counters: stats.clone(),
             delivery,
             noun: S::NOUN,
             unread: Notify::new(),
-            waiting: AtomicBool::new(false),
+            waiting,
             full: RateLimitedWarn::new(10),
             io: RateLimitedWarn::new(10),
             synced: Mutex::new(Instant::now()),
@@ -195,14 +196,9 @@ impl SpoolLane {
         }
     }
 
-    /// Whether records wait on disk (pending and not in memory).
+    /// Whether records wait on disk (pending and not in memory), as of the last operation on
+    /// the log: every change goes through [`SpoolLane::with_log`], which updates it. No lock.
     pub(crate) fn has_unread(&self) -> bool {
-        self.log().has_unread()
-    }
-
-    /// Whether records waited on disk at the last write, read or release (no lock taken): the
-    /// replayer will read them, and their uploads probe the backend.
-    pub(crate) fn replaying(&self) -> bool {
         self.waiting.load(Relaxed)
     }
 
@@ -211,47 +207,36 @@ impl SpoolLane {
     pub(crate) async fn spill(self: &Arc<Self>, batch: &mut Batch) -> u64 {
         let records: Vec<(Bytes, u32, Option<RecordRef>)> = records_of(batch);
         batch.forget();
-        let (written, appended) = self
+        let appended = self
             .with_log(move |log| {
                 let on_disk: Vec<RecordRef> = records.iter().filter_map(|r| r.2).collect();
                 let lost = log.release(&on_disk);
                 let fresh = records.iter().filter(|r| r.2.is_none());
                 let mut appended = log.append(fresh.map(|r| (&r.0, r.1)), false);
                 appended.evicted_items += lost;
-                let written: u64 = records.iter().filter(|r| r.2.is_none()).map(|r| u64::from(r.1)).sum();
-                (written - appended.failed_items, appended)
+                appended
             })
             .await;
-        self.account(written, &appended);
+        self.account(&appended);
         self.sync_if_due().await;
         self.unread.notify_one();
-        written
+        appended.written_items
     }
 
     /// Copies to disk the batch's records that are not there yet, leased (their upload is still
     /// running). Returns every record's place, for [`Batch::set_refs`].
     pub(crate) async fn copy(self: &Arc<Self>, batch: &Batch) -> Vec<Option<RecordRef>> {
         let records = records_of(batch);
-        let (refs, written, appended) = self
+        let (refs, appended) = self
             .with_log(move |log| {
                 let fresh = records.iter().filter(|r| r.2.is_none());
                 let mut appended = log.append(fresh.map(|r| (&r.0, r.1)), true);
                 let mut new = std::mem::take(&mut appended.refs).into_iter();
-                let mut written = 0;
-                let refs: Vec<Option<RecordRef>> = records
-                    .iter()
-                    .map(|r| {
-                        r.2.or_else(|| {
-                            let at = new.next();
-                            written += u64::from(r.1) * u64::from(at.is_some());
-                            at
-                        })
-                    })
-                    .collect();
-                (refs, written, appended)
+                let refs: Vec<Option<RecordRef>> = records.iter().map(|r| r.2.or_else(|| new.next())).collect();
+                (refs, appended)
             })
             .await;
-        self.account(written, &appended);
+        self.account(&appended);
         self.sync_if_due().await;
         refs
     }
@@ -272,9 +257,9 @@ impl SpoolLane {
         }
     }
 
-    fn account(&self, written: u64, appended: &Appended) {
+    fn account(&self, appended: &Appended) {
         let c = self.counters();
-        Stats::add(&c.written, written);
+        Stats::add(&c.written, appended.written_items);
         Stats::add(&c.dropped_full, appended.evicted_items);
         Stats::add(&c.dropped_io, appended.failed_items);
         if appended.evicted_items > 0 {
