@@ -25,7 +25,7 @@
 //! each is its own type with its own tests. That makes it a little over 500 lines.
 
 use crate::backend::{BackendError, ErrorKind, Receipt, Sink};
-use crate::observe::stats::{ErrorClass, Stats};
+use crate::observe::stats::{Delivery, ErrorClass, Stats};
 use crate::pipeline::buffer::{Batch, Buffer};
 use crate::pipeline::spool::SpoolLane;
 use crate::signal::Signal;
@@ -218,6 +218,14 @@ pub(crate) fn retryable(error: &BackendError) -> bool {
     error.class() != ErrorClass::Client || matches!(error.kind, ErrorKind::Status { status: 408, .. })
 }
 
+/// Counts a call that started at `t0` and has just ended; returns how long it took, in seconds.
+fn count_call(delivery: &Delivery, t0: Instant) -> f64 {
+    let secs = t0.elapsed().as_secs_f64();
+    delivery.latency.observe(secs);
+    Stats::add(&delivery.calls, 1);
+    secs
+}
+
 /// Sends batches of signal `S` through sink `K` and counts what happened to each record.
 pub(crate) struct Uploader<S, K> {
     sink: K,
@@ -286,9 +294,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
         if let Some(refs) = copied {
             batch.set_refs(refs);
         }
-        let secs = t0.elapsed().as_secs_f64();
-        delivery.latency.observe(secs);
-        Stats::add(&delivery.calls, 1);
+        let secs = count_call(delivery, t0);
         match result {
             Ok(receipt) => {
                 if self.settle(&mut batch, receipt, secs) {
@@ -354,9 +360,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
             }
             let t0 = Instant::now();
             let result = self.sink.send(batch.records()).await;
-            let secs = t0.elapsed().as_secs_f64();
-            delivery.latency.observe(secs);
-            Stats::add(&delivery.calls, 1);
+            let secs = count_call(delivery, t0);
             match result {
                 Ok(receipt) => {
                     if self.settle(&mut batch, receipt, secs) {
