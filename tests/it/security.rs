@@ -236,7 +236,6 @@ async fn slow_clients_cannot_take_the_tcp_port_from_health_checks() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Instant;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const SLOW: usize = 300;
     const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
     let fake = FakeXray::start(daemon_creds());
@@ -254,24 +253,9 @@ async fn slow_clients_cannot_take_the_tcp_port_from_health_checks() {
             // Closed at the limit before its connect returned: a reset.
             if let Ok(stream) = tokio::net::TcpStream::connect(tcp).await {
                 connected.fetch_add(1, Ordering::SeqCst);
-                let (mut read, mut write) = stream.into_split();
                 // A head that would take a minute to send.
                 let head = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: {}\r\n\r\n", "a".repeat(60));
-                let trickle = async move {
-                    for byte in head.as_bytes() {
-                        if write.write_all(&[*byte]).await.is_err() {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    std::future::pending::<()>().await;
-                };
-                let mut sink = Vec::new();
-                // The daemon closes the connection: EOF (or a reset).
-                tokio::select! {
-                    _ = read.read_to_end(&mut sink) => {}
-                    _ = trickle => {}
-                }
+                trickle_until_closed(stream, head.into_bytes()).await;
             }
             closed.fetch_add(1, Ordering::SeqCst);
             start.elapsed()
@@ -328,35 +312,19 @@ async fn slow_clients_cannot_take_the_tcp_port_from_health_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_cannot_take_the_tcp_port_from_health_checks() {
     use std::time::Instant;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     const SLOW: usize = 100;
     let fake = FakeXray::start(daemon_creds());
     let d = daemon::against(&fake).env("XRAY_DAEMON_MAX_CONNECTIONS", SLOW.to_string()).spawn().await;
     let tcp = d.tcp();
     let mut slow = Vec::new();
     for _ in 0..SLOW {
-        let stream = tokio::net::TcpStream::connect(tcp).await.expect("connect");
-        let (mut read, mut write) = stream.into_split();
-        write
+        let mut stream = tokio::net::TcpStream::connect(tcp).await.expect("connect");
+        stream
             .write_all(b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n")
             .await
             .expect("head");
-        slow.push(tokio::spawn(async move {
-            let trickle = async move {
-                for _ in 0..60 {
-                    if write.write_all(b"{").await.is_err() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                std::future::pending::<()>().await;
-            };
-            let mut sink = Vec::new();
-            tokio::select! {
-                _ = read.read_to_end(&mut sink) => {}
-                _ = trickle => {}
-            }
-        }));
+        slow.push(tokio::spawn(trickle_until_closed(stream, vec![b'{'; 60])));
     }
     // Every place is taken by a request whose body trickles in.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -375,6 +343,27 @@ async fn slow_bodies_cannot_take_the_tcp_port_from_health_checks() {
         .unwrap_or_else(|| panic!("no line about the limit; log:\n{}", d.log_text()));
     for task in slow {
         task.abort();
+    }
+}
+
+/// Sends `bytes` one a second on `stream`, then nothing, until the daemon closes the connection
+/// (EOF or a reset).
+async fn trickle_until_closed(stream: tokio::net::TcpStream, bytes: Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut read, mut write) = stream.into_split();
+    let trickle = async move {
+        for byte in bytes {
+            if write.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        std::future::pending::<()>().await;
+    };
+    let mut sink = Vec::new();
+    tokio::select! {
+        _ = read.read_to_end(&mut sink) => {}
+        _ = trickle => {}
     }
 }
 
