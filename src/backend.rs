@@ -5,8 +5,8 @@
 //! traits and the neutral [`BackendError`], so that the retry rules (in `pipeline::flush`) and the
 //! counters never see an SDK type, and the AWS code (`aws/`) is the only code that knows the SDK.
 
-use crate::observe::stats::{Api, ErrorClass, Snapshot, Stats, UpstreamClass};
 use crate::signal::Signal;
+use crate::stats::{Api, ErrorClass, Snapshot, Stats, UpstreamClass};
 use bytes::Bytes;
 use std::fmt;
 use std::future::Future;

@@ -25,7 +25,8 @@
 //!   their one shutdown path;
 //! - [`proxy`] answers the TCP port: it signs and forwards the SDKs' sampling calls and serves
 //!   `/health`, `/ready` and `/metrics`; [`serve`] runs the accept loops;
-//! - [`observe`] holds the counters, metrics, logging, health and telemetry records;
+//! - [`stats`] holds the counters every module writes, at the bottom of the crate; [`report`]
+//!   reads them for `/metrics`, the logs, health and the telemetry records, near the top;
 //! - [`config`] reads the settings from flags, environment variables and the config file, from
 //!   one table of settings; [`sizing`] sizes the buffer from the memory the daemon may use.
 //!
@@ -38,10 +39,11 @@ pub mod aws;
 pub mod backend;
 pub mod config;
 pub mod ingest;
-pub mod observe;
 pub mod pipeline;
 pub(crate) mod proxy;
+pub mod report;
 pub mod runner;
 pub(crate) mod serve;
 pub mod signal;
 pub mod sizing;
+pub mod stats;

@@ -7,7 +7,7 @@ use xray_daemon::aws::outbound;
 use xray_daemon::config::cli::{self, Action, Help, Usage};
 use xray_daemon::config::running::{self, Found};
 use xray_daemon::config::{self, Config, Flags};
-use xray_daemon::observe::{health, logging};
+use xray_daemon::report::{health, logging};
 use xray_daemon::runner::{lambda, sidecar};
 
 #[global_allocator]

@@ -16,11 +16,11 @@ use crate::aws::errors::{error_chain, error_type, transport_kind};
 use crate::aws::signer::{SendError, Signer};
 use crate::backend::ErrorKind;
 use crate::ingest::otlp_http::{self, OtlpHttp};
-use crate::observe::health::Health;
-use crate::observe::metrics;
-use crate::observe::stats::{Api, ErrorClass, ProxyOutcome, Stats};
 use crate::pipeline::buffer::Buffer;
 use crate::pipeline::Pipeline;
+use crate::report::health::Health;
+use crate::report::metrics;
+use crate::stats::{Api, ErrorClass, ProxyOutcome, Stats};
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -92,7 +92,7 @@ impl TcpService {
             HeaderValue::from_static(concat!("xray-agent/xray-daemon/", env!("CARGO_PKG_VERSION"), " proxy"));
         let stats = pipeline.stats().clone();
         let (segments, spans) = (pipeline.segment_buffer().clone(), pipeline.span_buffer().clone());
-        let otlp = OtlpHttp::new(spans.clone(), stats.clone(), settings.client_timeout);
+        let otlp = OtlpHttp::new(pipeline.intake().clone(), settings.client_timeout);
         Ok(TcpService { settings, signer, client, stats, segments, spans, health, otlp, user_agent })
     }
 

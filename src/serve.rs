@@ -15,8 +15,8 @@
 //!   when every one is busy and none for that long is the new one closed at once. Both are
 //!   counted ([`Handler::limited`]) and logged, rate-limited.
 
-use crate::observe::logging::{suppressed_note, RateLimitedWarn};
-pub(crate) use crate::observe::stats::Limited;
+use crate::stats::log_limit::{suppressed_note, RateLimitedWarn};
+pub(crate) use crate::stats::Limited;
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};

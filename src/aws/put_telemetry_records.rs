@@ -3,7 +3,7 @@
 use super::client::Deferred;
 use super::errors::classify;
 use crate::backend::{BackendError, ErrorKind, TelemetryApi, TelemetryBatch, TelemetryRecord};
-use crate::observe::stats::UpstreamClass;
+use crate::stats::UpstreamClass;
 use aws_sdk_xray::types::{BackendConnectionErrors, TelemetryRecord as SdkRecord};
 
 impl TelemetryApi for aws_sdk_xray::Client {

@@ -9,10 +9,10 @@
 //! - 503 with `Retry-After` when the buffer cannot take the spans without dropping others. HTTP
 //!   clients retry, so they are pushed back rather than having their data dropped.
 
-use crate::observe::stats::Stats;
-use crate::pipeline::buffer::Buffer;
-use crate::signal::spans::{self, Checked, Status};
+use crate::pipeline::intake::{Intake, SpansTaken, WhenFull};
+use crate::signal::spans::{self, Status};
 use crate::signal::{Signal, Spans};
+use crate::stats::{SpanSource, Stats};
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
@@ -48,17 +48,18 @@ impl Format {
     }
 }
 
-/// Takes OTLP/HTTP trace requests into the span buffer.
+/// Takes OTLP/HTTP trace requests into the pipeline.
 pub(crate) struct OtlpHttp {
-    spans: Arc<Buffer>,
+    intake: Intake,
     stats: Arc<Stats>,
     /// How long a client may take to send its body.
     read_timeout: Duration,
 }
 
 impl OtlpHttp {
-    pub(crate) fn new(spans: Arc<Buffer>, stats: Arc<Stats>, read_timeout: Duration) -> Self {
-        OtlpHttp { spans, stats, read_timeout }
+    pub(crate) fn new(intake: Intake, read_timeout: Duration) -> Self {
+        let stats = intake.stats().clone();
+        OtlpHttp { intake, stats, read_timeout }
     }
 
     /// Answers one `POST /v1/traces`.
@@ -89,38 +90,39 @@ impl OtlpHttp {
             }
             Err(Inflate::Corrupt(e)) => return answer(StatusCode::BAD_REQUEST, format, status(3, &e)),
         };
-        let checked = match format {
+        let decoded = match format {
             Format::Protobuf => spans::from_protobuf(body),
             Format::Json => spans::from_json(&body),
         };
-        let Checked { body, spans, too_large } = match checked {
-            Ok(checked) => checked,
+        let received = match decoded {
+            Ok(received) => received,
             Err(e) => {
                 Stats::add(&self.stats.spans_malformed, 1);
                 debug!("OTLP/HTTP request refused: {e}");
                 return answer(StatusCode::BAD_REQUEST, format, status(3, &e.to_string()));
             }
         };
-        if spans > 0 && !self.spans.try_push(body, spans) {
-            Stats::add(&self.stats.otlp_http_refused, 1);
+        let Ok(taken) = self.intake.spans(received, SpanSource::Http, WhenFull::Refuse) else {
             let mut response =
                 answer(StatusCode::SERVICE_UNAVAILABLE, format, status(14, "the buffer is full; retry later"));
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             return response;
-        }
-        Stats::add(&self.stats.spans_http, u64::from(spans));
-        Stats::add(&self.stats.spans_too_large, u64::from(too_large));
-        let partial_success = (too_large > 0).then(|| ExportTracePartialSuccess {
-            rejected_spans: i64::from(too_large),
-            error_message: format!("{too_large} spans over {} bytes, the most X-Ray takes", spans::MAX_SPAN_BYTES),
-        });
-        let response = ExportTraceServiceResponse { partial_success };
+        };
+        let response = ExportTraceServiceResponse { partial_success: partial_success(&taken) };
         let body = match format {
             Format::Protobuf => response.encode_to_vec(),
             Format::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
         };
         with_type(Response::new(Full::new(Bytes::from(body))), format)
     }
+}
+
+/// OTLP's `partial_success` for the spans of a request that were taken out, if any were.
+pub(crate) fn partial_success(taken: &SpansTaken) -> Option<ExportTracePartialSuccess> {
+    (taken.rejected() > 0).then(|| ExportTracePartialSuccess {
+        rejected_spans: i64::from(taken.rejected()),
+        error_message: taken.message(),
+    })
 }
 
 /// A listener of its own for OTLP/HTTP (`XRAY_DAEMON_OTLP_ADDRESS`): `/v1/traces` and nothing

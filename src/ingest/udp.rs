@@ -13,15 +13,15 @@
 //! its count of datagrams dropped on the socket (`SO_RXQ_OVFL`), which comes with the first
 //! datagram read after a drop, for `xray_daemon_udp_kernel_drops_total`.
 //!
-//! It is over 500 lines: the reader, its system calls and the [`Intake`] are one step of a
+//! It is over 500 lines: the reader, its system calls and the [`Datagrams`] it hands each
+//! datagram to are one step of a
 //! datagram's path (see the crate docs), and its tests read real sockets.
 
-use crate::observe::logging::{suppressed_note, RateLimitedWarn};
-use crate::observe::stats::Stats;
-use crate::pipeline::buffer::{Buffer, Push};
+use crate::pipeline::intake::{Intake, SourceControl, WhenFull};
 use crate::signal::segments::{self, Datagram, OtlpKind, Reject};
 use crate::signal::spans;
-use crate::signal::{Segments, Signal, Spans};
+use crate::stats::log_limit::{suppressed_note, RateLimitedWarn};
+use crate::stats::{SpanSource, Stats};
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -31,8 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::oneshot;
 use tracing::{debug, enabled, error, info, warn, Level};
 
 /// The most datagrams one turn reads before the reader lets the other tasks on its thread run
@@ -148,21 +147,20 @@ fn enable_drop_counter(_: &Socket) -> io::Result<()> {
     Err(io::Error::new(io::ErrorKind::Unsupported, "not on this OS"))
 }
 
-/// What the reader hands each datagram to: counts, classifies and stores it.
-pub struct Intake {
-    segments: Arc<Buffer>,
-    spans: Arc<Buffer>,
+/// What the reader hands each datagram to: counts and classifies it, and hands what it carries
+/// to the pipeline's [`Intake`].
+pub struct Datagrams {
+    intake: Intake,
     stats: Arc<Stats>,
     rejected_warn: RateLimitedWarn,
-    spill_warn: RateLimitedWarn,
     malformed_warn: RateLimitedWarn,
 }
 
-impl Intake {
-    /// Segments go to `segments`, the spans of `T1S` datagrams to `spans`.
-    pub fn new(segments: Arc<Buffer>, spans: Arc<Buffer>, stats: Arc<Stats>) -> Self {
+impl Datagrams {
+    pub fn new(intake: Intake) -> Self {
         let warn = || RateLimitedWarn::new(10);
-        Intake { segments, spans, stats, rejected_warn: warn(), spill_warn: warn(), malformed_warn: warn() }
+        let stats = intake.stats().clone();
+        Datagrams { intake, stats, rejected_warn: warn(), malformed_warn: warn() }
     }
 
     /// Handles one datagram: count, classify, store.
@@ -175,16 +173,7 @@ impl Intake {
         match segments::classify(datagram) {
             Datagram::Segment(body) => {
                 Stats::add(&self.stats.segments_received, 1);
-                match self.segments.push(Bytes::copy_from_slice(body)) {
-                    Push::Stored { evicted: 0 } => {}
-                    Push::Stored { evicted } => {
-                        self.spilled::<Segments>(evicted as u64, "Dropping oldest segment document")
-                    }
-                    Push::Dropped => self.spilled::<Segments>(
-                        1,
-                        "Dropping the new segment document: all buffered segments are being uploaded",
-                    ),
-                }
+                self.intake.segment(Bytes::copy_from_slice(body));
             }
             Datagram::Otlp(OtlpKind::SampledSpans, payload) => self.sampled_spans(payload, datagram.len()),
             Datagram::Otlp(kind, _) => {
@@ -202,11 +191,11 @@ impl Intake {
         }
     }
 
-    /// A `T1S` datagram: its spans go to the span buffer; a payload that is not an OTLP request
+    /// A `T1S` datagram: its spans go to the pipeline; a payload that is not an OTLP request
     /// is rejected, counted and logged without its bytes.
     fn sampled_spans(&self, payload: &[u8], size: usize) {
-        let checked = match spans::from_udp(payload) {
-            Ok(checked) => checked,
+        let received = match spans::from_udp(payload) {
+            Ok(received) => received,
             Err(e) => {
                 Stats::add(&self.stats.rejected_datagrams, 1);
                 Stats::add(&self.stats.spans_malformed, 1);
@@ -222,38 +211,8 @@ impl Intake {
             }
         };
         Stats::add(&self.stats.otlp_sampled, 1);
-        Stats::add(&self.stats.spans_udp, u64::from(checked.spans));
-        if checked.spans == 0 {
-            return;
-        }
-        match self.spans.push_items(checked.body, checked.spans) {
-            Push::Stored { evicted: 0 } => {}
-            Push::Stored { evicted } => self.spilled::<Spans>(evicted as u64, "Dropping the oldest spans"),
-            Push::Dropped => self.spilled::<Spans>(
-                u64::from(checked.spans),
-                "Dropping the new spans: all buffered spans are being uploaded",
-            ),
-        }
-    }
-
-    fn spilled<S: Signal>(&self, n: u64, what: &str) {
-        Stats::add(&S::delivery(&self.stats).spillover, n);
-        if let Some(suppressed) = self.spill_warn.check() {
-            // Upstream's line for segments, word for word ("Segment buffer is full"); the same
-            // for spans.
-            let item = S::ITEM;
-            let (first, rest) = item.split_at(1);
-            warn!(
-                reason = "buffer_full",
-                signal = S::NOUN,
-                dropped = n,
-                suppressed,
-                "{}{rest} buffer is full ({} bytes). {what}. Consider increasing memory limit{}",
-                first.to_ascii_uppercase(),
-                self.segments.limit(),
-                suppressed_note(suppressed)
-            );
-        }
+        // Nobody to tell to come back later: the oldest spans make room.
+        let _always_taken = self.intake.spans(received, SpanSource::Udp, WhenFull::DropOldest);
     }
 
     fn rejected(&self, reason: Reject, datagram: &[u8]) {
@@ -273,18 +232,15 @@ impl Intake {
     }
 }
 
-/// Reads the socket until `shutdown`, then drains what the kernel already holds and returns.
-/// A message on `drain` asks for the same drain without stopping; the reply is sent after it.
+/// Reads the socket into `intake` until `control` says stop, then drains what the kernel
+/// already holds and returns. A drain request asks for the same drain without stopping; the
+/// reply is sent after it.
 ///
 /// The socket is registered for readiness only while the reader waits for traffic. Once
 /// datagrams flow it reads, pauses, reads again, with the socket unregistered: a registered
 /// socket wakes the thread for every datagram that arrives, even while the reader pauses.
-pub async fn run(
-    mut socket: UdpSocket,
-    sink: Intake,
-    shutdown: CancellationToken,
-    mut drain: mpsc::Receiver<oneshot::Sender<()>>,
-) {
+pub async fn run(mut socket: UdpSocket, intake: Intake, mut control: SourceControl) {
+    let sink = Datagrams::new(intake);
     let mut receiver = Receiver::new();
     // What one pause may leave in the kernel: an eighth of its buffer, the rest is for bursts.
     // A wake that read more means the traffic would fill it; then the reader does not pause.
@@ -304,8 +260,8 @@ pub async fn run(
             };
             let event = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => Event::Shutdown,
-                Some(reply) = drain.recv() => Event::Drain(reply),
+                _ = control.stopped() => Event::Shutdown,
+                reply = control.drain_requested() => Event::Drain(reply),
                 ready = registered.readable() => match ready {
                     Ok(mut guard) => {
                         guard.clear_ready();
@@ -316,9 +272,9 @@ pub async fn run(
             };
             socket = registered.into_inner();
             event
-        } else if shutdown.is_cancelled() {
+        } else if control.is_stopped() {
             Event::Shutdown
-        } else if let Ok(reply) = drain.try_recv() {
+        } else if let Some(reply) = control.try_drain_request() {
             Event::Drain(reply)
         } else {
             Event::Traffic
@@ -347,8 +303,8 @@ pub async fn run(
                 } else if turn.datagrams > 0 {
                     tokio::select! {
                         biased;
-                        _ = shutdown.cancelled() => {}
-                        Some(reply) = drain.recv() => {
+                        _ = control.stopped() => {}
+                        reply = control.drain_requested() => {
                             receiver.drain(&socket, &sink);
                             let _ = reply.send(());
                         }
@@ -410,7 +366,7 @@ impl Receiver {
     }
 
     /// Reads until the socket is empty or `max` datagrams were read, and hands each to `sink`.
-    fn read(&mut self, socket: &UdpSocket, sink: &Intake, max: usize) -> Turn {
+    fn read(&mut self, socket: &UdpSocket, sink: &Datagrams, max: usize) -> Turn {
         let mut turn = Turn { datagrams: 0, bytes: 0, end: End::Budget };
         let mut lens = [0usize; RECV_BATCH];
         while turn.datagrams < max {
@@ -444,7 +400,7 @@ impl Receiver {
     /// Reads until the socket is empty, or until [`DRAIN_MAX`] datagrams were read (under a
     /// flood it would never be: the drain must end, it runs on the only thread). Returns how
     /// many datagrams were read.
-    fn drain(&mut self, socket: &UdpSocket, sink: &Intake) -> usize {
+    fn drain(&mut self, socket: &UdpSocket, sink: &Datagrams) -> usize {
         let (mut n, mut errors) = (0, 0);
         while n < DRAIN_MAX {
             let turn = self.read(socket, sink, DRAIN_MAX - n);
@@ -564,6 +520,8 @@ pub(crate) fn log_bound(local_addr: SocketAddr, granted: usize, requested: usize
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::buffer::Buffer;
+    use tokio_util::sync::CancellationToken;
 
     /// The reader shares the runtime's one thread: with more datagrams waiting than one turn
     /// reads, it must let the other tasks run before it reads on.
@@ -578,11 +536,11 @@ mod tests {
             sender.send_to(b"{\"format\":\"json\",\"version\":1}\n{}", to).expect("send");
         }
         let stats = Arc::new(Stats::default());
-        let sink =
+        let intake =
             Intake::new(Arc::new(Buffer::new(64 << 20, 50)), Arc::new(Buffer::new(1 << 20, 10_000)), stats.clone());
         let shutdown = CancellationToken::new();
-        let (_drain, requests) = mpsc::channel(1);
-        let reader = tokio::spawn(run(socket, sink, shutdown.clone(), requests));
+        let (control, _drain) = SourceControl::standalone(shutdown.clone());
+        let reader = tokio::spawn(run(socket, intake, control));
         let seen = tokio::spawn({
             let stats = stats.clone();
             async move {
@@ -641,7 +599,7 @@ mod tests {
         }
         let stats = Arc::new(Stats::default());
         let buffer = Arc::new(Buffer::new(64 << 20, 50));
-        let sink = Intake::new(buffer.clone(), Arc::new(Buffer::new(1 << 20, 10_000)), stats.clone());
+        let sink = Datagrams::new(Intake::new(buffer.clone(), Arc::new(Buffer::new(1 << 20, 10_000)), stats.clone()));
         let mut receiver = Receiver::new();
         let turn = receiver.read(&bound.socket, &sink, READ_BUDGET);
         assert_eq!(turn.datagrams, sizes.len());
@@ -669,8 +627,11 @@ mod tests {
             sender.send_to(&datagram, bound.local_addr).expect("send");
         }
         let stats = Arc::new(Stats::default());
-        let sink =
-            Intake::new(Arc::new(Buffer::new(64 << 20, 50)), Arc::new(Buffer::new(1 << 20, 10_000)), stats.clone());
+        let sink = Datagrams::new(Intake::new(
+            Arc::new(Buffer::new(64 << 20, 50)),
+            Arc::new(Buffer::new(1 << 20, 10_000)),
+            stats.clone(),
+        ));
         let mut receiver = Receiver::new();
         let queued = receiver.read(&bound.socket, &sink, READ_BUDGET).datagrams;
         assert!(queued > 0 && queued < sent, "a tiny buffer holds a few of {sent}: {queued}");

@@ -25,10 +25,10 @@
 //! each is its own type with its own tests. That makes it a little over 500 lines.
 
 use crate::backend::{BackendError, ErrorKind, Receipt, Sink};
-use crate::observe::stats::{Delivery, ErrorClass, Stats};
 use crate::pipeline::buffer::{Batch, Buffer};
 use crate::pipeline::spool::SpoolLane;
 use crate::signal::Signal;
+use crate::stats::{Delivery, ErrorClass, Stats};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
@@ -422,7 +422,7 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
             Stats::add(&delivery.sent, n);
             batch.keep(&[]);
             info!(
-                target: crate::observe::logging::ROUTINE,
+                target: crate::stats::log_limit::ROUTINE,
                 api = S::API.as_str(),
                 count = n,
                 duration_s = secs,
@@ -456,8 +456,8 @@ impl<S: Signal, K: Sink<S>> Uploader<S, K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::stats::{Api, UpstreamClass};
     use crate::signal::Segments;
+    use crate::stats::{Api, UpstreamClass};
     use bytes::Bytes;
     use std::collections::VecDeque;
     use std::sync::Mutex;

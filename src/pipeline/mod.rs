@@ -1,28 +1,33 @@
-//! The mode-agnostic core, wired: the UDP reader, one buffer and flush driver per signal, and
-//! telemetry, behind a [`Pipeline`] handle.
+//! The mode-agnostic core, wired: one buffer and flush driver per signal behind the [`intake`]
+//! the sources push into, and a [`Pipeline`] handle.
+//!
+//! The pipeline does not know its sources. The runner starts them: the servers push through an
+//! [`Intake`]; a source that reads on its own (the UDP reader) is spawned through
+//! [`Pipeline::spawn_source`], which gives it a [`SourceControl`] so that flush and shutdown can
+//! reach it.
 //!
 //! Runners start a pipeline and then only call [`Pipeline::flush`] and [`Pipeline::shutdown`],
 //! as an OpenTelemetry batch processor is driven through `force_flush` and `shutdown`. Both are
 //! commands to the running tasks and take `&self`, so a flush in the background and a shutdown
-//! can meet safely. Shutdown is one path with one deadline: stop reading, read what the socket
-//! already holds, send everything buffered, then report what could not be sent before the
-//! deadline. The [`buffer`] holds records until a [`flush`] driver takes them.
+//! can meet safely. Shutdown is one path with one deadline: stop the sources, let them read what
+//! their sockets already hold, send everything buffered, then report what could not be sent
+//! before the deadline. The [`buffer`] holds records until a [`flush`] driver takes them.
 
 pub mod buffer;
 pub(crate) mod disk_log;
 pub(crate) mod flush;
+pub mod intake;
 pub(crate) mod spool;
 
-use crate::backend::{Reporter, Sink, TelemetryApi};
-use crate::ingest::udp::{self, Intake};
-use crate::observe::health::{AliveGuard, Liveness};
-use crate::observe::stats::Stats;
-use crate::observe::telemetry::Telemetry;
+use crate::backend::Sink;
 use crate::signal::{Segments, Signal, Spans};
+use crate::stats::liveness::{AliveGuard, Liveness};
+use crate::stats::Stats;
 use buffer::{Budget, Buffer};
 use flush::{Command, Driver, FlushPolicy, RetryPolicy, Uploader};
+use intake::{Intake, SourceControl, SourceHandle};
 use spool::{Spool, SpoolLane, SpoolSettings};
-use std::net::UdpSocket;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -40,8 +45,6 @@ pub(crate) struct Settings {
     /// How long a partial batch may wait.
     pub(crate) flush_delay: Duration,
     pub retry: RetryPolicy,
-    /// `None` turns telemetry off.
-    pub telemetry: Option<(Reporter, Duration)>,
 }
 
 /// With a spool, the most of a shutdown's time kept for writing what is left to disk (a
@@ -128,11 +131,16 @@ impl Lane {
 
 /// The tasks a shutdown waits for; taken by the first shutdown.
 struct Tasks {
-    ingest: JoinHandle<()>,
     drivers: Vec<JoinHandle<()>>,
-    telemetry: Option<JoinHandle<()>>,
     /// The spool's movers and replayers.
     spool: Vec<JoinHandle<()>>,
+}
+
+/// A source spawned through [`Pipeline::spawn_source`].
+struct Source {
+    handle: SourceHandle,
+    /// Taken by the first shutdown.
+    task: Option<JoinHandle<()>>,
 }
 
 struct Shared {
@@ -140,9 +148,9 @@ struct Shared {
     liveness: Arc<Liveness>,
     segments: Lane,
     spans: Lane,
-    stop_ingest: CancellationToken,
-    drain: mpsc::Sender<oneshot::Sender<()>>,
-    stop_telemetry: CancellationToken,
+    intake: Intake,
+    sources: Mutex<Vec<Source>>,
+    stop_sources: CancellationToken,
     stop_spool: CancellationToken,
     /// Held for the directory lock.
     _spool: Option<Spool>,
@@ -156,29 +164,26 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts the tasks on the current runtime. `socket` must already be bound. `backend`
-    /// takes the segment batches and the telemetry records, `spans` the span batches. `spool`,
-    /// opened with the same `stats`, turns the disk spool on.
+    /// Starts the flush drivers on the current runtime. `segments` takes the segment batches,
+    /// `spans` the span batches. `spool`, opened with the same `stats`, turns the disk spool on.
     pub(crate) fn start<B, P>(
-        socket: UdpSocket,
-        backend: B,
+        segments: B,
         spans: P,
         settings: Settings,
         stats: Arc<Stats>,
         spool: Option<Spool>,
     ) -> Pipeline
     where
-        B: Sink<Segments> + TelemetryApi,
+        B: Sink<Segments>,
         P: Sink<Spans>,
     {
-        let backend = Arc::new(backend);
         let budget = Arc::new(Budget::new(settings.buffer_bytes));
         let liveness = Arc::new(Liveness::default());
         let alive = || AliveGuard(liveness.clone(), |l| &l.uploads);
         let stop_spool = CancellationToken::new();
         let spool_of = |lane: fn(&Spool) -> &Arc<SpoolLane>| spool.as_ref().map(|s| (lane(s).clone(), &s.settings));
         let (segments, segments_driver, mut spool_tasks) = Lane::start::<Segments, _>(
-            backend.clone(),
+            segments,
             &budget,
             &settings,
             &stats,
@@ -189,37 +194,48 @@ impl Pipeline {
         let (spans, spans_driver, span_spool_tasks) =
             Lane::start::<Spans, _>(spans, &budget, &settings, &stats, alive(), spool_of(|s| &s.spans), &stop_spool);
         spool_tasks.extend(span_spool_tasks);
-
-        let stop_ingest = CancellationToken::new();
-        let (drain, drain_rx) = mpsc::channel(4);
         let intake = Intake::new(segments.buffer.clone(), spans.buffer.clone(), stats.clone());
-        let ingest_alive = AliveGuard(liveness.clone(), |l| &l.ingest);
-        let run_ingest = udp::run(socket, intake, stop_ingest.clone(), drain_rx);
-        let ingest = tokio::spawn(async move {
-            let _alive = ingest_alive;
-            run_ingest.await
-        });
-
-        let stop_telemetry = CancellationToken::new();
-        let telemetry = settings.telemetry.map(|(reporter, interval)| {
-            let t = Telemetry::new(backend, stats.clone(), reporter);
-            tokio::spawn(t.run(interval, stop_telemetry.clone()))
-        });
-
-        let tasks = Tasks { ingest, drivers: vec![segments_driver, spans_driver], telemetry, spool: spool_tasks };
+        let tasks = Tasks { drivers: vec![segments_driver, spans_driver], spool: spool_tasks };
         let shared = Shared {
             stats,
             liveness,
             segments,
             spans,
-            stop_ingest,
-            drain,
-            stop_telemetry,
+            intake,
+            sources: Mutex::new(Vec::new()),
+            stop_sources: CancellationToken::new(),
             stop_spool,
             _spool: spool,
             tasks: Mutex::new(Some(tasks)),
         };
         Pipeline { shared: Arc::new(shared) }
+    }
+
+    /// Where sources hand their records in.
+    pub(crate) fn intake(&self) -> &Intake {
+        &self.shared.intake
+    }
+
+    /// Spawns a source that reads on its own: `run` gets the intake and the control through
+    /// which [`Pipeline::flush`] asks it to read what it holds and [`Pipeline::shutdown`] stops
+    /// it. While it runs, `/health` counts it alive.
+    pub(crate) fn spawn_source<F, Fut>(&self, run: F)
+    where
+        F: FnOnce(Intake, SourceControl) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (control, handle) = SourceControl::new(self.shared.stop_sources.clone());
+        let alive = AliveGuard(self.shared.liveness.clone(), |l| &l.ingest);
+        let running = run(self.shared.intake.clone(), control);
+        let task = tokio::spawn(async move {
+            let _alive = alive;
+            running.await
+        });
+        self.sources().push(Source { handle, task: Some(task) });
+    }
+
+    fn sources(&self) -> std::sync::MutexGuard<'_, Vec<Source>> {
+        self.shared.sources.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn stats(&self) -> &Arc<Stats> {
@@ -246,13 +262,16 @@ impl Pipeline {
         self.shared.segments.held()
     }
 
-    /// Reads everything the socket holds, then sends everything buffered, segments and spans.
-    /// Returns when all of it is delivered (or refused for good), or with [`Timeout`] at the
-    /// deadline.
+    /// Has the sources read everything their sockets hold, then sends everything buffered,
+    /// segments and spans. Returns when all of it is delivered (or refused for good), or with
+    /// [`Timeout`] at the deadline.
     pub(crate) async fn flush(&self, deadline: Instant) -> Result<(), Timeout> {
-        let (tx, rx) = oneshot::channel();
-        if self.shared.drain.send(tx).await.is_ok() {
-            let _ = timeout_at(deadline, rx).await;
+        let drains: Vec<_> = self.sources().iter().map(|s| s.handle.drain.clone()).collect();
+        for drain in drains {
+            let (tx, rx) = oneshot::channel();
+            if drain.send(tx).await.is_ok() {
+                let _ = timeout_at(deadline, rx).await;
+            }
         }
         let (segments, spans) = (self.shared.segments.flush().await, self.shared.spans.flush().await);
         let mut done = true;
@@ -277,7 +296,7 @@ impl Pipeline {
         let lanes = [&self.shared.segments, &self.shared.spans];
         let spooled = lanes.iter().any(|l| l.spool.is_some());
         let tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let Some(Tasks { mut ingest, drivers, telemetry, spool }) = tasks else {
+        let Some(Tasks { drivers, spool }) = tasks else {
             let undelivered_spans = self.shared.spans.held();
             return ShutdownReport { undelivered: self.held(), undelivered_spans, spooled: 0, took: started.elapsed() };
         };
@@ -286,9 +305,12 @@ impl Pipeline {
         for task in spool {
             let _ = timeout_at(deadline, task).await;
         }
-        self.shared.stop_ingest.cancel();
-        if timeout_at(deadline, &mut ingest).await.is_err() {
-            ingest.abort();
+        self.shared.stop_sources.cancel();
+        let sources: Vec<_> = self.sources().iter_mut().filter_map(|s| s.task.take()).collect();
+        for mut source in sources {
+            if timeout_at(deadline, &mut source).await.is_err() {
+                source.abort();
+            }
         }
         for lane in lanes {
             let _ = lane.commands.send(Command::Close).await;
@@ -321,13 +343,6 @@ impl Pipeline {
                         Err(_) => break,
                     }
                 }
-            }
-        }
-        // The final telemetry record is cut after the drain, so it counts the last uploads.
-        self.shared.stop_telemetry.cancel();
-        if let Some(mut t) = telemetry {
-            if timeout_at(deadline, &mut t).await.is_err() {
-                t.abort();
             }
         }
         let (undelivered, undelivered_spans) = at_deadline.unwrap_or_else(|| (self.held(), self.shared.spans.held()));

@@ -21,11 +21,11 @@
 //! One directory per daemon: a lock file (`flock`) taken at start makes a second daemon on the
 //! same directory fail with a message that says so.
 
-use crate::observe::logging::{suppressed_note, RateLimitedWarn};
-use crate::observe::stats::{SpoolCounters, Stats};
 use crate::pipeline::buffer::{Batch, Buffer};
 use crate::pipeline::disk_log::{Appended, Cap, DiskLog, RecordRef, Recovered};
 use crate::signal::Signal;
+use crate::stats::log_limit::{suppressed_note, RateLimitedWarn};
+use crate::stats::{SpoolCounters, Stats};
 use bytes::Bytes;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};

@@ -16,16 +16,18 @@ use crate::backend::Reporter;
 use crate::config::Config;
 use crate::ingest::otlp_http::{OtlpHttp, OtlpListener};
 use crate::ingest::udp;
-use crate::observe::health::Health;
-use crate::observe::stats::Stats;
 use crate::pipeline::flush::RetryPolicy;
 use crate::pipeline::spool::{Spool, SpoolSettings};
 use crate::pipeline::{Pipeline, Settings, ShutdownReport};
 use crate::proxy::{ProxySettings, TcpService};
-use std::sync::Arc;
+use crate::report::health::Health;
+use crate::report::telemetry::Telemetry;
+use crate::stats::{SpanRejected, SpanSource, Stats};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::time::Instant;
+use tokio::task::JoinHandle;
+use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -111,22 +113,16 @@ fn outbound(config: &Config) -> Outbound {
 
 /// How the core is sized and paced, from the configuration.
 pub(crate) fn pipeline_settings(config: &Config) -> Settings {
-    let telemetry = config.telemetry.then(|| {
-        let reporter = Reporter {
-            ec2_instance_id: config.instance_id.clone(),
-            hostname: config.hostname.clone(),
-            resource_arn: config.resource_arn.clone(),
-        };
-        (reporter, Duration::from_secs(60))
-    });
     Settings {
         buffer_bytes: usize::try_from(config.buffer_memory).unwrap_or(usize::MAX),
         concurrency: config.concurrency,
         flush_delay: Duration::from_secs(1),
         retry: RetryPolicy::default(),
-        telemetry,
     }
 }
+
+/// How often a telemetry record is cut, as upstream does.
+const TELEMETRY_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Marks the daemon ready once credentials resolve; until then `/ready` says why not.
 /// Retries every few seconds, since credentials can appear later (a mounted token, a role).
@@ -155,12 +151,43 @@ pub(crate) struct Core {
     pub health: Arc<Health>,
     /// Stops the TCP servers.
     pub(crate) stop_servers: CancellationToken,
+    /// Stops the telemetry records, and their task.
+    telemetry: (CancellationToken, Mutex<Option<JoinHandle<()>>>),
 }
 
 impl Core {
-    pub(crate) fn new(config: Config, region: String, pipeline: Pipeline) -> Core {
+    /// Starts the pipeline, sending segments and telemetry records through `clients` and spans
+    /// through `spans`, with the UDP reader on `socket` as its source.
+    pub(crate) fn start(
+        config: Config,
+        region: String,
+        clients: Arc<Deferred>,
+        spans: OtlpTraces,
+        socket: std::net::UdpSocket,
+        stats: Arc<Stats>,
+        spool: Option<Spool>,
+    ) -> Core {
+        let pipeline = Pipeline::start(clients.clone(), spans, pipeline_settings(&config), stats.clone(), spool);
+        pipeline.spawn_source(|intake, control| udp::run(socket, intake, control));
+        let stop_telemetry = CancellationToken::new();
+        let telemetry = config.telemetry.then(|| {
+            let reporter = Reporter {
+                ec2_instance_id: config.instance_id.clone(),
+                hostname: config.hostname.clone(),
+                resource_arn: config.resource_arn.clone(),
+            };
+            let records = Telemetry::new(clients, stats, reporter);
+            tokio::spawn(records.run(TELEMETRY_INTERVAL, stop_telemetry.clone()))
+        });
         let health = Arc::new(Health::new(pipeline.liveness().clone()));
-        Core { config, region, pipeline, health, stop_servers: CancellationToken::new() }
+        Core {
+            config,
+            region,
+            pipeline,
+            health,
+            stop_servers: CancellationToken::new(),
+            telemetry: (stop_telemetry, Mutex::new(telemetry)),
+        }
     }
 
     /// Serves the TCP port (sampling proxy, `/health`, `/ready`, `/metrics`) on `listener`
@@ -190,11 +217,7 @@ impl Core {
 
     /// Serves OTLP/HTTP `POST /v1/traces` on a listener of its own until shutdown.
     pub(crate) fn serve_otlp(&self, listener: TcpListener) {
-        let otlp = OtlpHttp::new(
-            self.pipeline.span_buffer().clone(),
-            self.pipeline.stats().clone(),
-            self.config.proxy_client_timeout,
-        );
+        let otlp = OtlpHttp::new(self.pipeline.intake().clone(), self.config.proxy_client_timeout);
         info!("Starting OTLP/HTTP server on {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
         tokio::spawn(crate::serve::run(
             listener,
@@ -214,6 +237,14 @@ impl Core {
     ) -> ShutdownReport {
         self.stop_servers.cancel();
         let mut report = self.pipeline.shutdown(started + budget).await;
+        // The final telemetry record is cut after the drain, so it counts the last uploads.
+        self.telemetry.0.cancel();
+        let telemetry = self.telemetry.1.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut task) = telemetry {
+            if timeout_at(started + budget, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
         report.took = started.elapsed();
         let stats = self.pipeline.stats();
         let s = stats.snapshot();
@@ -246,9 +277,10 @@ impl Core {
             );
         }
         let spans = &stats.spans;
-        let received = Stats::read(&stats.spans_udp) + Stats::read(&stats.spans_http);
+        let received: u64 = SpanSource::ALL.iter().map(|&s| Stats::read(&stats.spans_received[s as usize])).sum();
         let (spans_sent, spans_dropped) = (Stats::read(&spans.sent), Stats::read(&spans.spillover));
-        let spans_rejected = Stats::read(&spans.rejected) + Stats::read(&stats.spans_too_large);
+        let at_ingest: u64 = SpanRejected::ALL.iter().map(|&r| Stats::read(&stats.spans_rejected[r as usize])).sum();
+        let spans_rejected = Stats::read(&spans.rejected) + at_ingest;
         let spans_line = format!(
             "Spans received: {received}, sent: {spans_sent}, rejected: {spans_rejected}, dropped: {spans_dropped}, \
              not delivered: {}",

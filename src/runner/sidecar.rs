@@ -1,13 +1,12 @@
 //! The long-lived runner for containers, hosts and Kubernetes: bind, run the pipeline until
 //! SIGTERM or SIGINT, then drain within the shutdown deadline. A second signal exits at once.
 
-use super::{client_settings, open_spool, pipeline_settings, resolve_credentials, spans_sink, Core, StartError};
+use super::{client_settings, open_spool, resolve_credentials, spans_sink, Core, StartError};
 use crate::aws::client::Deferred;
 use crate::aws::region;
 use crate::config::Config;
 use crate::ingest::udp;
-use crate::observe::stats::Stats;
-use crate::pipeline::Pipeline;
+use crate::stats::Stats;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -63,11 +62,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let granted = bound.receive_buffer;
     let socket = bound.socket;
 
-    let settings = pipeline_settings(&config);
     let stats = Arc::new(Stats::default());
     let spool = open_spool(&config, &stats)?;
-    let pipeline = Pipeline::start(socket, clients, spans, settings, stats, spool);
-    let core = Core::new(config, region, pipeline);
+    let core = Core::start(config, region, clients, spans, socket, stats, spool);
     if let Some(listener) = tcp {
         core.serve_tcp_port(listener, signer.clone())?;
     }

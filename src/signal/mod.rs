@@ -10,7 +10,7 @@
 pub mod segments;
 pub mod spans;
 
-use crate::observe::stats::{Api, Delivery, Stats};
+use crate::stats::{Api, Delivery, Stats};
 
 /// One kind of telemetry, carried by the pipeline from ingest to its backend.
 pub trait Signal: Send + Sync + 'static {

@@ -14,11 +14,12 @@ use std::path::Path;
 use std::sync::Arc;
 use xray_daemon::config::cli;
 use xray_daemon::config::{file, Config, Flags};
-use xray_daemon::ingest::udp::Intake;
-use xray_daemon::observe::stats::Stats;
+use xray_daemon::ingest::udp::Datagrams;
 use xray_daemon::pipeline::buffer::Buffer;
+use xray_daemon::pipeline::intake::Intake;
 use xray_daemon::runner::lambda::events::{self, NextEvent, PlatformEvent};
 use xray_daemon::signal::segments::{self, Datagram, Reject};
+use xray_daemon::stats::Stats;
 
 const HEADER: &[u8] = br#"{"format":"json","version":1}"#;
 
@@ -127,7 +128,7 @@ proptest! {
         let buffer = Arc::new(Buffer::new(64 << 20, 50));
         let stats = Arc::new(Stats::default());
         let spans = Arc::new(Buffer::new(64 << 20, 10_000));
-        let sink = Intake::new(buffer.clone(), spans, stats.clone());
+        let sink = Datagrams::new(Intake::new(buffer.clone(), spans, stats.clone()));
         for d in &ds {
             sink.accept(d);
         }

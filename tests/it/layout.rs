@@ -1,6 +1,7 @@
 //! The source tree keeps the shape a newcomer can read: no module imports one that imports it
-//! back (directly or round a longer loop), and no file runs past 500 lines without saying why
-//! at its top.
+//! back (directly or round a longer loop), the folders (the top-level modules of `src/`) form a
+//! stack in which each imports only the ones below it, and no file runs past 500 lines without
+//! saying why at its top.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -69,13 +70,15 @@ fn mentions(code: &str, prefix: &str) -> bool {
         .any(|(i, _)| !code[..i].chars().last().is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':'))
 }
 
-#[test]
-fn no_module_imports_one_that_imports_it_back() {
+/// Every module of `src/` and the modules each one imports.
+type Graph = BTreeMap<Vec<String>, BTreeSet<Vec<String>>>;
+
+fn module_graph() -> (BTreeMap<Vec<String>, PathBuf>, Graph) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     sources(&src, &mut files);
     let modules: BTreeMap<Vec<String>, PathBuf> = files.iter().map(|f| (module_of(&src, f), f.clone())).collect();
-    let mut edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
+    let mut edges: Graph = BTreeMap::new();
     for (module, file) in &modules {
         let text = std::fs::read_to_string(file).expect("read");
         let children = modules.keys().filter(|m| m.len() == module.len() + 1 && m.starts_with(module));
@@ -92,23 +95,97 @@ fn no_module_imports_one_that_imports_it_back() {
             }
         }
     }
-    // A module that can reach itself is on a loop.
+    (modules, edges)
+}
+
+/// The modules of `graph` that can reach themselves.
+fn on_loops(graph: &Graph) -> Vec<String> {
     let mut loops = Vec::new();
-    for start in modules.keys() {
+    for start in graph.keys() {
         let mut seen = BTreeSet::new();
-        let mut stack: Vec<Vec<String>> = edges.get(start).into_iter().flatten().cloned().collect();
+        let mut stack: Vec<Vec<String>> = graph.get(start).into_iter().flatten().cloned().collect();
         while let Some(m) = stack.pop() {
             if &m == start {
                 loops.push(start.join("::"));
                 break;
             }
             if seen.insert(m.clone()) {
-                stack.extend(edges.get(&m).into_iter().flatten().cloned());
+                stack.extend(graph.get(&m).into_iter().flatten().cloned());
             }
         }
     }
+    loops
+}
+
+/// The graph between folders (the top-level modules of `src/`: `pipeline`, `proxy`, …): an
+/// edge wherever a module of one imports a module of another.
+fn folder_graph(edges: &Graph) -> Graph {
+    let mut folders: Graph = BTreeMap::new();
+    for (from, tos) in edges {
+        for to in tos {
+            if let (Some(a), Some(b)) = (from.first(), to.first()) {
+                if a != b {
+                    folders.entry(vec![a.clone()]).or_default().insert(vec![b.clone()]);
+                }
+            }
+        }
+    }
+    folders
+}
+
+/// The folders from the top of the crate to its bottom: a folder imports only folders on
+/// lower lines (`docs/architecture.md` draws this stack).
+const STACK: &[&[&str]] = &[
+    &["runner"],
+    &["proxy"],
+    &["ingest", "report"],
+    &["pipeline"],
+    &["aws"],
+    &["backend"],
+    &["signal", "translate"],
+    &["serve", "config"],
+    &["sizing"],
+    &["stats"],
+];
+
+fn level(folder: &str) -> Option<usize> {
+    STACK.iter().position(|line| line.contains(&folder))
+}
+
+#[test]
+fn no_module_imports_one_that_imports_it_back() {
+    let (modules, edges) = module_graph();
+    let loops = on_loops(&edges);
     assert!(modules.len() > 20, "found only {} modules: is src/ where it was?", modules.len());
     assert!(loops.is_empty(), "modules on an import loop: {loops:?}\nedges: {edges:#?}");
+}
+
+#[test]
+fn no_folder_imports_one_that_imports_it_back() {
+    let (_, edges) = module_graph();
+    let folders = folder_graph(&edges);
+    assert!(folders.len() > 8, "found only {} folders that import others", folders.len());
+    let loops = on_loops(&folders);
+    assert!(loops.is_empty(), "folders on an import loop: {loops:?}\nfolder edges: {folders:#?}");
+}
+
+#[test]
+fn folders_import_only_the_folders_below_them() {
+    let (modules, edges) = module_graph();
+    let tops: BTreeSet<&str> = modules.keys().filter_map(|m| m.first()).map(String::as_str).collect();
+    let unplaced: Vec<&&str> = tops.iter().filter(|t| level(t).is_none()).collect();
+    assert!(unplaced.is_empty(), "folders missing from STACK (place them in the stack): {unplaced:?}");
+    let mut upward = Vec::new();
+    // The crate root (lib.rs, main.rs) sits above every folder.
+    for (from, tos) in edges.iter().filter(|(from, _)| !from.is_empty()) {
+        for to in tos {
+            let (a, b) = (&from[0], &to[0]);
+            if a != b && level(a) >= level(b) {
+                upward.push(format!("{} imports {}", from.join("::"), to.join("::")));
+            }
+        }
+    }
+    assert!(upward.is_empty(), "imports up or across the stack: {upward:#?}");
 }
 
 #[test]
@@ -139,4 +216,10 @@ fn the_checks_see_a_loop_and_a_long_file() {
     assert_eq!(b, vec![vec!["x".to_owned(), "a".into()]]);
     assert_eq!(code("fn f() {}\n#[cfg(test)]\nmod tests { use crate::z; }"), "fn f() {}");
     assert!(mentions("use buffer::{Budget};", "buffer::") && !mentions("use ring_buffer::X;", "buffer::"));
+    // Two folders whose files import each other are a loop between folders, though no file
+    // imports one that imports it back.
+    let v = |s: &str| s.split("::").map(str::to_owned).collect::<Vec<_>>();
+    let files: Graph = [(v("a::x"), [v("b::y")].into()), (v("b::z"), [v("a::w")].into())].into_iter().collect();
+    assert!(on_loops(&files).is_empty());
+    assert_eq!(on_loops(&folder_graph(&files)), ["a", "b"]);
 }

@@ -15,13 +15,12 @@ pub mod events;
 pub(crate) mod listener;
 pub(crate) mod runtime_api;
 
-use super::{client_settings, pipeline_settings, resolve_credentials, spans_sink, Core, LambdaEnd, StartError};
+use super::{client_settings, resolve_credentials, spans_sink, Core, LambdaEnd, StartError};
 use crate::aws::client::Deferred;
 use crate::config::{Config, ConfigError, LambdaConfig, LambdaFlush};
 use crate::ingest::udp;
-use crate::observe::logging;
-use crate::observe::stats::Stats;
-use crate::pipeline::Pipeline;
+use crate::report::logging;
+use crate::stats::Stats;
 use events::{time_until, NextEvent, PlatformEvent, ShutdownReason};
 use runtime_api::{RuntimeApi, Subscription};
 use std::collections::VecDeque;
@@ -187,13 +186,12 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
     // on the one-thread runtime, a build queued before the first `/next` would run before that
     // request is written. An upload that comes earlier starts it itself.
     let clients = Arc::new(Deferred::new(client_settings(&config, &region)));
-    let settings = pipeline_settings(&config);
     let spans = spans_sink(&config, &region, clients.clone())?;
     if config.spool_dir.is_some() {
         warn!("XRAY_DAEMON_SPOOL_DIR is ignored in Lambda: a frozen sandbox has no disk that outlives it");
     }
-    let pipeline = Pipeline::start(socket.socket, clients.clone(), spans, settings, Arc::new(Stats::default()), None);
-    let core = Core::new(config, region, pipeline);
+    let stats = Arc::new(Stats::default());
+    let core = Core::start(config, region, clients.clone(), spans, socket.socket, stats, None);
     let mut telemetry_ok = false;
     if let Some(l) = telemetry {
         let port = l.local_addr().map(|a| a.port()).unwrap_or(0);

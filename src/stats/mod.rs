@@ -9,6 +9,15 @@
 //! [`ErrorClass`] for `/metrics`, and by [`UpstreamClass`] for the telemetry records, whose
 //! fields keep upstream's meaning.
 
+//!
+//! This folder is the bottom of the crate: every module writes here, and it imports nothing of
+//! the crate. Beside the counters sit the [`liveness`] flags of the core's tasks and the
+//! [`log_limit`] that keeps the data path's warnings few. What reads them all (`/metrics`,
+//! telemetry records, `/health`) is in `report/`, near the top.
+
+pub mod liveness;
+pub mod log_limit;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// Declares a fieldless enum with its label values, `ALL` in declaration order and `as_str`.
@@ -69,6 +78,42 @@ labels! {
         Http5xx => "http_5xx",
         UnknownHost => "unknown_host",
         Other => "other",
+    }
+}
+
+labels! {
+    /// Where spans came in (the `source` label).
+    SpanSource {
+        /// `T1S` datagrams on the UDP port.
+        Udp => "udp",
+        /// OTLP/HTTP `POST /v1/traces`.
+        Http => "http",
+        /// OTLP/gRPC `TraceService/Export`.
+        Grpc => "grpc",
+    }
+}
+
+labels! {
+    /// Why a span was taken out at ingest (the `reason` label of `spans_rejected_total`).
+    SpanRejected {
+        /// Over X-Ray's limit: a span over 200 KB for its OTLP endpoint, a segment document over
+        /// 64 KB for PutTraceSegments.
+        TooLarge => "too_large",
+        /// A trace id that is not 16 bytes or is all zeros, or a span id that is not 8 bytes or
+        /// is all zeros.
+        Invalid => "invalid",
+    }
+}
+
+impl Stats {
+    /// Counts `n` spans received from `source`.
+    pub(crate) fn spans_received(&self, source: SpanSource, n: u64) {
+        Stats::add(&self.spans_received[source as usize], n);
+    }
+
+    /// Counts `n` spans taken out at ingest for `reason`.
+    pub(crate) fn span_rejected(&self, reason: SpanRejected, n: u64) {
+        Stats::add(&self.spans_rejected[reason as usize], n);
     }
 }
 
@@ -213,15 +258,15 @@ pub struct Stats {
     pub otlp_sampled: AtomicU64,
     /// Segments after ingest.
     pub segments: Delivery,
-    /// Spans received in `T1S` datagrams, and in OTLP/HTTP requests.
-    pub spans_udp: AtomicU64,
-    pub spans_http: AtomicU64,
+    /// Spans in the requests taken in, by where they came from (indexed by [`SpanSource`]).
+    pub spans_received: [AtomicU64; SpanSource::ALL.len()],
     /// OTLP payloads (a datagram or a request) that were not an `ExportTraceServiceRequest`.
     pub spans_malformed: AtomicU64,
-    /// Spans taken out because they were over X-Ray's size limit for one span.
-    pub spans_too_large: AtomicU64,
-    /// OTLP/HTTP requests answered 503 because the buffer could not take them (the client retries).
-    pub otlp_http_refused: AtomicU64,
+    /// Spans taken out at ingest, by why (indexed by [`SpanRejected`]).
+    pub spans_rejected: [AtomicU64; SpanRejected::ALL.len()],
+    /// OTLP requests refused because the buffer could not take them (the client retries), by
+    /// protocol: OTLP/HTTP answers 503, OTLP/gRPC `UNAVAILABLE` (indexed by [`SpanSource`]).
+    pub otlp_refused: [AtomicU64; SpanSource::ALL.len()],
     /// Spans after ingest.
     pub spans: Delivery,
     /// Connections to the TCP port (or the OTLP listener) closed at the connection limit: the

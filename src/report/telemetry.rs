@@ -7,7 +7,7 @@
 //! accepted by X-Ray, and backend errors are classified by what actually happened.
 
 use crate::backend::{Reporter, TelemetryApi, TelemetryBatch, TelemetryRecord as Record};
-use crate::observe::stats::{Api, Snapshot, Stats};
+use crate::stats::{Api, Snapshot, Stats};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -93,7 +93,7 @@ impl<A: TelemetryApi> Telemetry<A> {
 mod tests {
     use super::*;
     use crate::backend::{BackendError, ErrorKind};
-    use crate::observe::stats::{ErrorClass, UpstreamClass};
+    use crate::stats::{ErrorClass, UpstreamClass};
     use std::sync::Mutex;
 
     #[derive(Default)]

@@ -12,13 +12,14 @@
 //! function's log group gets no line per invocation unless something went wrong.
 
 use crate::config::{ConfigError, LogFormat, LogLevel};
+use crate::stats::log_limit::ROUTINE;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -27,9 +28,6 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter}
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-
-/// The target of events that repeat with the traffic (each batch sent), held back in Lambda mode.
-pub const ROUTINE: &str = "xray_daemon::routine";
 
 /// Upstream's line format.
 pub(crate) struct UpstreamFormat;
@@ -199,40 +197,6 @@ impl<'a> MakeWriter<'a> for LogFile {
     type Writer = LogFile;
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
-    }
-}
-
-/// Logs a warning at most once per interval and says how many were held back in between.
-pub(crate) struct RateLimitedWarn {
-    interval_secs: u64,
-    last: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl RateLimitedWarn {
-    pub(crate) const fn new(interval_secs: u64) -> Self {
-        RateLimitedWarn { interval_secs, last: AtomicU64::new(0), suppressed: AtomicU64::new(0) }
-    }
-
-    /// Returns `Some(suppressed_since_last)` when a line may be logged now.
-    pub(crate) fn check(&self) -> Option<u64> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let last = self.last.load(Relaxed);
-        let due = last == 0 || now >= last + self.interval_secs;
-        if due && self.last.compare_exchange(last, now.max(1), Relaxed, Relaxed).is_ok() {
-            return Some(self.suppressed.swap(0, Relaxed));
-        }
-        self.suppressed.fetch_add(1, Relaxed);
-        None
-    }
-}
-
-/// What a line logged after [`RateLimitedWarn::check`] adds about the lines held back.
-pub(crate) fn suppressed_note(suppressed: u64) -> String {
-    if suppressed == 0 {
-        String::new()
-    } else {
-        format!(" ({suppressed} similar messages suppressed)")
     }
 }
 

@@ -7,10 +7,12 @@
 //! that rates and alerts on them return data before the first event. A new family is one line
 //! in [`Daemon::encode`]: [`Out::counters`], [`Out::gauges`] or [`Out::histograms`].
 
-use crate::observe::process::Process;
-use crate::observe::stats::{Api, ErrorClass, Histogram, ProxyOutcome, SpoolCounters, Stats, LATENCY_BUCKETS};
 use crate::pipeline::buffer::Buffer;
+use crate::report::process::Process;
 use crate::signal::segments::Reject;
+use crate::stats::{
+    Api, ErrorClass, Histogram, ProxyOutcome, SpanRejected, SpanSource, SpoolCounters, Stats, LATENCY_BUCKETS,
+};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     prometheus_text, DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeLabelSet, MetricEncoder, NoLabelSet,
@@ -176,11 +178,6 @@ impl Daemon {
                 "Spans still held when a shutdown deadline passed.",
                 read(&span.undelivered),
             ),
-            (
-                "xray_daemon_otlp_http_refused_total",
-                "OTLP/HTTP requests answered 503 because the buffer was full (clients retry them).",
-                read(&s.otlp_http_refused),
-            ),
         ];
         for (name, help, value) in counters {
             o.counter(name, help, value)?;
@@ -204,17 +201,29 @@ impl Daemon {
 
         o.counters(
             "xray_daemon_spans_received_total",
-            "Spans received, by where they came from.",
-            [([("source", "udp")], read(&s.spans_udp)), ([("source", "http")], read(&s.spans_http))],
+            "Spans in the requests taken in, by where they came from.",
+            each("source", SpanSource::ALL, SpanSource::as_str, |source| read(&s.spans_received[source as usize])),
         )?;
+        let at_ingest =
+            each("reason", SpanRejected::ALL, SpanRejected::as_str, |r| read(&s.spans_rejected[r as usize]));
         o.counters(
             "xray_daemon_spans_rejected_total",
-            "Spans refused: by X-Ray; at ingest for being over 200 KB; malformed counts payloads, not spans.",
-            [
-                ([("reason", "xray")], read(&span.rejected)),
-                ([("reason", "too_large")], read(&s.spans_too_large)),
-                ([("reason", "malformed")], read(&s.spans_malformed)),
-            ],
+            "Spans refused: by X-Ray; at ingest for being over X-Ray's size limit or for invalid ids; malformed counts \
+             payloads, not spans.",
+            [([("reason", "xray")], read(&span.rejected))]
+                .into_iter()
+                .chain(at_ingest)
+                .chain([([("reason", "malformed")], read(&s.spans_malformed))]),
+        )?;
+        o.counter(
+            "xray_daemon_otlp_http_refused_total",
+            "OTLP/HTTP requests answered 503 because the buffer was full (clients retry them).",
+            read(&s.otlp_refused[SpanSource::Http as usize]),
+        )?;
+        o.counter(
+            "xray_daemon_otlp_grpc_refused_total",
+            "OTLP/gRPC requests answered UNAVAILABLE because the buffer was full (clients retry them).",
+            read(&s.otlp_refused[SpanSource::Grpc as usize]),
         )?;
         let pairs = Api::ALL.into_iter().flat_map(|api| ErrorClass::ALL.map(|class| (api, class)));
         o.counters(

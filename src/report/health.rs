@@ -6,46 +6,11 @@
 //! credentials and region are resolved; until then the reason is kept for `/ready` to show.
 //! None of this calls AWS when probed.
 
+use crate::stats::liveness::Liveness;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Liveness flags of the core tasks.
-#[derive(Debug)]
-pub(crate) struct Liveness {
-    pub ingest: AtomicBool,
-    pub uploads: AtomicBool,
-}
-
-impl Default for Liveness {
-    fn default() -> Self {
-        Liveness { ingest: AtomicBool::new(true), uploads: AtomicBool::new(true) }
-    }
-}
-
-impl Liveness {
-    /// `None` when alive, else which task stopped.
-    pub(crate) fn problem(&self) -> Option<&'static str> {
-        if !self.ingest.load(Relaxed) {
-            Some("the UDP reader has stopped")
-        } else if !self.uploads.load(Relaxed) {
-            Some("the upload loop has stopped")
-        } else {
-            None
-        }
-    }
-}
-
-/// Clears a flag when dropped: held by a task for as long as it runs.
-pub(crate) struct AliveGuard(pub Arc<Liveness>, pub fn(&Liveness) -> &AtomicBool);
-
-impl Drop for AliveGuard {
-    fn drop(&mut self) {
-        (self.1)(&self.0).store(false, Relaxed);
-    }
-}
 
 /// Liveness plus readiness.
 #[derive(Debug)]
@@ -124,6 +89,7 @@ pub fn check(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::liveness::AliveGuard;
 
     #[test]
     fn unspecified_hosts_are_probed_on_loopback() {
