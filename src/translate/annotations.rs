@@ -76,6 +76,9 @@ impl Key<'_> {
     }
 }
 
+/// A metadata namespace and its object (`None`: `null`).
+type Namespace<'a> = (&'a str, Option<&'a [(String, Json)]>);
+
 enum Meta<'a> {
     Any(&'a Value),
     Json(&'a Json),
@@ -123,8 +126,9 @@ pub(crate) fn write_service(buf: &mut Vec<u8>, resource: &[KeyValue]) {
 /// Sorts by `cmp` (then list order) and keeps the last of each equal key.
 fn sort_dedup<T>(items: &mut Vec<(T, usize)>, cmp: impl Fn(&T, &T) -> Ordering) {
     items.sort_by(|a, b| cmp(&a.0, &b.0).then(a.1.cmp(&b.1)));
-    let keep: Vec<bool> =
-        (0..items.len()).map(|i| items.get(i + 1).is_none_or(|next| cmp(&items[i].0, &next.0) != Ordering::Equal)).collect();
+    let keep: Vec<bool> = (0..items.len())
+        .map(|i| items.get(i + 1).is_none_or(|next| cmp(&items[i].0, &next.0) != Ordering::Equal))
+        .collect();
     let mut keep = keep.into_iter();
     items.retain(|_| keep.next().unwrap_or(true));
 }
@@ -142,21 +146,28 @@ pub(crate) fn write(
 ) {
     let mut dynamic: Vec<&str> = Vec::new();
     if let Some(Value::ArrayValue(a)) = attrs.remaining("aws.xray.annotations").and_then(val) {
-        dynamic = a.values.iter().filter_map(|v| match json::inner(Some(v)) {
-            Some(Value::StringValue(s)) => Some(s.as_str()),
-            _ => None,
-        }).collect();
+        dynamic = a
+            .values
+            .iter()
+            .filter_map(|v| match json::inner(Some(v)) {
+                Some(Value::StringValue(s)) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect();
         attrs.consume_where(|k| k == "aws.xray.annotations");
     }
     let span_indexed = |k: &str| index.all || index.has(k) || dynamic.contains(&k);
-    let resource_indexed =
-        |k: &str| index.all || index.has_resource(k) || dynamic.iter().any(|d| d.strip_prefix(RESOURCE_PREFIX) == Some(k));
+    let resource_indexed = |k: &str| {
+        index.all || index.has_resource(k) || dynamic.iter().any(|d| d.strip_prefix(RESOURCE_PREFIX) == Some(k))
+    };
 
     let entries = attrs.remaining_entries();
     let parsed: Vec<Parsed> = entries
         .iter()
         .map(|(_, kv)| match val(kv) {
-            Some(Value::StringValue(s)) if !index.all && !span_indexed(&kv.key) && kv.key.starts_with(METADATA_PREFIX) => {
+            Some(Value::StringValue(s))
+                if !index.all && !span_indexed(&kv.key) && kv.key.starts_with(METADATA_PREFIX) =>
+            {
                 match metadata_json::parse_object(s) {
                     None => Parsed::Failed,
                     Some(None) => Parsed::Null,
@@ -169,7 +180,7 @@ pub(crate) fn write(
 
     let mut annotations: Vec<((Key<'_>, &Value), usize)> = Vec::new();
     let mut metadata: Vec<((Key<'_>, Meta<'_>), usize)> = Vec::new();
-    let mut namespaces: Vec<(&str, Option<&[(String, Json)]>)> = Vec::new();
+    let mut namespaces: Vec<Namespace<'_>> = Vec::new();
     if store_resource {
         for (seq, kv) in resource.iter().enumerate() {
             let key = Key { resource: true, key: &kv.key };
@@ -227,7 +238,16 @@ pub(crate) fn write(
         buf.push(b'}');
     }
 
-    sort_dedup(&mut metadata, |(a, _), (b, _)| a.raw().cmp(b.raw()));
+    sort_dedup(
+        &mut metadata,
+        |(a, _), (b, _)| {
+            if a.resource == b.resource {
+                a.key.cmp(b.key)
+            } else {
+                a.raw().cmp(b.raw())
+            }
+        },
+    );
     let has_default = !metadata.is_empty();
     if has_default {
         namespaces.push(("default", None));

@@ -18,6 +18,7 @@ fn strs(items: &[&str]) -> Value {
     })
 }
 
+#[derive(Default)]
 struct Case<'a> {
     span: &'a [KeyValue],
     resource: &'a [KeyValue],
@@ -25,12 +26,6 @@ struct Case<'a> {
     index: &'a [&'a str],
     all: bool,
     service: bool,
-}
-
-impl Default for Case<'_> {
-    fn default() -> Self {
-        Case { span: &[], resource: &[], store: false, index: &[], all: false, service: false }
-    }
 }
 
 fn run(c: Case<'_>) -> String {
@@ -45,7 +40,10 @@ fn run(c: Case<'_>) -> String {
 #[test]
 fn plain_attributes_go_to_default_metadata() {
     let span = [s("b", "x"), i("a", 1), kv("d", Value::DoubleValue(0.5)), kv("e", Value::BytesValue(vec![1, 2, 3]))];
-    assert_eq!(run(Case { span: &span, ..Case::default() }), r#""metadata":{"default":{"a":1,"b":"x","d":0.5,"e":"AQID"}}"#);
+    assert_eq!(
+        run(Case { span: &span, ..Case::default() }),
+        r#""metadata":{"default":{"a":1,"b":"x","d":0.5,"e":"AQID"}}"#
+    );
     let empty = [KeyValue { key: "none".into(), value: None, ..Default::default() }];
     assert_eq!(run(Case { span: &empty, ..Case::default() }), "", "empty values are skipped");
     assert_eq!(run(Case::default()), "");
@@ -58,7 +56,10 @@ fn indexed_keys_become_annotations_with_fixed_keys() {
         run(Case { span: &span, index: &["an.key-1", "num", "arr"], ..Case::default() }),
         r#""annotations":{"an.key_1":"v","num":2},"metadata":{"default":{"other":"o"}}"#
     );
-    assert_eq!(run(Case { span: &span, all: true, ..Case::default() }), r#""annotations":{"an.key_1":"v","num":2,"other":"o"}"#);
+    assert_eq!(
+        run(Case { span: &span, all: true, ..Case::default() }),
+        r#""annotations":{"an.key_1":"v","num":2,"other":"o"}"#
+    );
 }
 
 #[test]
@@ -126,7 +127,11 @@ fn metadata_namespaces_from_json() {
 
 #[test]
 fn service_segment_keeps_resource_metadata_only() {
-    let span = [s("plain", "p"), s("aws.xray.metadata.ns", r#"{"otel.resource.k":1,"x":2}"#), s("aws.xray.metadata.n2", "null")];
+    let span = [
+        s("plain", "p"),
+        s("aws.xray.metadata.ns", r#"{"otel.resource.k":1,"x":2}"#),
+        s("aws.xray.metadata.n2", "null"),
+    ];
     assert_eq!(
         run(Case { span: &span, service: true, ..Case::default() }),
         r#""metadata":{"default":{},"n2":null,"ns":{"otel.resource.k":1}}"#
@@ -141,7 +146,8 @@ fn service_segment_keeps_resource_metadata_only() {
 #[test]
 fn nan_values_are_dropped_alone() {
     let nested = Value::KvlistValue(KeyValueList { values: vec![kv("n", Value::DoubleValue(f64::NAN)), i("k", 1)] });
-    let span = [kv("nan", Value::DoubleValue(f64::NAN)), kv("inf", Value::DoubleValue(f64::NEG_INFINITY)), kv("m", nested)];
+    let span =
+        [kv("nan", Value::DoubleValue(f64::NAN)), kv("inf", Value::DoubleValue(f64::NEG_INFINITY)), kv("m", nested)];
     assert_eq!(run(Case { span: &span, ..Case::default() }), r#""metadata":{"default":{"m":{"k":1}}}"#);
     assert_eq!(run(Case { span: &span[..2], all: true, ..Case::default() }), "");
 }
@@ -166,8 +172,14 @@ fn service_version_sources() {
         String::from_utf8(buf).unwrap()
     };
     assert_eq!(svc(&[s("service.version", "1.0"), s("container.image.tag", "t")]), r#""service":{"version":"1.0"}"#);
-    assert_eq!(svc(&[kv("container.image.tags", strs(&["a", "b"])), s("container.image.tag", "t")]), r#""service":{"version":"a"}"#);
-    assert_eq!(svc(&[kv("container.image.tags", strs(&[])), s("container.image.tag", "t")]), r#""service":{"version":"t"}"#);
+    assert_eq!(
+        svc(&[kv("container.image.tags", strs(&["a", "b"])), s("container.image.tag", "t")]),
+        r#""service":{"version":"a"}"#
+    );
+    assert_eq!(
+        svc(&[kv("container.image.tags", strs(&[])), s("container.image.tag", "t")]),
+        r#""service":{"version":"t"}"#
+    );
     assert_eq!(svc(&[i("service.version", 1)]), r#""service":{}"#);
     assert_eq!(svc(&[]), "");
 }

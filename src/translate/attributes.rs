@@ -91,7 +91,12 @@ impl<'a> Attrs<'a> {
 
     /// The value in the remaining map: the last unconsumed occurrence.
     pub(crate) fn remaining(&self, key: &str) -> Option<&'a KeyValue> {
-        self.order.iter().zip(&self.consumed).rev().find(|(&i, &c)| !c && self.kvs[i].key == key).map(|(&i, _)| &self.kvs[i])
+        self.order
+            .iter()
+            .zip(&self.consumed)
+            .rev()
+            .find(|(&i, &c)| !c && self.kvs[i].key == key)
+            .map(|(&i, _)| &self.kvs[i])
     }
 
     /// Deletes from the remaining map every key for which `pred` holds.

@@ -218,9 +218,13 @@ pub(crate) fn write(buf: &mut Vec<u8>, a: &Aws<'_>, service_segment: bool) {
     json::key(buf, "xray");
     buf.push(b'{');
     if !r.sdk_name.is_empty() && !r.sdk_language.is_empty() {
+        // `<name> for <language>`, escaped as one string.
         json::key(buf, "sdk");
-        let sdk = format!("{} for {}", r.sdk_name, r.sdk_language);
-        json::string(buf, sdk.as_bytes());
+        buf.push(b'"');
+        json::escape(buf, r.sdk_name.as_bytes());
+        buf.extend_from_slice(b" for ");
+        json::escape(buf, r.sdk_language.as_bytes());
+        buf.push(b'"');
     } else {
         json::opt_str_field(buf, "sdk", r.sdk_name);
     }
@@ -317,7 +321,10 @@ mod tests {
         assert_eq!(o(&[]), None);
         assert_eq!(o(&[s("cloud.provider", "gcp"), s("cloud.platform", "aws_ec2")]), None);
         assert_eq!(o(&[s("cloud.platform", "aws_ec2")]), Some("AWS::EC2::Instance"));
-        assert_eq!(o(&[s("cloud.provider", "aws"), s("cloud.platform", "aws_app_runner")]), Some("AWS::AppRunner::Service"));
+        assert_eq!(
+            o(&[s("cloud.provider", "aws"), s("cloud.platform", "aws_app_runner")]),
+            Some("AWS::AppRunner::Service")
+        );
         assert_eq!(o(&[s("cloud.platform", "aws_eks")]), Some("AWS::EKS::Container"));
         assert_eq!(o(&[s("cloud.platform", "aws_elastic_beanstalk")]), Some("AWS::ElasticBeanstalk::Environment"));
         assert_eq!(o(&[s("cloud.platform", "aws_ecs")]), Some("AWS::ECS::Container"));
@@ -410,10 +417,8 @@ mod tests {
 
     #[test]
     fn log_groups() {
-        let arns = [kv(
-            "aws.log.group.arns",
-            arr(&["arn:aws:logs:us-east-1:123456789123:log-group:group1:*", "short"]),
-        )];
+        let arns =
+            [kv("aws.log.group.arns", arr(&["arn:aws:logs:us-east-1:123456789123:log-group:group1:*", "short"]))];
         assert_eq!(
             block(&[], &arns, false).0,
             concat!(

@@ -54,7 +54,8 @@ pub(crate) fn decide<'a>(attrs: &mut Attrs<'a>, span: &'a Span, aws_sdk: bool) -
 
 /// `(fault, error, throttle)`.
 pub(crate) fn flags(attrs: &Attrs<'_>, span: &Span) -> (bool, bool, bool) {
-    let code = attrs.get("http.status_code").or_else(|| attrs.get("http.response.status_code")).map(|kv| int_of(val(kv)));
+    let code =
+        attrs.get("http.status_code").or_else(|| attrs.get("http.response.status_code")).map(|kv| int_of(val(kv)));
     match code {
         Some(code @ 400..=499) => (false, true, code == 429),
         Some(500..=599) => (true, false, false),

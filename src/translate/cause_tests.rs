@@ -53,7 +53,8 @@ fn flags_table() {
     assert_eq!(f(code(429), StatusCode::Unset), (false, true, true));
     assert_eq!(f(code(503), StatusCode::Unset), (true, false, false));
     assert_eq!(f(vec![kv("http.response.status_code", Value::IntValue(500))], StatusCode::Unset), (true, false, false));
-    let both = vec![kv("http.status_code", Value::IntValue(200)), kv("http.response.status_code", Value::IntValue(500))];
+    let both =
+        vec![kv("http.status_code", Value::IntValue(200)), kv("http.response.status_code", Value::IntValue(500))];
     assert_eq!(f(both, StatusCode::Unset), (false, false, false), "http.status_code first");
     assert_eq!(f(vec![s("http.status_code", "500")], StatusCode::Unset), (false, false, false), "a string is 0");
 }

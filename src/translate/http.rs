@@ -138,7 +138,8 @@ fn url(p: Parts<'_>, server: bool) -> Cow<'_, str> {
         None => (p.net_peer_name.or(p.net_peer_ip).unwrap_or(""), p.net_peer_port.unwrap_or_default()),
     };
     let mut url = format!("{scheme}://{host}");
-    if !port.is_empty() && !(scheme == "http" && port == "80") && !(scheme == "https" && port == "443") {
+    let default_port = (scheme == "http" && port == "80") || (scheme == "https" && port == "443");
+    if !port.is_empty() && !default_port {
         url.push(':');
         url.push_str(&port);
     }
@@ -161,10 +162,8 @@ fn url(p: Parts<'_>, server: bool) -> Cow<'_, str> {
 /// of the first event that has a non-zero one, else 0.
 fn content_length(attrs: &Attrs<'_>, events: &[Event]) -> i64 {
     let of = |message_type: &str, size: Option<i64>| if message_type == "RECEIVED" { size.unwrap_or(0) } else { 0 };
-    let span = of(
-        attrs.get_str("message.type"),
-        attrs.get("messaging.message_payload_size_bytes").map(|kv| int_of(val(kv))),
-    );
+    let span =
+        of(attrs.get_str("message.type"), attrs.get("messaging.message_payload_size_bytes").map(|kv| int_of(val(kv))));
     if span != 0 {
         return span;
     }
@@ -258,7 +257,8 @@ mod tests {
             s("http.target", "/users/junit"),
         ];
         assert!(run(&kvs, Kind::Server, &[]).0.contains(r#""url":"https://api.example.com:8443/users/junit""#));
-        let kvs = [s("http.method", "GET"), s("http.scheme", "http"), s("net.host.name", "h"), s("net.host.port", "80")];
+        let kvs =
+            [s("http.method", "GET"), s("http.scheme", "http"), s("net.host.name", "h"), s("net.host.port", "80")];
         assert!(run(&kvs, Kind::Server, &[]).0.contains(r#""url":"http://h/""#));
         let kvs = [s("http.method", "GET"), s("http.host", "hh"), s("net.host.port", "99")];
         assert!(run(&kvs, Kind::Server, &[]).0.contains(r#""url":"http://hh/""#), "no port with http.host");
@@ -284,7 +284,8 @@ mod tests {
         );
         assert!(left.is_empty());
         // a client span does not take server.address as its host
-        let kvs = [s("http.request.method", "GET"), s("server.address", "h"), s("url.path", "/p"), s("url.query", "a=b")];
+        let kvs =
+            [s("http.request.method", "GET"), s("server.address", "h"), s("url.path", "/p"), s("url.query", "a=b")];
         assert!(run(&kvs, Kind::Client, &[]).0.contains(r#""url":"http:///p?a=b""#));
         let kvs = [s("url.full", "https://x/y"), s("network.peer.address", "1.2.3.4"), s("url.query", "")];
         assert!(run(&kvs, Kind::Client, &[]).0.contains(r#""request":{"url":"https://x/y","client_ip":"1.2.3.4"}"#));
@@ -344,7 +345,8 @@ mod tests {
         let kvs = [s("http.method", "GET")];
         let events = [Event::default(), ev(0), ev(12), ev(13)];
         assert!(run(&kvs, Kind::Server, &events).0.contains(r#""content_length":12"#));
-        let kvs = [s("http.method", "GET"), s("message.type", "RECEIVED"), i("messaging.message_payload_size_bytes", 7)];
+        let kvs =
+            [s("http.method", "GET"), s("message.type", "RECEIVED"), i("messaging.message_payload_size_bytes", 7)];
         let (out, left) = run(&kvs, Kind::Server, &events);
         assert!(out.contains(r#""content_length":7"#));
         assert_eq!(left, ["message.type", "messaging.message_payload_size_bytes"]);

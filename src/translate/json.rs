@@ -70,6 +70,12 @@ pub(crate) fn string(buf: &mut Vec<u8>, s: &[u8]) {
 pub(crate) fn prefixed_string(buf: &mut Vec<u8>, prefix: &str, s: &[u8]) {
     buf.push(b'"');
     buf.extend_from_slice(prefix.as_bytes());
+    escape(buf, s);
+    buf.push(b'"');
+}
+
+/// The inside of a JSON string: `s` escaped as Go escapes it, without the quotes.
+pub(crate) fn escape(buf: &mut Vec<u8>, s: &[u8]) {
     let mut start = 0;
     let mut i = 0;
     while let Some(&b) = s.get(i) {
@@ -112,7 +118,6 @@ pub(crate) fn prefixed_string(buf: &mut Vec<u8>, prefix: &str, s: &[u8]) {
         }
     }
     buf.extend_from_slice(&s[start..]);
-    buf.push(b'"');
 }
 
 /// `"k":"v"`.

@@ -60,7 +60,11 @@ mod tests {
     fn links_in_order_with_raw_attributes() {
         let trace: Vec<u8> = (1..=16).collect();
         let links = [
-            link(trace.clone(), vec![0xab; 8], vec![kv("x", Value::IntValue(1)), kv("a", Value::StringValue("s".into()))]),
+            link(
+                trace.clone(),
+                vec![0xab; 8],
+                vec![kv("x", Value::IntValue(1)), kv("a", Value::StringValue("s".into()))],
+            ),
             link(trace.clone(), vec![0; 8], vec![kv("x", Value::IntValue(1))]),
             link(trace.clone(), vec![], vec![]),
         ];
@@ -78,10 +82,16 @@ mod tests {
     fn bad_links_are_dropped_alone() {
         let good = link(vec![1; 16], vec![2; 8], vec![]);
         let links = [link(vec![1; 15], vec![2; 8], vec![]), link(vec![1; 16], vec![2; 3], vec![]), good];
-        assert_eq!(out(&links), r#""links":[{"trace_id":"1-01010101-010101010101010101010101","id":"0202020202020202"}]"#);
+        assert_eq!(
+            out(&links),
+            r#""links":[{"trace_id":"1-01010101-010101010101010101010101","id":"0202020202020202"}]"#
+        );
         assert_eq!(out(&links[..2]), "");
         assert_eq!(out(&[]), "");
         let nan = link(vec![1; 16], vec![2; 8], vec![kv("n", Value::DoubleValue(f64::NAN))]);
-        assert_eq!(out(&[nan]), r#""links":[{"trace_id":"1-01010101-010101010101010101010101","id":"0202020202020202"}]"#);
+        assert_eq!(
+            out(&[nan]),
+            r#""links":[{"trace_id":"1-01010101-010101010101010101010101","id":"0202020202020202"}]"#
+        );
     }
 }

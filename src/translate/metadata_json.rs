@@ -186,7 +186,8 @@ impl Parser<'_> {
                                 let low = (u < 0xDC00 && self.eat(b"\\u").is_some()).then(|| self.hex4()).flatten();
                                 match low {
                                     Some(l) if (0xDC00..0xE000).contains(&l) => {
-                                        char::from_u32(0x10000 + ((u - 0xD800) << 10) + (l - 0xDC00)).unwrap_or('\u{fffd}')
+                                        char::from_u32(0x10000 + ((u - 0xD800) << 10) + (l - 0xDC00))
+                                            .unwrap_or('\u{fffd}')
                                     }
                                     _ => {
                                         self.i = save;
@@ -256,20 +257,47 @@ mod tests {
 
     #[test]
     fn objects_are_normalised_like_go() {
-        assert_eq!(round(r#" {"b":1,"a":[true,null,"x<"],"b":2.50} "#).as_deref(), Some(r#"{"a":[true,null,"x\u003c"],"b":2.5}"#));
-        assert_eq!(round(r#"{"n":12345678901234567890,"e":1e21,"m":-0,"s":1E-7}"#).as_deref(), Some(r#"{"e":1e+21,"m":-0,"n":12345678901234567000,"s":1e-7}"#));
+        assert_eq!(
+            round(r#" {"b":1,"a":[true,null,"x<"],"b":2.50} "#).as_deref(),
+            Some(r#"{"a":[true,null,"x\u003c"],"b":2.5}"#)
+        );
+        assert_eq!(
+            round(r#"{"n":12345678901234567890,"e":1e21,"m":-0,"s":1E-7}"#).as_deref(),
+            Some(r#"{"e":1e+21,"m":-0,"n":12345678901234567000,"s":1e-7}"#)
+        );
         assert_eq!(round("null").as_deref(), Some("null"));
         assert_eq!(round("{}").as_deref(), Some("{}"));
-        assert_eq!(round(r#"{"u":"\u00e9\ud83d\ude00\ud800x\udc00","w":"\/\b\f\n\r\t"}"#).as_deref(), Some("{\"u\":\"é😀\u{fffd}x\u{fffd}\",\"w\":\"/\\b\\f\\n\\r\\t\"}"));
+        assert_eq!(
+            round(r#"{"u":"\u00e9\ud83d\ude00\ud800x\udc00","w":"\/\b\f\n\r\t"}"#).as_deref(),
+            Some("{\"u\":\"é😀\u{fffd}x\u{fffd}\",\"w\":\"/\\b\\f\\n\\r\\t\"}")
+        );
         assert_eq!(round(r#"{"a":{"z":1,"y":{}}}"#).as_deref(), Some(r#"{"a":{"y":{},"z":1}}"#));
     }
 
     #[test]
     fn failures_keep_the_raw_string() {
         for bad in [
-            "", "[1]", "\"x\"", "1", "true", "{", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}",
-            "{\"a\":1e}", "{\"a\":1e400}", "{\"a\":\"\t\"}", "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}", "{} x", "{'a':1}",
-            "{\"a\":tru}", "{\"a\":+1}",
+            "",
+            "[1]",
+            "\"x\"",
+            "1",
+            "true",
+            "{",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "{\"a\":01}",
+            "{\"a\":1.}",
+            "{\"a\":.5}",
+            "{\"a\":1e}",
+            "{\"a\":1e400}",
+            "{\"a\":\"\t\"}",
+            "{\"a\":\"\\x\"}",
+            "{\"a\":\"\\u12\"}",
+            "{} x",
+            "{'a':1}",
+            "{\"a\":tru}",
+            "{\"a\":+1}",
         ] {
             assert_eq!(round(bad), None, "{bad:?}");
         }

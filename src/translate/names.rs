@@ -48,7 +48,7 @@ pub(crate) fn is_aws_sdk(attrs: &Attrs<'_>) -> bool {
 }
 
 /// Drops one leading `AWS.SDK.` or else `AWS::`, on `aws-api` spans only.
-pub(crate) fn trim_aws_sdk_prefix<'a>(name: &'a str, aws_sdk: bool) -> &'a str {
+pub(crate) fn trim_aws_sdk_prefix(name: &str, aws_sdk: bool) -> &str {
     if !aws_sdk {
         return name;
     }
@@ -125,8 +125,11 @@ fn allowed(c: char) -> bool {
 /// when nothing is left.
 pub(crate) fn fix_segment_name(name: &str) -> Cow<'_, [u8]> {
     const MAX: usize = 200;
-    let fixed: Cow<'_, str> =
-        if name.chars().all(allowed) { Cow::Borrowed(name) } else { Cow::Owned(name.chars().filter(|&c| allowed(c)).collect()) };
+    let fixed: Cow<'_, str> = if name.chars().all(allowed) {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(name.chars().filter(|&c| allowed(c)).collect())
+    };
     match fixed {
         Cow::Borrowed("") => Cow::Borrowed(b"span"),
         Cow::Owned(s) if s.is_empty() => Cow::Borrowed(b"span"),
@@ -282,7 +285,10 @@ mod tests {
     #[test]
     fn fix_segment_name_keeps_letters_by_general_category() {
         assert_eq!(&*fix_segment_name("héllo wörld! ١٢٣ \\tab\t(x)"), "héllo wörld  tabx".as_bytes());
-        assert_eq!(&*fix_segment_name("EP @ test_15.testing-d\u{F6}main.org#GO"), "EP @ test_15.testing-d\u{F6}main.org#GO".as_bytes());
+        assert_eq!(
+            &*fix_segment_name("EP @ test_15.testing-d\u{F6}main.org#GO"),
+            "EP @ test_15.testing-d\u{F6}main.org#GO".as_bytes()
+        );
         assert_eq!(&*fix_segment_name("<subDomain>.example.com"), b"subDomain.example.com");
         assert_eq!(&*fix_segment_name("<>"), b"span");
         assert_eq!(&*fix_segment_name(""), b"span");

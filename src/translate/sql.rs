@@ -19,7 +19,17 @@ pub(crate) struct Sql<'a> {
 fn is_sql(system: &str) -> bool {
     matches!(
         system,
-        "db2" | "derby" | "hive" | "mariadb" | "mssql" | "mysql" | "oracle" | "postgresql" | "sqlite" | "teradata" | "other_sql"
+        "db2"
+            | "derby"
+            | "hive"
+            | "mariadb"
+            | "mssql"
+            | "mysql"
+            | "oracle"
+            | "postgresql"
+            | "sqlite"
+            | "teradata"
+            | "other_sql"
     )
 }
 

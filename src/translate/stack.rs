@@ -125,7 +125,12 @@ fn lines(trace: &str) -> Lines<'_> {
 }
 
 /// Starts a chained exception after the current (last) one.
-fn chain<'a>(excs: &mut Vec<Exception<'a>>, kind: Cow<'a, [u8]>, message: Cow<'a, [u8]>, next_id: &mut dyn FnMut() -> u64) {
+fn chain<'a>(
+    excs: &mut Vec<Exception<'a>>,
+    kind: Cow<'a, [u8]>,
+    message: Cow<'a, [u8]>,
+    next_id: &mut dyn FnMut() -> u64,
+) {
     let id = next_id();
     let remote = excs.last().is_some_and(|e| e.remote);
     if let Some(last) = excs.last_mut() {
@@ -199,7 +204,9 @@ fn python<'a>(trace: &'a str, excs: &mut Vec<Exception<'a>>, next_id: &mut dyn F
         let line = lines[idx];
         if line.starts_with("  File ") {
             let mut parts = line.split(',');
-            if let (Some(file), Some(number), Some(label), None) = (parts.next(), parts.next(), parts.next(), parts.next()) {
+            if let (Some(file), Some(number), Some(label), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            {
                 let fb = file.as_bytes();
                 let path = if fb.len() > 8 { &fb[8..fb.len() - 1] } else { &b""[..] };
                 let number = number.strip_prefix(" line ").map_or(0, |n| atoi(n.as_bytes()));
@@ -296,9 +303,7 @@ fn is_goroutine_header(line: &str) -> bool {
     if !line.starts_with("goroutine") || !line.ends_with(':') {
         return false;
     }
-    (9..b.len()).any(|p| {
-        b[p..].starts_with(b"running") && !is_word(b[p - 1]) && p + 7 < b.len() && !is_word(b[p + 7])
-    })
+    (9..b.len()).any(|p| b[p..].starts_with(b"running") && !is_word(b[p - 1]) && p + 7 < b.len() && !is_word(b[p + 7]))
 }
 
 /// The first `([^:\s]+):(\d+)`: a run of characters other than `:` and `[\t\n\f\r ]`, then a

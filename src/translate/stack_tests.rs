@@ -89,7 +89,10 @@ fn java_frames_and_causes() {
     assert!(excs[1].remote, "remote is copied");
     assert_eq!(
         frames(&excs, 1),
-        ["org.junit.ThrowableCollector.execute|ThrowableCollector.java|73", "org.junit.NodeTestTask.executeRecursively|NodeTestTask.java|0"]
+        [
+            "org.junit.ThrowableCollector.execute|ThrowableCollector.java|73",
+            "org.junit.NodeTestTask.executeRecursively|NodeTestTask.java|0"
+        ]
     );
     assert_eq!((excs[1].cause, text(&excs[2].kind), text(&excs[2].message)), (Some(3), "Bare".into(), "".into()));
     assert!(excs[2].stack.is_empty());
@@ -130,7 +133,10 @@ fn python_frames_and_causes() {
     let excs = run(Lang::Python, PYTHON);
     assert_eq!(excs.len(), 2);
     assert_eq!(frames(&excs, 0), ["greet_many|greetings.py|12", "<module>|main.py|14"]);
-    assert_eq!((text(&excs[1].kind), text(&excs[1].message)), ("ValueError".into(), "bad value\nwith more on\nnew lines".into()));
+    assert_eq!(
+        (text(&excs[1].kind), text(&excs[1].message)),
+        ("ValueError".into(), "bad value\nwith more on\nnew lines".into())
+    );
     assert_eq!(frames(&excs, 1), ["greet|foo.py|5", "greet_many|bar.py|10"]);
     assert_eq!(excs[0].cause, Some(2));
 }
@@ -147,8 +153,12 @@ fn python_malformed() {
   File \"greetings.py\", line 12, in greet_many
     x
 TypeError: must be str, not int";
-    assert_eq!(frames(&run(Lang::Python, malformed), 0), ["greet_many|greetings.py|12", "|main.py|14", "<module>|main.py|0"]);
-    let no_colon = PYTHON.replace("ValueError: bad value", "ValueError bad value").replace("with more on\nnew lines\n", "");
+    assert_eq!(
+        frames(&run(Lang::Python, malformed), 0),
+        ["greet_many|greetings.py|12", "|main.py|14", "<module>|main.py|0"]
+    );
+    let no_colon =
+        PYTHON.replace("ValueError: bad value", "ValueError bad value").replace("with more on\nnew lines\n", "");
     assert_eq!(run(Lang::Python, &no_colon).len(), 1);
     let no_file = "Traceback:\nValueError: v\n\nDuring handling of the above exception, another exception occurred:\n\n  File \"a\", line 1, in b\nT: m";
     let excs = run(Lang::Python, no_file);
@@ -165,7 +175,10 @@ fn python_crash_inputs() {
     let excs = run(Lang::Python, "  File \"a\", line 1, in b\nx\nT:\n\nDuring handling of the above exception, another exception occurred:\nlast");
     assert_eq!((text(&excs[1].kind), text(&excs[1].message)), ("T".into(), "".into()));
     // the During line right below a File line
-    let excs = run(Lang::Python, "  File \"a\", line 1, in b\nDuring handling of the above exception, another exception occurred:\nlast");
+    let excs = run(
+        Lang::Python,
+        "  File \"a\", line 1, in b\nDuring handling of the above exception, another exception occurred:\nlast",
+    );
     assert_eq!(excs.len(), 1);
 }
 
