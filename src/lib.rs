@@ -26,6 +26,8 @@
 //! - [`proxy`] answers the TCP port: it signs and forwards the SDKs' sampling calls and serves
 //!   `/health`, `/ready` and `/metrics`; [`serve`] runs the accept loops;
 //! - [`observe`] holds the counters, metrics, logging, health and telemetry records;
+//! - [`translate`] turns OTLP spans into X-Ray segment documents, as the Collector's `awsxray`
+//!   exporter does, without I/O (`docs/span-translation.md`);
 //! - [`config`] reads the settings from flags, environment variables and the config file, from
 //!   one table of settings; [`sizing`] sizes the buffer from the memory the daemon may use.
 //!
@@ -45,3 +47,4 @@ pub mod runner;
 pub(crate) mod serve;
 pub mod signal;
 pub mod sizing;
+pub mod translate;
