@@ -27,6 +27,8 @@
 //!   `/health`, `/ready` and `/metrics`; [`serve`] runs the accept loops;
 //! - [`stats`] holds the counters every module writes, at the bottom of the crate; [`report`]
 //!   reads them for `/metrics`, the logs, health and the telemetry records, near the top;
+//! - [`translate`] turns OTLP spans into X-Ray segment documents, as the Collector's `awsxray`
+//!   exporter does, without I/O (`docs/span-translation.md`);
 //! - [`config`] reads the settings from flags, environment variables and the config file, from
 //!   one table of settings; [`sizing`] sizes the buffer from the memory the daemon may use.
 //!
@@ -47,3 +49,4 @@ pub(crate) mod serve;
 pub mod signal;
 pub mod sizing;
 pub mod stats;
+pub mod translate;

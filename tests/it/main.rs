@@ -10,6 +10,7 @@ mod fake_xray;
 mod fake_xray_selftest;
 mod fuzz;
 mod fuzz_otlp;
+mod fuzz_translate;
 mod lambda;
 mod layout;
 mod logs;
