@@ -10,12 +10,12 @@ use super::client::Deferred;
 use super::errors::{classify, redact_key_ids};
 use super::trace_segments_body;
 use crate::backend::{BackendError, Receipt, Sink};
-use crate::signal::Segments;
+use crate::signal::Documents;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use tracing::{error, warn};
 
-impl Sink<Segments> for aws_sdk_xray::Client {
+impl<S: Documents> Sink<S> for aws_sdk_xray::Client {
     async fn send(&self, records: &[Bytes]) -> Result<Receipt, BackendError> {
         let body = trace_segments_body::encode(records);
         let out = self
@@ -44,9 +44,9 @@ impl Sink<Segments> for aws_sdk_xray::Client {
     }
 }
 
-impl Sink<Segments> for Deferred {
+impl<S: Documents> Sink<S> for Deferred {
     async fn send(&self, records: &[Bytes]) -> Result<Receipt, BackendError> {
-        Sink::<Segments>::send(&self.built().await?.client, records).await
+        Sink::<S>::send(&self.built().await?.client, records).await
     }
 }
 

@@ -20,7 +20,7 @@ mod table;
 mod values;
 
 pub use flags::Flags;
-pub use values::{ConfigError, LambdaConfig, LambdaFlush, LogFormat, LogLevel, Mode, DEFAULT_TCP_ADDRESS};
+pub use values::{ConfigError, LambdaConfig, LambdaFlush, LogFormat, LogLevel, Mode, SpanUpload, DEFAULT_TCP_ADDRESS};
 
 use crate::sizing;
 use file::FileConfig;
@@ -89,6 +89,12 @@ pub struct Config {
     pub otlp_address: Option<String>,
     /// gzip the span requests.
     pub otlp_gzip: bool,
+    /// How spans go to X-Ray.
+    pub span_upload: SpanUpload,
+    /// Segments mode: the attributes that become annotations.
+    pub indexed_attributes: Vec<String>,
+    /// Segments mode: every attribute that can be an annotation becomes one.
+    pub index_all_attributes: bool,
     /// The disk spool's directory; `None`: no spool.
     pub spool_dir: Option<PathBuf>,
     /// The spool's cap in bytes.
@@ -302,6 +308,9 @@ impl Config {
             otlp_endpoint: r.get(&table::OTLP_ENDPOINT),
             otlp_address: r.get(&table::OTLP_ADDRESS),
             otlp_gzip: r.get(&table::OTLP_GZIP),
+            span_upload: r.get(&table::SPAN_UPLOAD),
+            indexed_attributes: r.get(&table::INDEXED_ATTRIBUTES),
+            index_all_attributes: r.get(&table::INDEX_ALL_ATTRIBUTES),
             spool_dir: r.get(&table::SPOOL_DIR),
             spool_max_bytes: r.get(&table::SPOOL_MAX),
             spool_interval: r.get(&table::SPOOL_INTERVAL),

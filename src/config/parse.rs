@@ -5,7 +5,7 @@
 //! booleans, `HOST:PORT` addresses, proxy URLs with a scheme).
 
 use super::flags::parse_go_bool;
-use super::values::{ConfigError, LambdaFlush, LogFormat, LogLevel, MIN_BUFFER_MB};
+use super::values::{ConfigError, LambdaFlush, LogFormat, LogLevel, SpanUpload, MIN_BUFFER_MB};
 use crate::sizing::MB;
 use std::time::Duration;
 
@@ -196,6 +196,16 @@ pub(crate) fn lambda_flush(source: &str, value: &str) -> Result<LambdaFlush, Con
     word(source, value, &words, "end, next-invoke or background")
 }
 
+/// `segments` or `otlp`, in any case; blank is `segments`.
+pub(crate) fn span_upload(source: &str, value: &str) -> Result<SpanUpload, ConfigError> {
+    word(source, value, &[("segments", SpanUpload::Segments), ("otlp", SpanUpload::Otlp)], "segments or otlp")
+}
+
+/// A comma-separated list: each item trimmed, empty items left out.
+pub(crate) fn list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +235,11 @@ mod tests {
         let e = mode("V", " x ").unwrap_err().to_string();
         assert_eq!(e, "invalid value \"x\" for V: expected lambda, sidecar or auto", "the value is trimmed");
         assert_eq!(lambda_flush("V", "Next-Invoke"), Ok(LambdaFlush::NextInvoke));
+        assert_eq!(span_upload("V", " OTLP "), Ok(SpanUpload::Otlp));
+        assert_eq!(span_upload("V", ""), Ok(SpanUpload::Segments));
+        let e = span_upload("V", "xray").unwrap_err().to_string();
+        assert_eq!(e, "invalid value \"xray\" for V: expected segments or otlp");
+        assert_eq!(list(" http.method, ,otel.resource.service.name ,"), ["http.method", "otel.resource.service.name"]);
         assert_eq!(log_level("V", "PROD"), Ok(LogLevel::Info));
         assert_eq!(log_format("V", "JSON"), Ok(LogFormat::Json));
         assert_eq!(url("V", "https://x.example/"), Ok(Some("https://x.example".into())));

@@ -4,13 +4,15 @@
 //! The one place that names a setting. The loader (`mod.rs`) reads each setting through its
 //! descriptor; the command line's flags and the `-h` screen (`cli.rs`) are the descriptors'
 //! flags in this order, which is upstream's; the tests below hold the README's configuration
-//! table equal to this one. It is over 500 lines because it is a table (38 rows of about ten lines)
+//! table equal to this one. It is over 500 lines because it is a table (41 rows of about ten lines)
 //! and the README test.
 
 use super::file::{FileConfig, FileKey};
 use super::flags::{Flag, Flags, Slot};
 use super::parse::{self, ModeChoice};
-use super::values::{ConfigError, LambdaFlush, LogFormat, LogLevel, DEFAULT_TCP_ADDRESS, DEFAULT_UDP_ADDRESS};
+use super::values::{
+    ConfigError, LambdaFlush, LogFormat, LogLevel, SpanUpload, DEFAULT_TCP_ADDRESS, DEFAULT_UDP_ADDRESS,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 use DefaultValue::{Derived, Empty, Is};
@@ -346,6 +348,35 @@ settings! {
         also: &[],
         default: Is("true"),
         about: "gzip the span requests sent to X-Ray",
+    }
+    SPAN_UPLOAD: SpanUpload {
+        parse: parse::span_upload,
+        flag: None,
+        var: "XRAY_DAEMON_SPAN_UPLOAD",
+        file: None,
+        also: &[],
+        default: Is("segments"),
+        about: "how spans go to X-Ray: `segments` (converted to segment documents, sent with PutTraceSegments: \
+            every account) or `otlp` (to X-Ray's OTLP endpoint: accounts with Transaction Search on)",
+    }
+    INDEXED_ATTRIBUTES: Vec<String> {
+        parse: |_, v| Ok(parse::list(v)),
+        flag: None,
+        var: "XRAY_DAEMON_INDEXED_ATTRIBUTES",
+        file: None,
+        also: &[],
+        default: Empty("none"),
+        about: "segments mode: span and resource attributes (resource ones as `otel.resource.KEY`) that become \
+            annotations, which X-Ray indexes for search, comma-separated; the rest go to metadata",
+    }
+    INDEX_ALL_ATTRIBUTES: bool {
+        parse: parse::go_bool,
+        flag: None,
+        var: "XRAY_DAEMON_INDEX_ALL_ATTRIBUTES",
+        file: None,
+        also: &[],
+        default: Is("false"),
+        about: "segments mode: every attribute that can be an annotation becomes one",
     }
     SPOOL_DIR: Option<PathBuf> {
         parse: |_, v| Ok(Some(PathBuf::from(v))),

@@ -56,6 +56,17 @@ impl ConfigError {
     }
 }
 
+/// How spans go to X-Ray (`XRAY_DAEMON_SPAN_UPLOAD`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SpanUpload {
+    /// Converted to segment documents and sent with PutTraceSegments, as the OpenTelemetry
+    /// Collector's X-Ray exporter does: works on every account.
+    #[default]
+    Segments,
+    /// Forwarded to X-Ray's OTLP endpoint (`/v1/traces`): needs CloudWatch Transaction Search.
+    Otlp,
+}
+
 /// Log verbosity, upstream's names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LogLevel {

@@ -537,7 +537,7 @@ mod tests {
         }
         let stats = Arc::new(Stats::default());
         let intake =
-            Intake::new(Arc::new(Buffer::new(64 << 20, 50)), Arc::new(Buffer::new(1 << 20, 10_000)), stats.clone());
+            Intake::otlp(Arc::new(Buffer::new(64 << 20, 50)), Arc::new(Buffer::new(1 << 20, 10_000)), stats.clone());
         let shutdown = CancellationToken::new();
         let (control, _drain) = SourceControl::standalone(shutdown.clone());
         let reader = tokio::spawn(run(socket, intake, control));
@@ -599,7 +599,7 @@ mod tests {
         }
         let stats = Arc::new(Stats::default());
         let buffer = Arc::new(Buffer::new(64 << 20, 50));
-        let sink = Datagrams::new(Intake::new(buffer.clone(), Arc::new(Buffer::new(1 << 20, 10_000)), stats.clone()));
+        let sink = Datagrams::new(Intake::otlp(buffer.clone(), Arc::new(Buffer::new(1 << 20, 10_000)), stats.clone()));
         let mut receiver = Receiver::new();
         let turn = receiver.read(&bound.socket, &sink, READ_BUDGET);
         assert_eq!(turn.datagrams, sizes.len());
@@ -627,7 +627,7 @@ mod tests {
             sender.send_to(&datagram, bound.local_addr).expect("send");
         }
         let stats = Arc::new(Stats::default());
-        let sink = Datagrams::new(Intake::new(
+        let sink = Datagrams::new(Intake::otlp(
             Arc::new(Buffer::new(64 << 20, 50)),
             Arc::new(Buffer::new(1 << 20, 10_000)),
             stats.clone(),

@@ -410,6 +410,30 @@ impl Buffer {
         stored
     }
 
+    /// Stores every one of `records` (one item each) only if all of them fit without dropping
+    /// anything, for senders that can be told to come back later. Returns whether they were
+    /// stored.
+    pub(crate) fn try_push_all(&self, records: Vec<Bytes>) -> bool {
+        let need: usize = records.iter().map(cost).sum();
+        let wake = {
+            let mut inner = self.lock();
+            if !self.budget.try_charge(need) {
+                return false;
+            }
+            let mut wake = false;
+            for body in records {
+                let charge = cost(&body);
+                wake |= inner.store(body, 1, charge, self.max_batch, None);
+            }
+            wake
+        };
+        if wake {
+            self.arrived.notify_one();
+        }
+        self.check_pressure();
+        true
+    }
+
     /// Stores a record read back from the spool only if it fits without dropping anything.
     pub(crate) fn push_loaded(&self, body: Bytes, items: u32, at: RecordRef) -> bool {
         self.try_store(body, items, Some(at))
@@ -561,6 +585,19 @@ mod tests {
         let batch = buf.take_batch(50, usize::MAX).unwrap();
         assert_eq!(tags(&batch), vec![3, 4]);
         assert!(buf.level().bytes <= buf.limit());
+    }
+
+    #[test]
+    fn records_pushed_together_are_all_stored_or_none_is() {
+        let per = cost(&body(100, 0));
+        let buf = Arc::new(Buffer::new(per * 3, 50));
+        buf.push(body(100, 0));
+        assert!(!buf.try_push_all(vec![body(100, 1), body(100, 2), body(100, 3)]), "three do not fit beside one");
+        assert_eq!(buf.level().queued, 1, "nothing was stored, nothing was evicted");
+        assert!(buf.try_push_all(vec![body(100, 1), body(100, 2)]));
+        let batch = buf.take_batch(50, usize::MAX).unwrap();
+        assert_eq!(tags(&batch), vec![0, 1, 2]);
+        assert_eq!(buf.level().bytes, 3 * per);
     }
 
     #[test]

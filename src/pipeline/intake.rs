@@ -3,7 +3,10 @@
 //!
 //! The sources know their wire formats and their clients; the intake knows what a record is
 //! once it is in: a segment document goes to the segment buffer, and the spans of a request go
-//! to the span buffer in the form their upload takes. It counts what it takes and what does
+//! to the span buffer in the form their upload takes ([`SpanForm`]): each span converted to
+//! segment documents for PutTraceSegments (the default), or the request as received for X-Ray's
+//! OTLP endpoint. Spans X-Ray would refuse are taken out here, counted by reason, and reported
+//! to the client in OTLP's `partial_success`. It counts what it takes and what does
 //! not fit, and logs the spillover (rate-limited). A source that can tell its client to come
 //! back later (HTTP, gRPC) asks for [`WhenFull::Refuse`]: nothing buffered is dropped for it.
 //! The UDP reader cannot, and asks for [`WhenFull::DropOldest`].
@@ -13,9 +16,10 @@
 
 use crate::pipeline::buffer::{Buffer, Push};
 use crate::signal::spans::{self, Received};
-use crate::signal::{Segments, Signal, Spans};
+use crate::signal::{Segments, Signal, SpanSegments, Spans};
 use crate::stats::log_limit::{suppressed_note, RateLimitedWarn};
 use crate::stats::{SpanRejected, SpanSource, Stats};
+use crate::translate::{Documents, RandomIds, Translator, MAX_DOCUMENT_BYTES};
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -41,7 +45,8 @@ pub struct Full;
 pub struct SpansTaken {
     /// Spans stored for upload.
     pub stored: u32,
-    /// Spans taken out for being over X-Ray's size limit.
+    /// Spans taken out for being over X-Ray's size limit: a span over 200 KB for its OTLP
+    /// endpoint, a segment document over 64 KB for PutTraceSegments.
     pub too_large: u32,
     /// Spans taken out for invalid ids.
     pub invalid: u32,
@@ -63,15 +68,29 @@ impl SpansTaken {
             ));
         }
         if self.too_large > 0 {
-            parts.push(format!("{} spans over {} bytes, the most X-Ray takes", self.too_large, spans::MAX_SPAN_BYTES));
+            parts.push(format!(
+                "{} spans too large for X-Ray (a span over {} bytes, or a segment document over {} bytes)",
+                self.too_large,
+                spans::MAX_SPAN_BYTES,
+                MAX_DOCUMENT_BYTES
+            ));
         }
         parts.join("; ")
     }
 }
 
+/// The form spans are stored in, which their upload decides.
+pub(crate) enum SpanForm {
+    /// Segment documents, one record each, for PutTraceSegments.
+    Segments(Translator),
+    /// The request as received (protobuf), for X-Ray's OTLP endpoint.
+    Otlp,
+}
+
 struct Shared {
     segments: Arc<Buffer>,
     spans: Arc<Buffer>,
+    form: SpanForm,
     stats: Arc<Stats>,
     spill_warn: RateLimitedWarn,
 }
@@ -81,9 +100,14 @@ struct Shared {
 pub struct Intake(Arc<Shared>);
 
 impl Intake {
-    /// Segment documents go to `segments`, spans to `spans`.
-    pub fn new(segments: Arc<Buffer>, spans: Arc<Buffer>, stats: Arc<Stats>) -> Intake {
-        Intake(Arc::new(Shared { segments, spans, stats, spill_warn: RateLimitedWarn::new(10) }))
+    /// Segment documents go to `segments`, spans to `spans` in the given form.
+    pub(crate) fn new(segments: Arc<Buffer>, spans: Arc<Buffer>, form: SpanForm, stats: Arc<Stats>) -> Intake {
+        Intake(Arc::new(Shared { segments, spans, form, stats, spill_warn: RateLimitedWarn::new(10) }))
+    }
+
+    /// An intake whose spans are kept as received (the OTLP form), for tests and benches.
+    pub fn otlp(segments: Arc<Buffer>, spans: Arc<Buffer>, stats: Arc<Stats>) -> Intake {
+        Intake::new(segments, spans, SpanForm::Otlp, stats)
     }
 
     /// The counters every source writes.
@@ -104,32 +128,76 @@ impl Intake {
     /// Stores the spans of one request from `source`. With [`WhenFull::Refuse`] it takes all of
     /// them or none ([`Full`]), and counts nothing of a request it did not take.
     pub fn spans(&self, received: Received, source: SpanSource, when_full: WhenFull) -> Result<SpansTaken, Full> {
-        let stats = &self.0.stats;
         let total = received.spans() as u64;
-        let checked = spans::for_otlp(received);
-        let taken = SpansTaken { stored: checked.spans, too_large: checked.too_large, invalid: checked.invalid };
-        if checked.spans > 0 {
-            match when_full {
-                WhenFull::Refuse => {
-                    if !self.0.spans.try_push(checked.body, checked.spans) {
-                        Stats::add(&stats.otlp_refused[source as usize], 1);
-                        return Err(Full);
-                    }
-                }
-                WhenFull::DropOldest => match self.0.spans.push_items(checked.body, checked.spans) {
-                    Push::Stored { evicted: 0 } => {}
-                    Push::Stored { evicted } => self.spilled::<Spans>(evicted as u64, "Dropping the oldest spans"),
-                    Push::Dropped => self.spilled::<Spans>(
-                        u64::from(checked.spans),
-                        "Dropping the new spans: all buffered spans are being uploaded",
-                    ),
-                },
-            }
-        }
+        let taken = match &self.0.form {
+            SpanForm::Segments(translator) => self.span_documents(translator, &received, source, when_full)?,
+            SpanForm::Otlp => self.span_request(received, source, when_full)?,
+        };
+        let stats = &self.0.stats;
         stats.spans_received(source, total);
         stats.span_rejected(SpanRejected::TooLarge, u64::from(taken.too_large));
         stats.span_rejected(SpanRejected::Invalid, u64::from(taken.invalid));
         Ok(taken)
+    }
+
+    /// Each span as its segment documents, a record each.
+    fn span_documents(
+        &self,
+        translator: &Translator,
+        received: &Received,
+        source: SpanSource,
+        when_full: WhenFull,
+    ) -> Result<SpansTaken, Full> {
+        let mut documents = Documents::new();
+        let tally = translator.request(&received.request, &mut RandomIds, &mut documents);
+        let taken = SpansTaken { stored: tally.spans, too_large: tally.too_large, invalid: tally.invalid };
+        let records = documents.iter().map(Bytes::copy_from_slice);
+        match when_full {
+            WhenFull::Refuse => {
+                if !documents.is_empty() && !self.0.spans.try_push_all(records.collect()) {
+                    Stats::add(&self.0.stats.otlp_refused[source as usize], 1);
+                    return Err(Full);
+                }
+            }
+            WhenFull::DropOldest => {
+                for record in records {
+                    self.store::<SpanSegments>(&self.0.spans, record, 1);
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// The request as received, without the spans X-Ray's OTLP endpoint would refuse.
+    fn span_request(&self, received: Received, source: SpanSource, when_full: WhenFull) -> Result<SpansTaken, Full> {
+        let checked = spans::for_otlp(received);
+        let taken = SpansTaken { stored: checked.spans, too_large: checked.too_large, invalid: checked.invalid };
+        if checked.spans == 0 {
+            return Ok(taken);
+        }
+        match when_full {
+            WhenFull::Refuse => {
+                if !self.0.spans.try_push(checked.body, checked.spans) {
+                    Stats::add(&self.0.stats.otlp_refused[source as usize], 1);
+                    return Err(Full);
+                }
+            }
+            WhenFull::DropOldest => self.store::<Spans>(&self.0.spans, checked.body, checked.spans),
+        }
+        Ok(taken)
+    }
+
+    /// Stores a record of `items` items of signal `S`, dropping the oldest waiting records if
+    /// it does not fit, and counts and logs what was dropped.
+    fn store<S: Signal>(&self, buffer: &Buffer, body: Bytes, items: u32) {
+        match buffer.push_items(body, items) {
+            Push::Stored { evicted: 0 } => {}
+            Push::Stored { evicted } => self.spilled::<S>(evicted as u64, &format!("Dropping the oldest {}", S::NOUN)),
+            Push::Dropped => self.spilled::<S>(
+                u64::from(items),
+                &format!("Dropping the new {}: all buffered {} are being uploaded", S::NOUN, S::NOUN),
+            ),
+        }
     }
 
     fn spilled<S: Signal>(&self, n: u64, what: &str) {

@@ -20,12 +20,13 @@ pub mod intake;
 pub(crate) mod spool;
 
 use crate::backend::Sink;
-use crate::signal::{Segments, Signal, Spans};
+use crate::signal::{Segments, Signal, SpanSegments, Spans};
 use crate::stats::liveness::{AliveGuard, Liveness};
 use crate::stats::Stats;
+use crate::translate::{Options, Translator};
 use buffer::{Budget, Buffer};
 use flush::{Command, Driver, FlushPolicy, RetryPolicy, Uploader};
-use intake::{Intake, SourceControl, SourceHandle};
+use intake::{Intake, SourceControl, SourceHandle, SpanForm};
 use spool::{Spool, SpoolLane, SpoolSettings};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -50,6 +51,16 @@ pub(crate) struct Settings {
 /// With a spool, the most of a shutdown's time kept for writing what is left to disk (a
 /// quarter of it when it is shorter).
 const SPOOL_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Where the spans go, and so what the span buffer holds.
+pub(crate) enum SpanRoute<P> {
+    /// Converted to segment documents at the intake and sent through the segments' sink
+    /// (`XRAY_DAEMON_SPAN_UPLOAD=segments`), with these translation options.
+    Segments(Options),
+    /// Requests as received, sent through `P` to X-Ray's OTLP endpoint
+    /// (`XRAY_DAEMON_SPAN_UPLOAD=otlp`).
+    Otlp(P),
+}
 
 /// A flush did not finish before its deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -164,17 +175,19 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts the flush drivers on the current runtime. `segments` takes the segment batches,
-    /// `spans` the span batches. `spool`, opened with the same `stats`, turns the disk spool on.
+    /// Starts the flush drivers on the current runtime. `segments` takes the segment batches
+    /// (and the spans', converted, on the [`SpanRoute::Segments`] route); `spans` says where the
+    /// spans go. `spool`, opened with the same `stats` and the same route, turns the disk spool
+    /// on.
     pub(crate) fn start<B, P>(
         segments: B,
-        spans: P,
+        spans: SpanRoute<P>,
         settings: Settings,
         stats: Arc<Stats>,
         spool: Option<Spool>,
     ) -> Pipeline
     where
-        B: Sink<Segments>,
+        B: Sink<Segments> + Sink<SpanSegments> + Clone,
         P: Sink<Spans>,
     {
         let budget = Arc::new(Budget::new(settings.buffer_bytes));
@@ -182,6 +195,25 @@ impl Pipeline {
         let alive = || AliveGuard(liveness.clone(), |l| &l.uploads);
         let stop_spool = CancellationToken::new();
         let spool_of = |lane: fn(&Spool) -> &Arc<SpoolLane>| spool.as_ref().map(|s| (lane(s).clone(), &s.settings));
+        let span_spool = spool_of(|s| &s.spans);
+        let (span_lane, form) = match spans {
+            SpanRoute::Segments(options) => (
+                Lane::start::<SpanSegments, _>(
+                    segments.clone(),
+                    &budget,
+                    &settings,
+                    &stats,
+                    alive(),
+                    span_spool,
+                    &stop_spool,
+                ),
+                SpanForm::Segments(Translator::new(&options)),
+            ),
+            SpanRoute::Otlp(sink) => (
+                Lane::start::<Spans, _>(sink, &budget, &settings, &stats, alive(), span_spool, &stop_spool),
+                SpanForm::Otlp,
+            ),
+        };
         let (segments, segments_driver, mut spool_tasks) = Lane::start::<Segments, _>(
             segments,
             &budget,
@@ -191,10 +223,9 @@ impl Pipeline {
             spool_of(|s| &s.segments),
             &stop_spool,
         );
-        let (spans, spans_driver, span_spool_tasks) =
-            Lane::start::<Spans, _>(spans, &budget, &settings, &stats, alive(), spool_of(|s| &s.spans), &stop_spool);
+        let (spans, spans_driver, span_spool_tasks) = span_lane;
         spool_tasks.extend(span_spool_tasks);
-        let intake = Intake::new(segments.buffer.clone(), spans.buffer.clone(), stats.clone());
+        let intake = Intake::new(segments.buffer.clone(), spans.buffer.clone(), form, stats.clone());
         let tasks = Tasks { drivers: vec![segments_driver, spans_driver], spool: spool_tasks };
         let shared = Shared {
             stats,

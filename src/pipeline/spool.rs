@@ -19,13 +19,20 @@
 //! good). The storage and its reasoning are in [`disk_log`](super::disk_log).
 //!
 //! One directory per daemon: a lock file (`flock`) taken at start makes a second daemon on the
-//! same directory fail with a message that says so.
+//! same directory fail with a message that says so. Spans are spooled in the form their upload
+//! takes (OTLP requests, or segment documents), each form in a directory of its own; what an
+//! earlier run left in the other form is moved over at start ([`absorb`]).
+//!
+//! It is over 500 lines: the lane, the mover, the replayer and that move share the lane's
+//! private state (its log, its counters, its wake-ups), and each is short.
 
 use crate::pipeline::buffer::{Batch, Buffer};
 use crate::pipeline::disk_log::{Appended, Cap, DiskLog, RecordRef, Recovered};
-use crate::signal::Signal;
+use crate::signal::{Segments, Signal, SpanSegments, Spans};
 use crate::stats::log_limit::{suppressed_note, RateLimitedWarn};
+use crate::stats::SpanRejected;
 use crate::stats::{SpoolCounters, Stats};
+use crate::translate::{Documents, RandomIds, Translator};
 use bytes::Bytes;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -74,7 +81,16 @@ impl Spool {
     /// Takes the directory's lock and reads what an earlier run left. Only another daemon
     /// holding the lock is an error; a directory that cannot be read or written is logged and
     /// the spool runs on, counting every record it could not write as dropped.
-    pub(crate) fn open(settings: SpoolSettings, stats: &Arc<Stats>) -> Result<Spool, SpoolError> {
+    ///
+    /// `documents` is the translator when spans go as segment documents (`None`: to the OTLP
+    /// endpoint). What an earlier run spooled in the other form is moved, converted, into the
+    /// log this run sends from ([`absorb`]), so that changing `XRAY_DAEMON_SPAN_UPLOAD` loses
+    /// nothing spooled.
+    pub(crate) fn open(
+        settings: SpoolSettings,
+        stats: &Arc<Stats>,
+        documents: Option<&Translator>,
+    ) -> Result<Spool, SpoolError> {
         let dir = &settings.dir;
         let lock = match lock(dir) {
             Ok(file) => Some(file),
@@ -91,12 +107,87 @@ impl Spool {
             }
         };
         let cap = Arc::new(Cap { limit: settings.max_bytes, used: AtomicU64::new(0) });
-        let segments = SpoolLane::open::<crate::signal::Segments>(dir, &cap, stats);
-        let spans = SpoolLane::open::<crate::signal::Spans>(dir, &cap, stats);
+        let segments = SpoolLane::open::<Segments>(dir, &cap, stats);
+        let spans = match documents {
+            Some(translator) => {
+                let lane = SpoolLane::open::<SpanSegments>(dir, &cap, stats);
+                absorb::<Spans>(dir, &cap, &lane, |request| span_documents(translator, request, stats));
+                lane
+            }
+            None => {
+                let lane = SpoolLane::open::<Spans>(dir, &cap, stats);
+                absorb::<SpanSegments>(dir, &cap, &segments, |document| vec![document]);
+                lane
+            }
+        };
         Ok(Spool { settings, segments, spans, _lock: lock })
     }
 }
 
+/// A spooled OTLP request as segment documents; the spans that make none are counted.
+fn span_documents(translator: &Translator, request: Bytes, stats: &Stats) -> Vec<Bytes> {
+    let Ok(received) = crate::signal::spans::from_protobuf(request) else { return Vec::new() };
+    let mut documents = Documents::new();
+    let tally = translator.request(&received.request, &mut RandomIds, &mut documents);
+    stats.span_rejected(SpanRejected::TooLarge, u64::from(tally.too_large));
+    stats.span_rejected(SpanRejected::Invalid, u64::from(tally.invalid));
+    documents.iter().map(Bytes::copy_from_slice).collect()
+}
+
+/// Moves the records an earlier run left in signal `S`'s log into `into`'s log, each converted
+/// by `convert` into records of one item, and deletes them from `S`'s log as they are written.
+/// Runs at start, before anything is read or sent. Every record is written before it is
+/// deleted: a crash in between sends it twice, never loses it.
+fn absorb<S: Signal>(dir: &Path, cap: &Arc<Cap>, into: &SpoolLane, mut convert: impl FnMut(Bytes) -> Vec<Bytes>) {
+    let from = dir.join(S::SPOOL_DIR);
+    if !from.is_dir() {
+        return;
+    }
+    let mut log = match DiskLog::open(&from, cap.clone()) {
+        Ok((log, _)) => log,
+        Err(e) => {
+            error!("Could not read the spool directory {}: {e}; what it holds is not sent", from.display());
+            return;
+        }
+    };
+    let (mut read, mut written) = (0u64, 0u64);
+    let mut target = into.log();
+    loop {
+        let records = match log.read(S::MAX_ITEMS.max(1_000), S::MAX_BYTES) {
+            Ok((records, _)) if !records.is_empty() => records,
+            Ok(_) => break,
+            Err(e) => {
+                error!("Could not read the spool directory {}: {e}; what is left there is not sent", from.display());
+                break;
+            }
+        };
+        let done: Vec<RecordRef> = records.iter().map(|r| r.at).collect();
+        let converted: Vec<Bytes> = records
+            .into_iter()
+            .flat_map(|r| {
+                read += u64::from(r.items);
+                convert(r.body)
+            })
+            .collect();
+        let appended = target.append(converted.iter().map(|b| (b, 1)), false);
+        written += appended.written_items;
+        into.account(&appended);
+        if let Err(e) = log.done(&done) {
+            warn!("Could not mark moved records done in {}: {e}; they may be sent twice", from.display());
+        }
+    }
+    into.counters().bytes.store(target.bytes(), Relaxed);
+    into.waiting.store(target.has_unread(), Relaxed);
+    if read > 0 {
+        info!(
+            "Moved {read} {} spooled by an earlier run from {} to the spool of {} ({written} records): \
+             XRAY_DAEMON_SPAN_UPLOAD changed",
+            S::NOUN,
+            from.display(),
+            into.noun
+        );
+    }
+}
 enum LockError {
     Held(String),
     Io(io::Error),
@@ -143,7 +234,7 @@ pub(crate) struct SpoolLane {
 
 impl SpoolLane {
     fn open<S: Signal>(dir: &Path, cap: &Arc<Cap>, stats: &Arc<Stats>) -> Arc<SpoolLane> {
-        let dir = dir.join(S::NOUN);
+        let dir = dir.join(S::SPOOL_DIR);
         let delivery: fn(&Stats) -> &SpoolCounters = |s| &S::delivery(s).spool;
         let counters = delivery(stats);
         let log = match DiskLog::open(&dir, cap.clone()) {

@@ -13,16 +13,17 @@ use crate::aws::otlp_traces::OtlpTraces;
 use crate::aws::outbound::Outbound;
 use crate::aws::signer::Signer;
 use crate::backend::Reporter;
-use crate::config::Config;
+use crate::config::{Config, SpanUpload};
 use crate::ingest::otlp_http::{OtlpHttp, OtlpListener};
 use crate::ingest::udp;
 use crate::pipeline::flush::RetryPolicy;
 use crate::pipeline::spool::{Spool, SpoolSettings};
-use crate::pipeline::{Pipeline, Settings, ShutdownReport};
+use crate::pipeline::{Pipeline, Settings, ShutdownReport, SpanRoute};
 use crate::proxy::{ProxySettings, TcpService};
 use crate::report::health::Health;
 use crate::report::telemetry::Telemetry;
 use crate::stats::{SpanRejected, SpanSource, Stats};
+use crate::translate::{Options, Translator};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -70,7 +71,8 @@ pub(crate) fn open_spool(config: &Config, stats: &Arc<Stats>) -> Result<Option<S
         config.spool_max_bytes / crate::sizing::MB,
         config.spool_interval.as_secs_f64()
     );
-    Spool::open(settings, stats).map(Some).map_err(|e| StartError::Spool(e.to_string()))
+    let documents = (config.span_upload == SpanUpload::Segments).then(|| Translator::new(&translate_options(config)));
+    Spool::open(settings, stats, documents.as_ref()).map(Some).map_err(|e| StartError::Spool(e.to_string()))
 }
 
 /// The AWS clients' settings for `region`.
@@ -95,11 +97,24 @@ pub(crate) fn otlp_endpoint(config: &Config, region: &str) -> String {
     }
 }
 
-/// The spans' sink, signing with the credentials of `clients`.
-pub(crate) fn spans_sink(config: &Config, region: &str, clients: Arc<Deferred>) -> Result<OtlpTraces, StartError> {
+/// How spans become segment documents (`XRAY_DAEMON_INDEXED_ATTRIBUTES`, `…_INDEX_ALL_…`).
+fn translate_options(config: &Config) -> Options {
+    Options { indexed_attributes: config.indexed_attributes.clone(), index_all_attributes: config.index_all_attributes }
+}
+
+/// Where spans go (`XRAY_DAEMON_SPAN_UPLOAD`): converted to segment documents, or to the OTLP
+/// endpoint, signing with the credentials of `clients`.
+pub(crate) fn span_route(
+    config: &Config,
+    region: &str,
+    clients: Arc<Deferred>,
+) -> Result<SpanRoute<OtlpTraces>, StartError> {
+    if config.span_upload == SpanUpload::Segments {
+        return Ok(SpanRoute::Segments(translate_options(config)));
+    }
     let endpoint = otlp_endpoint(config, region);
     let uri: http::Uri = endpoint.parse().map_err(|e| StartError::Endpoint(format!("{endpoint}: {e}")))?;
-    Ok(OtlpTraces::new(uri, clients, outbound(config), config.otlp_gzip, config.upload_timeout))
+    Ok(SpanRoute::Otlp(OtlpTraces::new(uri, clients, outbound(config), config.otlp_gzip, config.upload_timeout)))
 }
 
 /// How the daemon's own HTTP clients (the proxy's, the spans') reach AWS.
@@ -162,7 +177,7 @@ impl Core {
         config: Config,
         region: String,
         clients: Arc<Deferred>,
-        spans: OtlpTraces,
+        spans: SpanRoute<OtlpTraces>,
         socket: std::net::UdpSocket,
         stats: Arc<Stats>,
         spool: Option<Spool>,

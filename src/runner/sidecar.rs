@@ -1,11 +1,12 @@
 //! The long-lived runner for containers, hosts and Kubernetes: bind, run the pipeline until
 //! SIGTERM or SIGINT, then drain within the shutdown deadline. A second signal exits at once.
 
-use super::{client_settings, open_spool, resolve_credentials, spans_sink, Core, StartError};
+use super::{client_settings, open_spool, resolve_credentials, span_route, Core, StartError};
 use crate::aws::client::Deferred;
 use crate::aws::region;
 use crate::config::Config;
 use crate::ingest::udp;
+use crate::pipeline::SpanRoute;
 use crate::stats::Stats;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -37,8 +38,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
     let clients = Arc::new(Deferred::new(client_settings(&config, &region)));
     let signer = clients.get().await.map_err(StartError::Aws)?.signer.clone();
-    let spans = spans_sink(&config, &region, clients.clone())?;
-    spans.client().await.map_err(StartError::OtlpTls)?;
+    let spans = span_route(&config, &region, clients.clone())?;
+    if let SpanRoute::Otlp(sink) = &spans {
+        sink.client().await.map_err(StartError::OtlpTls)?;
+    }
     if let Some(endpoint) = &config.endpoint {
         debug!("Using Endpoint: {endpoint}");
     }

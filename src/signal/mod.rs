@@ -24,6 +24,8 @@ pub trait Signal: Send + Sync + 'static {
     const MAX_BYTES: usize;
     /// The API its batches go to, as `/metrics` labels it and log lines name it (`api`).
     const API: Api;
+    /// Its log's directory under the disk spool's: records of one form per directory.
+    const SPOOL_DIR: &'static str;
     /// The counters of this signal's deliveries.
     fn delivery(stats: &Stats) -> &Delivery;
 }
@@ -41,14 +43,17 @@ impl Signal for Segments {
     /// while in flight) well under the API's request size limit.
     const MAX_BYTES: usize = 1024 * 1024;
     const API: Api = Api::PutTraceSegments;
+    const SPOOL_DIR: &'static str = "segments";
 
     fn delivery(stats: &Stats) -> &Delivery {
         &stats.segments
     }
 }
 
-/// OTLP spans, sent to X-Ray's OTLP endpoint. One record is one `ExportTraceServiceRequest`,
-/// holding many spans.
+impl Documents for Segments {}
+
+/// OTLP spans, sent to X-Ray's OTLP endpoint (`XRAY_DAEMON_SPAN_UPLOAD=otlp`). One record is
+/// one `ExportTraceServiceRequest`, holding many spans.
 #[derive(Debug, Clone, Copy)]
 pub struct Spans;
 
@@ -60,8 +65,34 @@ impl Signal for Spans {
     /// And at most 5 MB, uncompressed.
     const MAX_BYTES: usize = 5_000_000;
     const API: Api = Api::Otlp;
+    const SPOOL_DIR: &'static str = "spans";
 
     fn delivery(stats: &Stats) -> &Delivery {
         &stats.spans
     }
 }
+
+/// OTLP spans converted to X-Ray segment documents (`XRAY_DAEMON_SPAN_UPLOAD=segments`, the
+/// default), sent with PutTraceSegments. One record is one document; a span makes one, or two
+/// when it is a local root that is split into a service segment and a dependency subsegment.
+/// Its counters are the spans' (`signal="spans"`), counted in documents.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanSegments;
+
+impl Signal for SpanSegments {
+    const NOUN: &'static str = "span segments";
+    const ITEM: &'static str = "span segment";
+    const MAX_ITEMS: usize = Segments::MAX_ITEMS;
+    const MAX_BYTES: usize = Segments::MAX_BYTES;
+    const API: Api = Api::PutTraceSegments;
+    const SPOOL_DIR: &'static str = "span-segments";
+
+    fn delivery(stats: &Stats) -> &Delivery {
+        &stats.spans
+    }
+}
+
+impl Documents for SpanSegments {}
+
+/// A signal whose records are X-Ray segment documents, sent with PutTraceSegments.
+pub trait Documents: Signal {}

@@ -14,7 +14,7 @@
 
 use super::attributes::{get, str_of, val, Attrs};
 use super::json::{self, non_finite};
-use super::metadata_json::{self, Json};
+use super::metadata_json::{self, Object};
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
 use std::cmp::Ordering;
 
@@ -77,11 +77,11 @@ impl Key<'_> {
 }
 
 /// A metadata namespace and its object (`None`: `null`).
-type Namespace<'a> = (&'a str, Option<&'a [(String, Json)]>);
+type Namespace<'a> = (&'a str, Option<&'a Object>);
 
 enum Meta<'a> {
     Any(&'a Value),
-    Json(&'a Json),
+    Json(&'a serde_json::Value),
 }
 
 /// What an `aws.xray.metadata.*` attribute parsed to.
@@ -89,7 +89,7 @@ enum Parsed {
     NotMetadata,
     Failed,
     Null,
-    Object(Vec<(String, Json)>),
+    Object(Object),
 }
 
 fn annotatable(v: Option<&Value>) -> bool {
@@ -171,7 +171,7 @@ pub(crate) fn write(
                 match metadata_json::parse_object(s) {
                     None => Parsed::Failed,
                     Some(None) => Parsed::Null,
-                    Some(Some(pairs)) => Parsed::Object(pairs),
+                    Some(Some(object)) => Parsed::Object(object),
                 }
             }
             _ => Parsed::NotMetadata,
@@ -210,11 +210,11 @@ pub(crate) fn write(
             Parsed::Null | Parsed::Object(_) => {
                 let ns = &kv.key[METADATA_PREFIX.len()..];
                 let object = match parsed {
-                    Parsed::Object(pairs) => Some(pairs.as_slice()),
+                    Parsed::Object(object) => Some(object),
                     _ => None,
                 };
                 if ns.eq_ignore_ascii_case("default") {
-                    for (k, j) in object.unwrap_or_default() {
+                    for (k, j) in object.into_iter().flatten() {
                         metadata.push(((Key { resource: false, key: k }, Meta::Json(j)), seq));
                     }
                 } else {
@@ -279,7 +279,7 @@ pub(crate) fn write(
             buf.push(b'}');
         } else {
             match object {
-                Some(pairs) => metadata_json::write_object(buf, pairs, keep),
+                Some(object) => metadata_json::write_object(buf, object, keep),
                 None => buf.extend_from_slice(b"null"),
             }
         }

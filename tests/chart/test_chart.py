@@ -57,7 +57,8 @@ DAEMON_ENV = {
 # The variables the chart sets from values outside `daemon:` (region, roleArn, otlp, spool).
 CHART_ENV = {
     "XRAY_DAEMON_REGION", "XRAY_DAEMON_ROLE_ARN", "XRAY_DAEMON_OTLP_ADDRESS", "XRAY_DAEMON_SPOOL_DIR",
-    "XRAY_DAEMON_SPOOL_MAX_MB", "XRAY_DAEMON_SPOOL_REPLAY_RATE_KB",
+    "XRAY_DAEMON_SPOOL_MAX_MB", "XRAY_DAEMON_SPOOL_REPLAY_RATE_KB", "XRAY_DAEMON_SPAN_UPLOAD",
+    "XRAY_DAEMON_INDEXED_ATTRIBUTES", "XRAY_DAEMON_INDEX_ALL_ATTRIBUTES",
 }
 # Objects of the Prometheus Operator's CRDs: kubernetes-validate has no schema for them, so each is
 # checked against a strict subset of its CRD's schema here (<kind>.schema.json).
@@ -368,6 +369,8 @@ INVALID = [
     ("otlp.port=0", "/otlp/port"),
     ("otlp.port=65536", "/otlp/port"),
     ("otlp.address=0.0.0.0:4318", "address"),  # the port is the only setting
+    ("otlp.spanUpload=xray", "/otlp/spanUpload"),
+    ("otlp.indexedAttributes=http.method", "/otlp/indexedAttributes"),  # a list, not a comma string
 ]
 
 
@@ -668,6 +671,16 @@ def test_otlp_listener_is_off_by_default_and_exposed_like_the_other_ports(defaul
     assert "hostPort" not in Rendered(set_values("otlp.enabled=true", "hostPorts.enabled=false")).ports()["otlp"]
     host = Rendered(set_values("otlp.enabled=true", "hostNetwork=true", "hostPorts.enabled=false")).ports()
     assert host["otlp"]["hostPort"] == 4318
+
+
+def test_span_upload_and_indexed_attributes_are_the_daemons_defaults_unless_set(default):
+    env = default.env()
+    assert not {"XRAY_DAEMON_SPAN_UPLOAD", "XRAY_DAEMON_INDEXED_ATTRIBUTES", "XRAY_DAEMON_INDEX_ALL_ATTRIBUTES"} & set(env)
+    on = Rendered(set_values("otlp.spanUpload=otlp", "otlp.indexedAttributes={http.method,otel.resource.service.name}",
+                             "otlp.indexAllAttributes=false"))
+    assert on.env()["XRAY_DAEMON_SPAN_UPLOAD"] == "otlp"
+    assert on.env()["XRAY_DAEMON_INDEXED_ATTRIBUTES"] == "http.method,otel.resource.service.name"
+    assert on.env()["XRAY_DAEMON_INDEX_ALL_ATTRIBUTES"] == "false"
 
 
 def test_notes_tell_apps_where_to_send(default, full):

@@ -128,7 +128,7 @@ proptest! {
         let buffer = Arc::new(Buffer::new(64 << 20, 50));
         let stats = Arc::new(Stats::default());
         let spans = Arc::new(Buffer::new(64 << 20, 10_000));
-        let sink = Datagrams::new(Intake::new(buffer.clone(), spans, stats.clone()));
+        let sink = Datagrams::new(Intake::otlp(buffer.clone(), spans, stats.clone()));
         for d in &ds {
             sink.accept(d);
         }

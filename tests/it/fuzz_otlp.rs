@@ -138,7 +138,11 @@ fn fuzz_v1_traces_handler() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (d, _xray) = rt.block_on(async {
         let xray = FakeXray::start(Credentials::new(ACCESS_KEY, SECRET_KEY));
-        let d = against(&xray).env("XRAY_DAEMON_OTLP_ENDPOINT", "http://127.0.0.1:9/v1/traces").spawn().await;
+        let d = against(&xray)
+            .env("XRAY_DAEMON_OTLP_ENDPOINT", "http://127.0.0.1:9/v1/traces")
+            .env("XRAY_DAEMON_SPAN_UPLOAD", "otlp")
+            .spawn()
+            .await;
         (d, xray)
     });
     // Each case is an HTTP exchange: a fifth of the cases the other targets run (51 in

@@ -199,7 +199,13 @@ async fn end_mode_uploads_an_invocations_spans_with_its_segments_before_the_next
     let xray = fakes();
     let otlp = FakeOtlp::start().await;
     let lambda = FakeLambda::start().await;
-    let mut d = booted(extension(&xray, &lambda).env("XRAY_DAEMON_OTLP_ENDPOINT", otlp.url.clone()), &lambda).await;
+    let mut d = booted(
+        extension(&xray, &lambda)
+            .env("XRAY_DAEMON_OTLP_ENDPOINT", otlp.url.clone())
+            .env("XRAY_DAEMON_SPAN_UPLOAD", "otlp"),
+        &lambda,
+    )
+    .await;
     let mut spans = Vec::new();
     for (n, request) in ["req-1", "req-2"].into_iter().enumerate() {
         lambda.invoke(request, Duration::from_secs(10));
@@ -218,6 +224,37 @@ async fn end_mode_uploads_an_invocations_spans_with_its_segments_before_the_next
     lambda.shutdown("spindown", Duration::from_millis(1700));
     assert_eq!(d.wait_exit(Duration::from_secs(3)).await.and_then(|s| s.code()), Some(0), "{}", d.log_text());
     assert_eq!(sorted(otlp.received().into_iter().flat_map(|r| r.span_ids).collect()), sorted(spans), "each span once");
+}
+
+#[tokio::test]
+async fn in_segments_mode_an_invocations_spans_arrive_as_documents_before_the_next_event() {
+    let xray = fakes();
+    let lambda = FakeLambda::start().await;
+    let mut d = booted(extension(&xray, &lambda), &lambda).await;
+    let span_ids = |docs: Vec<String>| -> Vec<String> {
+        let parsed = docs.iter().filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok());
+        sorted(
+            parsed
+                .filter(|d| d["name"].as_str().is_some_and(|n| n.starts_with('s')))
+                .map(|d| d["id"].to_string())
+                .collect(),
+        )
+    };
+    let mut expected = Vec::new();
+    for (n, request) in ["req-1", "req-2"].into_iter().enumerate() {
+        lambda.invoke(request, Duration::from_secs(10));
+        let first = 1 + 100 * n as u64;
+        for k in 0..3 {
+            d.send(&t1s_datagram(first + 10 * k, 10));
+        }
+        expected.extend((first..first + 30).map(|i| format!("\"{i:016x}\"")));
+        assert_eq!(lambda.runtime_done(request).await, 200);
+        let next_at = nth_next(&lambda, n + 2, &d).await;
+        assert_eq!(span_ids(delivered_before(&xray, next_at)), sorted(expected.clone()), "not all before /next");
+    }
+    lambda.shutdown("spindown", Duration::from_millis(1700));
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).await.and_then(|s| s.code()), Some(0), "{}", d.log_text());
+    assert_eq!(span_ids(xray.accepted_documents()), sorted(expected), "each span once");
 }
 
 #[tokio::test]

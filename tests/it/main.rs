@@ -21,5 +21,6 @@ mod reliability;
 mod security;
 mod skew;
 mod soak;
+mod span_segments;
 mod spool;
 mod upload;

@@ -51,7 +51,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 async fn daemon(xray: &FakeXray, otlp_url: &str, extra: &[&str]) -> Daemon {
-    let mut b = against(xray).env("XRAY_DAEMON_OTLP_ENDPOINT", otlp_url);
+    let mut b = against(xray).env("XRAY_DAEMON_OTLP_ENDPOINT", otlp_url).env("XRAY_DAEMON_SPAN_UPLOAD", "otlp");
     for a in extra {
         b = b.arg(*a);
     }
@@ -172,6 +172,7 @@ async fn a_listener_of_its_own_takes_v1_traces_and_nothing_else() {
     let address = format!("127.0.0.1:{port}");
     let d = against(&xray)
         .env("XRAY_DAEMON_OTLP_ENDPOINT", otlp.url.clone())
+        .env("XRAY_DAEMON_SPAN_UPLOAD", "otlp")
         .env("XRAY_DAEMON_OTLP_ADDRESS", address.clone())
         .spawn()
         .await;

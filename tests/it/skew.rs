@@ -71,7 +71,11 @@ async fn spans_are_delivered_with_the_host_clock_15_minutes_off() {
     for offset in OFFSETS {
         let xray = FakeXray::start(creds());
         let otlp = FakeOtlp::start_signed(creds(), offset).await;
-        let d = against(&xray).env("XRAY_DAEMON_OTLP_ENDPOINT", &otlp.url).spawn().await;
+        let d = against(&xray)
+            .env("XRAY_DAEMON_OTLP_ENDPOINT", &otlp.url)
+            .env("XRAY_DAEMON_SPAN_UPLOAD", "otlp")
+            .spawn()
+            .await;
         for first in (1..=100).step_by(10) {
             d.send(&t1s_datagram(first, 10));
         }

@@ -22,13 +22,13 @@ fn fake() -> FakeXray {
 }
 
 /// A fresh directory for one test's spool.
-fn spool_dir(name: &str) -> PathBuf {
+pub fn spool_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("xray-spool-it-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
 
-fn with_spool(fake: &FakeXray, dir: &Path) -> Builder {
+pub fn with_spool(fake: &FakeXray, dir: &Path) -> Builder {
     daemon::against(fake).env("XRAY_DAEMON_SPOOL_DIR", dir.display().to_string())
 }
 
@@ -377,7 +377,11 @@ async fn spans_are_spooled_and_replayed_like_segments() {
     let dir = spool_dir("spans");
     let fake = fake();
     // Port 9 (discard) has no listener on loopback: every span upload is refused.
-    let mut d = with_spool(&fake, &dir).env("XRAY_DAEMON_OTLP_ENDPOINT", "http://127.0.0.1:9/v1/traces").spawn().await;
+    let mut d = with_spool(&fake, &dir)
+        .env("XRAY_DAEMON_OTLP_ENDPOINT", "http://127.0.0.1:9/v1/traces")
+        .env("XRAY_DAEMON_SPAN_UPLOAD", "otlp")
+        .spawn()
+        .await;
     for k in 0..100 {
         d.send(&t1s_datagram(1 + 10 * k, 10));
     }
@@ -389,7 +393,11 @@ async fn spans_are_spooled_and_replayed_like_segments() {
     assert!(!spool_files(&dir, "spans").is_empty(), "the spans are on disk");
 
     let otlp = FakeOtlp::start().await;
-    let mut d = with_spool(&fake, &dir).env("XRAY_DAEMON_OTLP_ENDPOINT", otlp.url.clone()).spawn().await;
+    let mut d = with_spool(&fake, &dir)
+        .env("XRAY_DAEMON_OTLP_ENDPOINT", otlp.url.clone())
+        .env("XRAY_DAEMON_SPAN_UPLOAD", "otlp")
+        .spawn()
+        .await;
     assert!(
         d.logs().iter().any(|l| l.contains("Found 1000 spans from an earlier run in the spool")),
         "{}",

@@ -15,7 +15,7 @@ pub mod events;
 pub(crate) mod listener;
 pub(crate) mod runtime_api;
 
-use super::{client_settings, resolve_credentials, spans_sink, Core, LambdaEnd, StartError};
+use super::{client_settings, resolve_credentials, span_route, Core, LambdaEnd, StartError};
 use crate::aws::client::Deferred;
 use crate::config::{Config, ConfigError, LambdaConfig, LambdaFlush};
 use crate::ingest::udp;
@@ -186,7 +186,7 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
     // on the one-thread runtime, a build queued before the first `/next` would run before that
     // request is written. An upload that comes earlier starts it itself.
     let clients = Arc::new(Deferred::new(client_settings(&config, &region)));
-    let spans = spans_sink(&config, &region, clients.clone())?;
+    let spans = span_route(&config, &region, clients.clone())?;
     if config.spool_dir.is_some() {
         warn!("XRAY_DAEMON_SPOOL_DIR is ignored in Lambda: a frozen sandbox has no disk that outlives it");
     }
