@@ -1,6 +1,6 @@
 """OpenTelemetry spans through the daemon, with the real clients: AWS's OpenTelemetry distribution
 (its UDP exporter, T1S datagrams, as in Lambda), the stock Python OTLP/HTTP exporter and the Node OTLP/HTTP
-proto exporter on the daemon's TCP port. Spans go to tests/peers/fake_otlp.py, a fake of X-Ray's OTLP
+proto exporter on the daemon's TCP port, in XRAY_DAEMON_SPAN_UPLOAD=otlp mode. Spans go to tests/peers/fake_otlp.py, a fake of X-Ray's OTLP
 endpoint that checks SigV4 and decodes with the Python opentelemetry-proto package; segments go to moto,
 beside them. Every span must arrive exactly once, with its resource attributes."""
 import json
@@ -19,11 +19,13 @@ from test_adot_udp import run_adot
 
 @pytest.fixture
 def otlp_daemon(daemon_factory, fake_otlp, moto):
-    """A daemon sending segments to moto and spans to the fake OTLP endpoint, signing with moto's key."""
+    """A daemon sending segments to moto and spans to the fake OTLP endpoint (XRAY_DAEMON_SPAN_UPLOAD=otlp),
+    signing with moto's key."""
     fake_otlp.set_credentials(moto.access_key, moto.secret_key)
 
     def start(extra_args=(), **env):
-        return daemon_factory(extra_args=extra_args, env={"XRAY_DAEMON_OTLP_ENDPOINT": fake_otlp.endpoint, **env})
+        return daemon_factory(extra_args=extra_args, env={"XRAY_DAEMON_OTLP_ENDPOINT": fake_otlp.endpoint,
+                                                          "XRAY_DAEMON_SPAN_UPLOAD": "otlp", **env})
     return start
 
 
