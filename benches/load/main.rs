@@ -14,10 +14,12 @@
 //! receive sockets (`RcvbufErrors` in `/proc/net/snmp`).
 //!
 //! The `otlp` part does the same with OpenTelemetry spans: ADOT-shaped `T1S` datagrams of 20
-//! spans ([`gen::SpanDatagram`]) on the same UDP port, delivered to the sink's `POST /v1/traces`
-//! (`XRAY_DAEMON_OTLP_ENDPOINT`), which inflates and decodes each request and counts distinct span
-//! ids; rows per span rate, then a bisection for the highest span rate with zero loss. Its rows
-//! also give the sender's and the sink's own CPU, which share the cores with the daemon.
+//! spans ([`gen::SpanDatagram`]) on the same UDP port, in both upload modes: converted to segment
+//! documents (the default), whose ids the sink counts as for segments, and forwarded to the sink's
+//! `POST /v1/traces` (`XRAY_DAEMON_OTLP_ENDPOINT`), which inflates and decodes each request and
+//! counts distinct span ids; rows per span rate, then a bisection for the highest span rate with
+//! zero loss in the default mode. Its rows also give the sender's and the sink's own CPU, which
+//! share the cores with the daemon.
 //!
 //! Without a `--bench` argument it only checks its own pieces: that the generated datagrams are
 //! segments, or `T1S` span requests, the daemon accepts and that the sink finds their ids.
@@ -176,8 +178,10 @@ fn main() {
     }
 }
 
-/// Spans as ADOT sends them in Lambda (`T1S` datagrams, 20 spans each here) at a few rates, then
-/// a bisection for the highest span rate delivered with zero loss (when `search`).
+/// Spans as ADOT sends them in Lambda (`T1S` datagrams, 20 spans each here) at a few rates, in
+/// each upload mode: converted to segment documents for PutTraceSegments (the default), and
+/// forwarded to `POST /v1/traces`. Then a bisection for the highest span rate delivered with
+/// zero loss in the default mode (when `search`).
 fn otlp(bench: &mut Bench, out: &mut String, secs: Duration, search: bool) {
     let step_secs = secs.as_secs();
     let rates: Vec<u64> = match std::env::var("XRAY_BENCH_OTLP_RATES") {
@@ -186,30 +190,42 @@ fn otlp(bench: &mut Bench, out: &mut String, secs: Duration, search: bool) {
     };
     let per = gen::SPANS_PER_DATAGRAM;
     let span_bytes = gen::SpanDatagram::new().proto().len() / per;
-    let _ = writeln!(
-        out,
-        "#### OpenTelemetry spans: `T1S` datagrams of {per} spans (about {span_bytes} B a span encoded), default \
-         settings, to `POST /v1/traces` (gzip), {step_secs} s per rate\n"
-    );
-    let _ = writeln!(out, "{}", Row::header_spans());
+    let modes = [
+        ("segments", "converted to segment documents, sent with PutTraceSegments (`XRAY_DAEMON_SPAN_UPLOAD=segments`, the default)"),
+        ("otlp", "to `POST /v1/traces`, gzip (`XRAY_DAEMON_SPAN_UPLOAD=otlp`)"),
+    ];
     let mut rows = Vec::new();
-    for rate in rates {
-        let row = bench.step(Load::Spans, rate, secs, &[], Duration::ZERO);
-        eprintln!("{}", row.markdown_spans());
-        let _ = writeln!(out, "{}", row.markdown_spans());
-        rows.push(row);
+    for (mode, what) in modes {
+        bench.env = vec![("XRAY_DAEMON_SPAN_UPLOAD".into(), mode.into())];
+        let _ = writeln!(
+            out,
+            "#### OpenTelemetry spans: `T1S` datagrams of {per} spans (about {span_bytes} B a span encoded), \
+             {what}, {step_secs} s per rate\n"
+        );
+        let _ = writeln!(out, "{}", Row::header_spans());
+        for &rate in &rates {
+            let row = bench.step(Load::Spans, rate, secs, &[], Duration::ZERO);
+            eprintln!("{}", row.markdown_spans());
+            let _ = writeln!(out, "{}", row.markdown_spans());
+            if mode == "segments" {
+                rows.push(row);
+            }
+        }
+        let _ = writeln!(out);
     }
     if !search {
-        let _ = writeln!(out);
+        bench.env.clear();
         return;
     }
+    bench.env = vec![("XRAY_DAEMON_SPAN_UPLOAD".into(), "segments".into())];
     let lo = rows.iter().filter(|r| r.rate > 0 && r.lossless()).map(|r| r.rate).max().unwrap_or(0);
     // With every row lossless, up to 6 times the highest (240,000/s by default, where these 2
     // cores ran out: the daemon, the sender and the sink took 180 % of them at 200,000/s).
     let hi = rows.iter().filter(|r| r.rate > lo && !r.lossless()).map(|r| r.rate).min().unwrap_or(lo.max(40_000) * 6);
-    let _ = writeln!(out, "\n#### Highest span rate with zero loss ({step_secs} s per try)\n");
+    let _ = writeln!(out, "#### Highest span rate with zero loss, segments mode ({step_secs} s per try)\n");
     let _ = writeln!(out, "{}", Row::header_spans());
     let (lo, hi) = bisect(bench, out, Load::Spans, (lo, hi), secs, 6, Row::markdown_spans);
+    bench.env.clear();
     let _ = writeln!(
         out,
         "\nHighest zero-loss span rate found: **{lo} spans/s** (at {hi}/s spans were lost, or the generator could not \

@@ -36,7 +36,7 @@ pub(crate) struct Row {
     pub(crate) cgroup_mb: Option<f64>,
     pub(crate) cgroup_peak_mb: Option<f64>,
     pub(crate) delivered: u64,
-    /// PutTraceSegments calls, or OTLP calls for spans.
+    /// PutTraceSegments calls, and OTLP calls for spans.
     pub(crate) calls: u64,
     pub(crate) kernel_drops: u64,
     pub(crate) spillover: Option<u64>,
@@ -234,7 +234,8 @@ impl Bench {
             delivered: snap.distinct,
             calls: match load {
                 gen::Load::Segments(_) => snap.calls,
-                gen::Load::Spans => snap.otlp_calls,
+                // PutTraceSegments calls in the segments mode, OTLP calls in the otlp mode.
+                gen::Load::Spans => snap.calls + snap.otlp_calls,
             },
             kernel_drops: drops,
             spillover,

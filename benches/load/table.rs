@@ -68,7 +68,7 @@ impl Row {
     /// sender's and the sink's CPU beside the daemon's.
     pub(crate) fn header_spans() -> &'static str {
         "| spans/s | datagrams/s achieved | spans/s achieved | CPU (% of one core) | RSS at end | peak RSS | anon at end \
-         | peak anon | cgroup at end | cgroup peak | delivered | OTLP calls | MB sent (gzip) | MB inflated \
+         | peak anon | cgroup at end | cgroup peak | delivered | calls | MB sent | MB inflated (OTLP) \
          | kernel drops | dropped | sender CPU | sink CPU |\n\
          | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: \
          | ---: | ---: | ---: |"
