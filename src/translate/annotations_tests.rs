@@ -1,22 +1,8 @@
 //! Annotations, metadata, user and service.
 
 use super::*;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValueList};
-
-fn kv(k: &str, v: Value) -> KeyValue {
-    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
-}
-fn s(k: &str, v: &str) -> KeyValue {
-    kv(k, Value::StringValue(v.into()))
-}
-fn i(k: &str, v: i64) -> KeyValue {
-    kv(k, Value::IntValue(v))
-}
-fn strs(items: &[&str]) -> Value {
-    Value::ArrayValue(ArrayValue {
-        values: items.iter().map(|x| AnyValue { value: Some(Value::StringValue((*x).into())) }).collect(),
-    })
-}
+use crate::translate::test_attrs::{i, kv, s, strs};
+use opentelemetry_proto::tonic::common::v1::KeyValueList;
 
 #[derive(Default)]
 struct Case<'a> {

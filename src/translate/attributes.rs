@@ -159,15 +159,7 @@ impl<'a> Attrs<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::AnyValue;
-
-    fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
-            ..Default::default()
-        }
-    }
+    use crate::translate::test_attrs::s as kv;
 
     fn keys_vals(entries: &[(usize, &KeyValue)]) -> Vec<String> {
         entries.iter().map(|(_, kv)| format!("{}={}", kv.key, str_of(val(kv)))).collect()

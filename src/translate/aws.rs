@@ -288,19 +288,8 @@ fn write_log_groups(buf: &mut Vec<u8>, r: &Res<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::test_attrs::{kv, s, strs as arr};
     use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue};
-
-    fn kv(k: &str, v: Value) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
-    }
-    fn s(k: &str, v: &str) -> KeyValue {
-        kv(k, Value::StringValue(v.into()))
-    }
-    fn arr(items: &[&str]) -> Value {
-        Value::ArrayValue(ArrayValue {
-            values: items.iter().map(|i| AnyValue { value: Some(Value::StringValue((*i).into())) }).collect(),
-        })
-    }
 
     fn block(span: &[KeyValue], resource: &[KeyValue], service: bool) -> (String, usize) {
         let mut attrs = Attrs::new(span);

@@ -1,15 +1,9 @@
 //! Flags and cause, with deterministic exception ids.
 
 use super::*;
+use crate::translate::test_attrs::{kv, s};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Status;
-
-fn kv(k: &str, v: Value) -> KeyValue {
-    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
-}
-fn s(k: &str, v: &str) -> KeyValue {
-    kv(k, Value::StringValue(v.into()))
-}
 
 fn span(attrs: Vec<KeyValue>, code: StatusCode, message: &str, events: Vec<Event>) -> Span {
     Span {

@@ -202,17 +202,8 @@ pub(crate) fn write(buf: &mut Vec<u8>, h: &Http<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
-
-    fn kv(k: &str, v: Value) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
-    }
-    fn s(k: &str, v: &str) -> KeyValue {
-        kv(k, Value::StringValue(v.into()))
-    }
-    fn i(k: &str, v: i64) -> KeyValue {
-        kv(k, Value::IntValue(v))
-    }
+    use crate::translate::test_attrs::{i, kv, s};
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
 
     /// The block's JSON (or "none") and the keys left in the remaining map.
     fn run(kvs: &[KeyValue], kind: Kind, events: &[Event]) -> (String, Vec<String>) {

@@ -306,6 +306,7 @@ fn map_at(buf: &mut Vec<u8>, kvs: &[KeyValue], depth: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::test_attrs::kv;
     use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
 
     fn s(bytes: &[u8]) -> String {
@@ -322,10 +323,6 @@ mod tests {
 
     fn any(v: Value) -> AnyValue {
         AnyValue { value: Some(v) }
-    }
-
-    fn kv(k: &str, v: Value) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(any(v)), ..Default::default() }
     }
 
     #[test]

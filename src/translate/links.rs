@@ -42,13 +42,11 @@ pub(crate) fn write(buf: &mut Vec<u8>, links: &[Link]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use crate::translate::test_attrs::kv;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
 
     fn link(trace: Vec<u8>, span: Vec<u8>, attrs: Vec<KeyValue>) -> Link {
         Link { trace_id: trace, span_id: span, attributes: attrs, ..Default::default() }
-    }
-    fn kv(k: &str, v: Value) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
     }
     fn out(links: &[Link]) -> String {
         let mut buf = Vec::new();

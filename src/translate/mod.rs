@@ -24,6 +24,8 @@ mod names;
 mod segment;
 mod sql;
 mod stack;
+#[cfg(test)]
+mod test_attrs;
 
 use annotations::Index;
 use names::Kind;

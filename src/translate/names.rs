@@ -266,15 +266,7 @@ fn hostname(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
-
-    fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
-            ..Default::default()
-        }
-    }
+    use crate::translate::test_attrs::s as kv;
 
     fn named(attrs: &[KeyValue], resource: &[KeyValue], kind: Kind, span: &str) -> (String, Option<&'static str>) {
         let a = Attrs::new(attrs);

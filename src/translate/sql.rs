@@ -69,15 +69,8 @@ pub(crate) fn write(buf: &mut Vec<u8>, s: &Sql<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
-
-    fn s(k: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
-            ..Default::default()
-        }
-    }
+    use crate::translate::test_attrs::s;
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
 
     fn run(kvs: &[KeyValue], name: &str) -> (String, Vec<String>) {
         let mut attrs = Attrs::new(kvs);

@@ -2,6 +2,7 @@
 //! tests and the cases of the mapping reference; every document must also parse as JSON.
 
 use super::*;
+use crate::translate::test_attrs::{i, kv, s};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue};
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status};
@@ -13,16 +14,6 @@ impl Ids for Seq {
         self.0 += 1;
         self.0
     }
-}
-
-fn kv(k: &str, v: Value) -> KeyValue {
-    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
-}
-fn s(k: &str, v: &str) -> KeyValue {
-    kv(k, Value::StringValue(v.into()))
-}
-fn i(k: &str, v: i64) -> KeyValue {
-    kv(k, Value::IntValue(v))
 }
 
 const TRACE: [u8; 16] =
