@@ -5,14 +5,13 @@ exporter (T1S). moto accepts each converted document with PutTraceSegments, and 
 with their fields. Nothing goes to X-Ray's OTLP endpoint (the fake one is watched)."""
 import json
 import shutil
-import subprocess
 import sys
-import urllib.request
 
 import pytest
 
 from conftest import LOOPBACK, PEERS, ROOT, base_env, run_capturing
 from test_adot_udp import run_adot
+from test_otlp_e2e import metrics
 
 
 @pytest.fixture
@@ -23,13 +22,6 @@ def segments_daemon(daemon_factory, fake_otlp, moto):
     def start(**env):
         return daemon_factory(env={"XRAY_DAEMON_OTLP_ENDPOINT": fake_otlp.endpoint, **env})
     return start
-
-
-def metrics(daemon):
-    with urllib.request.urlopen(f"http://{LOOPBACK}:{daemon.tcp_port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line and not line.startswith("#")}
 
 
 def read_back(moto, trace_ids, count, timeout=20):
