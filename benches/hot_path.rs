@@ -1,7 +1,8 @@
 //! Criterion micro-benchmarks of the data path: header split/validate, buffer push/pop, the
-//! PutTraceSegments body written from the received bytes, and the whole request as the SDK
-//! signs and sends it (to an in-memory HTTP client that answers 200 at once, so only the
-//! daemon's and the SDK's own work is measured).
+//! PutTraceSegments body written from the received bytes, and the request built and signed:
+//! the daemon's own way (`XrayApi`: the stable headers, SigV4) beside the AWS SDK's client
+//! (its orchestrator, interceptors and signing, sending to an in-memory HTTP client that
+//! answers 200 at once), so that what the SDK's call path costs per call shows next to ours.
 //!
 //! `cargo bench --bench hot_path` measures; `cargo test --all-targets` runs each once.
 
@@ -17,10 +18,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::sync::Arc;
 use xray_daemon::aws::trace_segments_body;
-use xray_daemon::backend::Sink;
+use xray_daemon::aws::xray_api::XrayApi;
 use xray_daemon::pipeline::buffer::Buffer;
 use xray_daemon::signal::segments::{classify, Datagram};
-use xray_daemon::signal::Segments;
 
 fn segment(i: usize, size: usize) -> Vec<u8> {
     let head = format!(
@@ -101,6 +101,23 @@ impl HttpClient for Ok200 {
     }
 }
 
+/// The daemon's old call path: the SDK's PutTraceSegments with the body written as ours is.
+async fn sdk_send(client: &aws_sdk_xray::Client, docs: &[Bytes]) -> Result<(), String> {
+    let body = trace_segments_body::encode(docs);
+    client
+        .put_trace_segments()
+        .set_trace_segment_documents(Some(Vec::new()))
+        .customize()
+        .mutate_request(move |request| {
+            request.headers_mut().insert("content-length", body.len().to_string());
+            *request.body_mut() = SdkBody::from(body.clone());
+        })
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 fn request(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let config = aws_sdk_xray::Config::builder()
@@ -111,13 +128,17 @@ fn request(c: &mut Criterion) {
         .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
         .build();
     let client = aws_sdk_xray::Client::from_conf(config);
+    let own = rt.block_on(async { XrayApi::with_test_credentials("https://xray.us-east-1.amazonaws.com") });
     let mut g = c.benchmark_group("put_trace_segments");
     for size in [200, 1024, 8192] {
         let docs: Vec<Bytes> = (0..50).map(|i| Bytes::from(segment(i, size))).collect();
         g.throughput(Throughput::Bytes(docs.iter().map(|d| d.len() as u64).sum()));
         g.bench_function(format!("encode_50x{size}B"), |b| b.iter(|| trace_segments_body::encode(&docs)));
         g.bench_function(format!("encode_sign_50x{size}B"), |b| {
-            b.iter(|| rt.block_on(Sink::<Segments>::send(&client, &docs)).expect("ok"))
+            b.iter(|| black_box(rt.block_on(own.signed("/TraceSegments", trace_segments_body::encode(&docs)))))
+        });
+        g.bench_function(format!("encode_sdk_sign_send_50x{size}B"), |b| {
+            b.iter(|| rt.block_on(sdk_send(&client, &docs)).expect("ok"))
         });
     }
     g.finish();

@@ -1,36 +1,30 @@
-//! The AWS SDK's shared configuration and the X-Ray client: credentials chain, region, HTTP
-//! client (outbound proxy, TLS), timeouts, the daemon's headers, and the endpoint.
+//! The daemon's AWS clients: the credentials chain (`aws-config`), the signer that uses it,
+//! and the X-Ray API calls ([`XrayApi`]) at the endpoint for the region.
 //!
-//! The SDK's own retries are switched off: the uploader owns retrying, so that backoff is shared
-//! across uploads and a batch can go back to the buffer instead of being dropped. Each attempt
-//! has its own timeout. The SDK corrects its signatures for a host clock that is off; what its
-//! answers say of X-Ray's clock is shared with the daemon's own signer ([`super::clock`]).
+//! Credentials and the region's defaults stay with `aws-config`'s chains (environment, profile,
+//! web identity, container, instance metadata, an assumed role); its own HTTP client (outbound
+//! proxy, TLS) serves those. X-Ray itself is called with the daemon's signer on its own HTTP
+//! client ([`super::xray_api`]). Retrying is the uploader's, so that backoff is shared across
+//! uploads and a batch can go back to the buffer instead of being dropped.
 
-use super::clock::{Answer, Offset, ServiceClock};
+use super::clock::ServiceClock;
+use super::outbound::Outbound;
 use super::signer::Signer;
+use super::xray_api::XrayApi;
 use crate::backend::{BackendError, ErrorKind};
 use crate::config::Config;
 use aws_smithy_http_client::tls;
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
-    BeforeTransmitInterceptorContextRef,
-};
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// What the client needs to know.
 #[derive(Debug, Clone)]
 pub(crate) struct ClientSettings {
     pub region: String,
-    /// Overrides the endpoint (`XRAY_DAEMON_ENDPOINT` / config `Endpoint`). The SDK's own
-    /// `AWS_ENDPOINT_URL_XRAY` and `AWS_ENDPOINT_URL` work without this.
-    pub endpoint: Option<String>,
+    /// X-Ray's endpoint URL ([`xray_endpoint`]).
+    pub endpoint: String,
     /// Timeout for one PutTraceSegments attempt.
     pub attempt_timeout: Duration,
     pub connect_timeout: Duration,
@@ -56,8 +50,7 @@ pub(crate) fn proxy_config(proxy_address: Option<&str>) -> Result<aws_smithy_htt
     }
 }
 
-/// The X-Ray endpoint for a region when nothing overrides it (the TCP proxy needs the URL
-/// itself; the SDK resolves the same one for uploads).
+/// The X-Ray endpoint for a region when nothing overrides it.
 fn default_endpoint(region: &str) -> String {
     let suffix = if region.starts_with("cn-") {
         "amazonaws.com.cn"
@@ -73,15 +66,15 @@ fn default_endpoint(region: &str) -> String {
 
 /// Where X-Ray calls go for `region`: the daemon's endpoint override (`XRAY_DAEMON_ENDPOINT`, the
 /// config file's `Endpoint`), else the SDK's `AWS_ENDPOINT_URL_XRAY` / `AWS_ENDPOINT_URL`, else
-/// the region's public endpoint. The SDK resolves the same for uploads; the proxy needs the URL.
+/// the region's public endpoint: for uploads, telemetry and the proxy alike.
 pub(crate) fn xray_endpoint(config: &Config, region: &str) -> String {
     config.endpoint.clone().or_else(|| config.sdk_endpoint.clone()).unwrap_or_else(|| default_endpoint(region))
 }
 
-/// The SDK pieces the daemon shares: the X-Ray client for uploads and telemetry, and a signer
-/// with the same credentials for the TCP proxy.
+/// What the daemon calls AWS with: X-Ray's API for uploads and telemetry, and the signer,
+/// with the same credentials and clock, for the TCP proxy and the OTLP sink.
 pub(crate) struct Aws {
-    pub client: aws_sdk_xray::Client,
+    pub(crate) xray: XrayApi,
     pub signer: Arc<Signer>,
 }
 
@@ -100,9 +93,14 @@ pub(crate) async fn load(settings: &ClientSettings) -> Result<Aws, String> {
             .build();
     }
     let clock = Arc::new(ServiceClock::default());
-    let client = xray_client(&shared, settings, clock.clone());
     let signer = Arc::new(Signer::new(shared.credentials_provider(), settings.region.clone(), clock));
-    Ok(Aws { client, signer })
+    let outbound = Outbound {
+        proxy_address: settings.proxy_address.clone(),
+        no_verify_ssl: settings.no_verify_ssl,
+        connect_timeout: Some(settings.connect_timeout),
+    };
+    let xray = XrayApi::new(&settings.endpoint, signer.clone(), &outbound, settings.attempt_timeout)?;
+    Ok(Aws { xray, signer })
 }
 
 /// The AWS clients, built in the background: for a cold start that must not wait on the
@@ -157,7 +155,8 @@ impl Deferred {
 }
 
 /// aws-config's default chains (credentials: environment, profile, web identity, container,
-/// instance metadata), with our region, HTTP client, timeouts and no SDK retries.
+/// instance metadata), with our region, HTTP client (for the credentials providers' calls),
+/// timeouts and no SDK retries.
 async fn shared_config(settings: &ClientSettings) -> Result<aws_config::SdkConfig, String> {
     let proxy = proxy_config(settings.proxy_address.as_deref())?;
     let http = if settings.no_verify_ssl {
@@ -192,130 +191,6 @@ async fn shared_config(settings: &ClientSettings) -> Result<aws_config::SdkConfi
         .load()
         .await;
     Ok(shared)
-}
-
-/// The X-Ray client for uploads and telemetry. It corrects its own signing time for the host
-/// clock's offset (the SDK's `ServiceClockSkewInterceptor`); [`ClockWatch`] shares what its
-/// answers say with the daemon's own signer.
-fn xray_client(
-    shared: &aws_config::SdkConfig,
-    settings: &ClientSettings,
-    clock: Arc<ServiceClock>,
-) -> aws_sdk_xray::Client {
-    let mut config =
-        aws_sdk_xray::config::Builder::from(shared).interceptor(DaemonHeaders::new()).interceptor(ClockWatch(clock));
-    if let Some(endpoint) = &settings.endpoint {
-        config = config.endpoint_url(endpoint);
-    }
-    aws_sdk_xray::Client::from_conf(config.build())
-}
-
-/// Adds upstream's `X-Amzn-Xray-Timestamp` header (signed) and user-agent suffix.
-#[derive(Debug)]
-struct DaemonHeaders {
-    user_agent_suffix: String,
-}
-
-impl DaemonHeaders {
-    fn new() -> Self {
-        let exec_env = std::env::var("AWS_EXECUTION_ENV").unwrap_or_else(|_| "UNKNOWN".into());
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            other => other,
-        };
-        DaemonHeaders {
-            user_agent_suffix: format!(
-                "xray-agent/xray-daemon/{} exec-env/{exec_env} OS/{}-{arch}",
-                env!("CARGO_PKG_VERSION"),
-                std::env::consts::OS
-            ),
-        }
-    }
-}
-
-impl Intercept for DaemonHeaders {
-    fn name(&self) -> &'static str {
-        "XrayDaemonHeaders"
-    }
-
-    fn modify_before_signing(
-        &self,
-        context: &mut BeforeTransmitInterceptorContextMut<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let stamp = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
-        context.request_mut().headers_mut().insert("X-Amzn-Xray-Timestamp", stamp);
-        Ok(())
-    }
-
-    fn modify_before_transmit(
-        &self,
-        context: &mut BeforeTransmitInterceptorContextMut<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        // After signing: the user agent is not a signed header, so appending is safe here,
-        // and it runs after the SDK has set its own.
-        let headers = context.request_mut().headers_mut();
-        let ua = match headers.get("user-agent") {
-            Some(ua) => format!("{ua} {}", self.user_agent_suffix),
-            None => self.user_agent_suffix.clone(),
-        };
-        headers.insert("user-agent", ua);
-        Ok(())
-    }
-}
-
-/// Reads the SDK's answers for a refusal of the signature's time, into the shared clock: the
-/// daemon's own signer then starts from X-Ray's time, and the warning is logged once.
-#[derive(Debug)]
-struct ClockWatch(Arc<ServiceClock>);
-
-/// When the attempt left, by the host clock, and the shared clock's offset then.
-#[derive(Debug, Clone, Copy)]
-struct Sent(SystemTime, Offset);
-
-impl Storable for Sent {
-    type Storer = StoreReplace<Self>;
-}
-
-impl Intercept for ClockWatch {
-    fn name(&self) -> &'static str {
-        "XrayDaemonClockWatch"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        cfg.interceptor_state().store_put(Sent(SystemTime::now(), self.0.offset()));
-        Ok(())
-    }
-
-    fn read_after_transmit(
-        &self,
-        context: &BeforeDeserializationInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let Some(&Sent(sent, offset)) = cfg.load::<Sent>() else {
-            return Ok(());
-        };
-        let response = context.response();
-        let headers = response.headers();
-        let answer = Answer {
-            status: response.status().as_u16(),
-            error_type: headers.get("x-amzn-errortype"),
-            date: headers.get("date"),
-        };
-        self.0.correct(&answer, offset, sent, SystemTime::now());
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -1,46 +1,10 @@
-//! SDK errors turned into the pipeline's neutral [`BackendError`], classified by what happened
-//! on the wire (HTTP status, timeout, refused connection, failed DNS lookup), not by error code,
-//! so they are right even against endpoints that answer with non-X-Ray error bodies. Messages
-//! are cleaned of access key ids before anything logs them.
+//! What a failed call says, in the pipeline's neutral terms ([`crate::backend::ErrorKind`]):
+//! transport errors told apart by what happened on the wire (a refused connection, a failed DNS
+//! lookup, a timeout), X-Ray's error code from its answer, and messages cleaned of access key
+//! ids before anything logs them.
 
-use crate::backend::{BackendError, ErrorKind};
-use aws_sdk_xray::error::{ProvideErrorMetadata, SdkError};
-use aws_smithy_types::error::display::DisplayErrorContext;
+use crate::backend::ErrorKind;
 use std::error::Error as StdError;
-
-/// What an SDK error says happened.
-pub(crate) fn classify<E, R>(err: SdkError<E, R>) -> BackendError
-where
-    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-    R: std::fmt::Debug + HasStatus + 'static,
-{
-    match &err {
-        SdkError::TimeoutError(_) => BackendError::new(ErrorKind::Timeout, "the attempt timed out"),
-        SdkError::DispatchFailure(d) => {
-            let kind = if d.is_timeout() { ErrorKind::Timeout } else { transport_kind(&err) };
-            let detail = match d.as_connector_error() {
-                Some(c) => DisplayErrorContext(c).to_string(),
-                None => DisplayErrorContext(&err).to_string(),
-            };
-            BackendError::new(kind, detail)
-        }
-        SdkError::ResponseError(r) => {
-            let status = r.raw().status_code();
-            let kind = ErrorKind::Status { status, code: None };
-            BackendError::new(kind, format!("HTTP {status} with a response that is not an X-Ray error"))
-        }
-        SdkError::ServiceError(s) => {
-            let status = s.raw().status_code();
-            let code = s.err().code().unwrap_or("unknown error");
-            let message = redact_key_ids(s.err().message().unwrap_or(""));
-            let kind = ErrorKind::Status { status, code: s.err().code().map(str::to_owned) };
-            BackendError::new(kind, format!("{code}: {message} (HTTP {status})"))
-        }
-        // Building the request failed: in practice no credentials could be loaded. They may
-        // appear later (a refreshed role, a mounted file), so this is not final.
-        _ => BackendError::new(ErrorKind::Credentials, DisplayErrorContext(&err).to_string()),
-    }
-}
 
 /// Replaces AWS access key ids (`AKIA…` long-term, `ASIA…` temporary) in a message from X-Ray
 /// with `<redacted>` before it is logged: an error about a signature or an unknown key may
@@ -63,17 +27,6 @@ pub(crate) fn redact_key_ids(message: &str) -> String {
         }
     }
     out
-}
-
-/// The HTTP status of a raw response.
-pub(crate) trait HasStatus {
-    fn status_code(&self) -> u16;
-}
-
-impl HasStatus for aws_smithy_runtime_api::http::Response {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
-    }
 }
 
 /// Walks the error's sources to tell a refused connection and a failed name lookup apart

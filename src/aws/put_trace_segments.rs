@@ -1,5 +1,5 @@
 //! PutTraceSegments, the segments' sink: the request body written from the received bytes, the
-//! call, and the answer read.
+//! call ([`XrayApi::call`], signed and sent on the daemon's own client), and the answer read.
 //!
 //! X-Ray answers an accepted call with the documents it did not process, by `Id`. They are matched
 //! back to the batch's documents here: throttled or failed ones (`ThrottledException`,
@@ -7,47 +7,49 @@
 //! logged at error level with their trace id. The pipeline only sees the [`Receipt`].
 
 use super::client::Deferred;
-use super::errors::{classify, redact_key_ids};
+use super::errors::redact_key_ids;
 use super::trace_segments_body;
+use super::xray_api::XrayApi;
 use crate::backend::{BackendError, Receipt, Sink};
 use crate::signal::Documents;
-use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use tracing::{error, warn};
 
-impl<S: Documents> Sink<S> for aws_sdk_xray::Client {
+impl<S: Documents> Sink<S> for XrayApi {
     async fn send(&self, records: &[Bytes]) -> Result<Receipt, BackendError> {
-        let body = trace_segments_body::encode(records);
-        let out = self
-            .put_trace_segments()
-            // The SDK serializes an empty list, and the body written from the received bytes
-            // replaces it before the request is signed (and before each retry is signed again).
-            .set_trace_segment_documents(Some(Vec::new()))
-            .customize()
-            .mutate_request(move |request| {
-                request.headers_mut().insert("content-length", body.len().to_string());
-                *request.body_mut() = SdkBody::from(body.clone());
-            })
-            .send()
-            .await
-            .map_err(classify)?;
-        let unprocessed: Vec<Unprocessed> = out
-            .unprocessed_trace_segments()
-            .iter()
-            .map(|u| Unprocessed {
-                id: u.id().map(str::to_owned),
-                error_code: u.error_code().map(str::to_owned),
-                message: u.message().map(redact_key_ids),
-            })
-            .collect();
-        Ok(read_answer(records, &unprocessed))
+        let answer = self.call("/TraceSegments", trace_segments_body::encode(records)).await?;
+        Ok(read_answer(records, &unprocessed(&answer)))
     }
 }
 
 impl<S: Documents> Sink<S> for Deferred {
     async fn send(&self, records: &[Bytes]) -> Result<Receipt, BackendError> {
-        Sink::<S>::send(&self.built().await?.client, records).await
+        Sink::<S>::send(&self.built().await?.xray, records).await
     }
+}
+
+/// The `UnprocessedTraceSegments` of an accepted call's answer (none when it has no list).
+fn unprocessed(answer: &[u8]) -> Vec<Unprocessed> {
+    #[derive(serde::Deserialize, Default)]
+    struct Answer {
+        #[serde(rename = "UnprocessedTraceSegments", default)]
+        unprocessed: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(rename = "Id")]
+        id: Option<String>,
+        #[serde(rename = "ErrorCode")]
+        error_code: Option<String>,
+        #[serde(rename = "Message")]
+        message: Option<String>,
+    }
+    let answer: Answer = serde_json::from_slice(answer).unwrap_or_default();
+    answer
+        .unprocessed
+        .into_iter()
+        .map(|e| Unprocessed { id: e.id, error_code: e.error_code, message: e.message.as_deref().map(redact_key_ids) })
+        .collect()
 }
 
 /// One `UnprocessedTraceSegments` entry.
@@ -147,13 +149,13 @@ mod tests {
         Bytes::from(format!(r#"{{"id": "{id}", "trace_id": "1-5759e988-bd862e3fe1be46a99427{id}"}}"#))
     }
 
-    fn unprocessed(id: Option<&str>, code: &str) -> Unprocessed {
+    fn entry(id: Option<&str>, code: &str) -> Unprocessed {
         Unprocessed { id: id.map(str::to_owned), error_code: Some(code.into()), message: Some("m".into()) }
     }
 
     #[test]
     fn unprocessed_entries_are_matched_by_id_and_sorted() {
-        let entries = [unprocessed(Some("b"), "ThrottledException"), unprocessed(Some("c"), "InvalidTraceId")];
+        let entries = [entry(Some("b"), "ThrottledException"), entry(Some("c"), "InvalidTraceId")];
         let receipt = read_answer(&[doc("a"), doc("b"), doc("c")], &entries);
         assert_eq!(receipt, Receipt { retry: vec![1], rejected: 1, unprocessed: 2 });
         assert_eq!(read_answer(&[doc("a")], &[]), Receipt::default());
@@ -162,16 +164,25 @@ mod tests {
     #[test]
     fn pretty_printed_documents_are_matched_too() {
         let docs = [Bytes::from_static(b"{\n  \"id\" : \"feed\",\n  \"trace_id\" : \"1-x\"\n}"), doc("beef")];
-        let receipt = read_answer(&docs, &[unprocessed(Some("feed"), "InternalFailure")]);
+        let receipt = read_answer(&docs, &[entry(Some("feed"), "InternalFailure")]);
         assert_eq!(receipt.retry, vec![0]);
     }
 
     #[test]
+    fn the_answer_lists_what_was_not_processed() {
+        let answer = br#"{"UnprocessedTraceSegments":[{"Id":"b","ErrorCode":"ThrottledException","Message":"m"}]}"#;
+        assert_eq!(unprocessed(answer), [entry(Some("b"), "ThrottledException")]);
+        assert_eq!(unprocessed(br#"{"UnprocessedTraceSegments":[]}"#), []);
+        assert_eq!(unprocessed(b"{}"), []);
+        assert_eq!(unprocessed(b""), [], "an empty answer is a full success");
+    }
+
+    #[test]
     fn entries_without_a_matching_id_still_count_as_refused() {
-        let receipt = read_answer(&[doc("a"), doc("b")], &[unprocessed(None, "InvalidTraceId")]);
+        let receipt = read_answer(&[doc("a"), doc("b")], &[entry(None, "InvalidTraceId")]);
         assert_eq!(receipt, Receipt { retry: vec![], rejected: 1, unprocessed: 1 });
         // Two entries for one id: the second matches nothing left.
-        let twice = [unprocessed(Some("a"), "InvalidTraceId"), unprocessed(Some("a"), "InvalidTraceId")];
+        let twice = [entry(Some("a"), "InvalidTraceId"), entry(Some("a"), "InvalidTraceId")];
         assert_eq!(read_answer(&[doc("a"), doc("b")], &twice).rejected, 2);
     }
 }

@@ -79,7 +79,7 @@ pub(crate) fn open_spool(config: &Config, stats: &Arc<Stats>) -> Result<Option<S
 pub(crate) fn client_settings(config: &Config, region: &str) -> ClientSettings {
     ClientSettings {
         region: region.to_owned(),
-        endpoint: config.endpoint.clone(),
+        endpoint: xray_endpoint(config, region),
         attempt_timeout: config.upload_timeout,
         connect_timeout: Duration::from_secs(2).min(config.upload_timeout),
         role_arn: config.role_arn.clone(),

@@ -3,6 +3,9 @@
 //! The fake freezes the daemon (SIGSTOP) whenever it asks for the next event, as Lambda freezes
 //! the sandbox, so "uploaded before `/next`" is checked strictly: a frozen process cannot
 //! upload anything afterwards.
+//!
+//! It is over 500 lines: each test drives a whole lifecycle (register, invocations, SHUTDOWN)
+//! for one flush strategy, span mode or failure, and they share the helpers above them.
 
 use crate::daemon::{against, segment, Builder, Daemon};
 use crate::daemon::{ACCESS_KEY, SECRET_KEY};
@@ -231,7 +234,8 @@ async fn in_segments_mode_an_invocations_spans_arrive_as_documents_before_the_ne
     let xray = fakes();
     let lambda = FakeLambda::start().await;
     let mut d = booted(extension(&xray, &lambda), &lambda).await;
-    let span_ids = |docs: Vec<String>| -> Vec<String> {
+    // The documents' ids: the spans' (`t1s_datagram` names them `s<id>`), in hex.
+    let ids = |docs: Vec<String>| -> Vec<String> {
         let parsed = docs.iter().filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok());
         sorted(
             parsed
@@ -244,17 +248,15 @@ async fn in_segments_mode_an_invocations_spans_arrive_as_documents_before_the_ne
     for (n, request) in ["req-1", "req-2"].into_iter().enumerate() {
         lambda.invoke(request, Duration::from_secs(10));
         let first = 1 + 100 * n as u64;
-        for k in 0..3 {
-            d.send(&t1s_datagram(first + 10 * k, 10));
-        }
+        (0..3).for_each(|k| d.send(&t1s_datagram(first + 10 * k, 10)));
         expected.extend((first..first + 30).map(|i| format!("\"{i:016x}\"")));
         assert_eq!(lambda.runtime_done(request).await, 200);
         let next_at = nth_next(&lambda, n + 2, &d).await;
-        assert_eq!(span_ids(delivered_before(&xray, next_at)), sorted(expected.clone()), "not all before /next");
+        assert_eq!(ids(delivered_before(&xray, next_at)), sorted(expected.clone()), "not all before /next");
     }
     lambda.shutdown("spindown", Duration::from_millis(1700));
     assert_eq!(d.wait_exit(Duration::from_secs(3)).await.and_then(|s| s.code()), Some(0), "{}", d.log_text());
-    assert_eq!(span_ids(xray.accepted_documents()), sorted(expected), "each span once");
+    assert_eq!(ids(xray.accepted_documents()), sorted(expected), "each span once");
 }
 
 #[tokio::test]

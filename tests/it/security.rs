@@ -84,7 +84,9 @@ async fn no_secret_reaches_the_log_at_dev_level_on_any_path() {
     assert!(status.success());
 
     let log = d.log_text();
-    assert!(log.lines().count() > 40, "a dev log has plenty to say:\n{log}");
+    // About 35 lines: every path above logs (the rotation itself needs no refusal: the signer
+    // fetches the short-lived keys again before they expire).
+    assert!(log.lines().count() > 30, "a dev log has plenty to say:\n{log}");
     assert!(log.contains("[Debug]") || log.contains("[Trace]"), "dev level is on");
     assert!(d.logs().iter().any(|l| l.contains("segments were not delivered")));
     for (name, secret) in [
