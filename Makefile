@@ -130,8 +130,9 @@ qemu-arm64:
 peers: prometheus-tools
 	bash tests/e2e/setup.sh
 
-## run: build and run the daemon; without AWS credentials it runs against a local moto X-Ray
-run: build peers
+## run: build and run the daemon; without AWS credentials it runs against a local X-Ray API, moto,
+##      installed alone into target/venv-run (tests/peers/requirements-run.txt), not the test peers
+run: build
 	bash tests/peers/run_local.sh $(BIN_DEBUG) $(ARGS)
 
 ## test: unit + integration tests (with a short fuzz pass), the SIMD body scan on arm64 and x86_64,
