@@ -43,7 +43,7 @@ def test_run_local_without_credentials(tmp_path):
             f"the daemon did not come up on UDP {udp_port} via run_local.sh:\n{proc.text()}"
         text = proc.text()
         assert NO_CREDENTIALS in proc.lines(), text
-        assert re.search(r"^make run: moto already installed in (target/venv-run|the test venv target/venv)$", text,
+        assert re.search(r"^make run: moto already installed in (target/venv-run|the test venv, target/venv)$", text,
                          re.M) and INSTALLING not in text, text
         moto_url = re.search(r"moto \(X-Ray API, SigV4 verified\) on (http://127\.0\.0\.1:(\d+)),", text)
         assert moto_url, text

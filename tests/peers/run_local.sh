@@ -37,14 +37,18 @@ note "no AWS credentials, starting a local X-Ray API (moto)"
 RUN_REQS="$ROOT/tests/peers/requirements-run.txt"
 RUN_VENV="$ROOT/target/venv-run"
 RUN_STAMP="$RUN_VENV/.requirements-run.sha256"
-has_moto() { "$1/bin/python" -c 'import moto.server, moto.xray, boto3' >/dev/null 2>&1; }
+# moto with its server and xray extras, and boto3, there (found, not imported: importing moto takes seconds)
+has_moto() {
+    "$1/bin/python" -c 'import importlib.util as u, sys
+sys.exit(not all(u.find_spec(m) for m in ("moto", "boto3", "flask", "aws_xray_sdk")))' >/dev/null 2>&1
+}
 run_hash="$(sha256sum <"$RUN_REQS" | cut -d' ' -f1)"
 if [[ -f "$RUN_STAMP" && "$(cat "$RUN_STAMP")" == "$run_hash" ]] && has_moto "$RUN_VENV"; then
     VENV="$RUN_VENV"
     note "moto already installed in target/venv-run"
 elif has_moto "$ROOT/target/venv"; then
     VENV="$ROOT/target/venv"
-    note "moto already installed in the test venv target/venv"
+    note "moto already installed in the test venv, target/venv"
 else
     command -v python3 >/dev/null \
         || die "python3 is missing: install it (apt-get install python3 python3-venv), or configure AWS credentials to send to AWS X-Ray"
@@ -62,7 +66,7 @@ else
         rm -rf "$RUN_VENV"
         die "pip could not install tests/peers/requirements-run.txt from PyPI ($(grep -m 1 '^ERROR' "$RUN_LOG" || tail -n 1 "$RUN_LOG")); its output: target/venv-run.log"
     fi
-    has_moto "$RUN_VENV" || die "moto does not import after pip install (target/venv-run.log)"
+    has_moto "$RUN_VENV" || die "moto is not in target/venv-run after pip install (target/venv-run.log)"
     echo "$run_hash" >"$RUN_STAMP"
     VENV="$RUN_VENV"
 fi
