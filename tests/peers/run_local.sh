@@ -40,7 +40,7 @@ RUN_STAMP="$RUN_VENV/.requirements-run.sha256"
 # moto with its server and xray extras, and boto3, there (found, not imported: importing moto takes seconds)
 has_moto() {
     "$1/bin/python" -c 'import importlib.util as u, sys
-sys.exit(not all(u.find_spec(m) for m in ("moto", "boto3", "flask", "aws_xray_sdk")))' >/dev/null 2>&1
+sys.exit(not all(u.find_spec(m) for m in ("moto", "boto3", "flask", "flask_cors", "aws_xray_sdk")))' >/dev/null 2>&1
 }
 run_hash="$(sha256sum <"$RUN_REQS" | cut -d' ' -f1)"
 if [[ -f "$RUN_STAMP" && "$(cat "$RUN_STAMP")" == "$run_hash" ]] && has_moto "$RUN_VENV"; then
