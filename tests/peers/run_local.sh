@@ -54,7 +54,7 @@ else
         || die "python3 is missing: install it (apt-get install python3 python3-venv), or configure AWS credentials to send to AWS X-Ray"
     python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null \
         || die "moto needs Python 3.9 or newer, python3 is $(python3 --version 2>&1): install a newer python3 (with python3-venv)"
-    note "installing moto alone into target/venv-run (tests/peers/requirements-run.txt), once: about a minute"
+    note "installing moto alone into target/venv-run (tests/peers/requirements-run.txt), once: about half a minute"
     rm -rf "$RUN_VENV"
     mkdir -p "$ROOT/target"
     RUN_LOG="$ROOT/target/venv-run.log"
