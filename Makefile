@@ -1,6 +1,7 @@
 # xray-daemon: the two commands a newcomer needs are `make run` and `make test`.
-# Everything they need is installed by the targets themselves (Python peers in target/venv,
-# the Node SDK in target/node).
+# Everything they need is installed by the targets themselves: `make run` only moto, when there are
+# no AWS credentials (target/venv-run); `make test` the test peers (Python in target/venv, the Node
+# SDK in target/node, ...).
 
 CARGO ?= cargo
 BIN_DEBUG := target/debug/xray-daemon
