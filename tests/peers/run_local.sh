@@ -37,7 +37,7 @@ note "no AWS credentials, starting a local X-Ray API (moto)"
 RUN_REQS="$ROOT/tests/peers/requirements-run.txt"
 RUN_VENV="$ROOT/target/venv-run"
 RUN_STAMP="$RUN_VENV/.requirements-run.sha256"
-# moto with its server and xray extras, and boto3, there (found, not imported: importing moto takes seconds)
+# moto, its X-Ray extra (aws_xray_sdk), its server's Flask and boto3 in venv $1 (found, not imported: that takes seconds)
 has_moto() {
     "$1/bin/python" -c 'import importlib.util as u, sys
 sys.exit(not all(u.find_spec(m) for m in ("moto", "boto3", "flask", "flask_cors", "aws_xray_sdk")))' >/dev/null 2>&1
