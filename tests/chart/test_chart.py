@@ -56,8 +56,8 @@ DAEMON_ENV = {
 }
 # The variables the chart sets from values outside `daemon:` (region, roleArn, otlp, spool).
 CHART_ENV = {
-    "XRAY_DAEMON_REGION", "XRAY_DAEMON_ROLE_ARN", "XRAY_DAEMON_OTLP_ADDRESS", "XRAY_DAEMON_SPOOL_DIR",
-    "XRAY_DAEMON_SPOOL_MAX_MB", "XRAY_DAEMON_SPOOL_REPLAY_RATE_KB",
+    "XRAY_DAEMON_REGION", "XRAY_DAEMON_ROLE_ARN", "XRAY_DAEMON_OTLP_ADDRESS", "XRAY_DAEMON_OTLP_GRPC_ADDRESS",
+    "XRAY_DAEMON_SPOOL_DIR", "XRAY_DAEMON_SPOOL_MAX_MB", "XRAY_DAEMON_SPOOL_REPLAY_RATE_KB",
 }
 # Objects of the Prometheus Operator's CRDs: kubernetes-validate has no schema for them, so each is
 # checked against a strict subset of its CRD's schema here (<kind>.schema.json).
@@ -368,6 +368,10 @@ INVALID = [
     ("otlp.port=0", "/otlp/port"),
     ("otlp.port=65536", "/otlp/port"),
     ("otlp.address=0.0.0.0:4318", "address"),  # the port is the only setting
+    ("otlp.grpc.enabled=yes", "/otlp/grpc/enabled"),
+    ("otlp.grpc.port=0", "/otlp/grpc/port"),
+    ("otlp.grpc.port=65536", "/otlp/grpc/port"),
+    ("otlp.grpc.address=0.0.0.0:4317", "address"),
 ]
 
 
@@ -398,7 +402,7 @@ def test_yamllint(default, full, tmp_path):
 
 def test_default_daemonset_ports_and_probes(default):
     ports = default.ports()
-    assert set(ports) == {"xray-ingest", "xray-tcp"}  # no OTLP listener unless otlp.enabled
+    assert set(ports) == {"xray-ingest", "xray-tcp"}  # no OTLP listener unless otlp.enabled or otlp.grpc.enabled
     assert ports["xray-ingest"] == {"name": "xray-ingest", "containerPort": 2000, "protocol": "UDP", "hostPort": 2000}
     assert ports["xray-tcp"] == {"name": "xray-tcp", "containerPort": 2000, "protocol": "TCP", "hostPort": 2000}
     container = default.container()
@@ -504,6 +508,7 @@ def test_values_all_env(full):
         "AWS_REGION": "eu-west-1",
         "XRAY_DAEMON_ROLE_ARN": "arn:aws:iam::123456789012:role/xray-cross-account",
         "XRAY_DAEMON_OTLP_ADDRESS": "0.0.0.0:4319",
+        "XRAY_DAEMON_OTLP_GRPC_ADDRESS": "0.0.0.0:4316",
         "HTTPS_PROXY": "http://proxy.internal:3128",
         "AWS_STS_REGIONAL_ENDPOINTS": "regional",
         "XRAY_DAEMON_SPOOL_DIR": "/var/lib/xray-daemon/spool",
@@ -553,6 +558,7 @@ def test_values_all_pod(full):
     assert full.ports()["xray-ingest"] == {"name": "xray-ingest", "containerPort": 3000, "protocol": "UDP", "hostPort": 3000}
     assert full.ports()["xray-tcp"] == {"name": "xray-tcp", "containerPort": 3001, "protocol": "TCP", "hostPort": 3001}
     assert full.ports()["otlp"] == {"name": "otlp", "containerPort": 4319, "protocol": "TCP", "hostPort": 4319}
+    assert full.ports()["otlp-grpc"] == {"name": "otlp-grpc", "containerPort": 4316, "protocol": "TCP", "hostPort": 4316}
     assert container["livenessProbe"] == {
         "httpGet": {"path": "/health", "port": "xray-tcp"},
         "initialDelaySeconds": 3, "periodSeconds": 20, "timeoutSeconds": 4, "failureThreshold": 5,
@@ -587,6 +593,7 @@ def test_values_all_service_account_and_service(full):
         ("UDP", 2100, "xray-ingest"),
         ("TCP", 2100, "xray-tcp"),
         ("TCP", 4319, "otlp"),
+        ("TCP", 4316, "otlp-grpc"),
     }
 
 
@@ -670,6 +677,29 @@ def test_otlp_listener_is_off_by_default_and_exposed_like_the_other_ports(defaul
     assert host["otlp"]["hostPort"] == 4318
 
 
+def test_otlp_grpc_listener_is_off_by_default_and_exposed_like_the_other_ports(default):
+    assert "XRAY_DAEMON_OTLP_GRPC_ADDRESS" not in default.env()
+    assert "otlp-grpc" not in default.ports()
+    assert "otlp-grpc" not in {p["name"] for p in default.one("Service")["spec"]["ports"]}
+
+    on = Rendered(set_values("otlp.grpc.enabled=true"))
+    assert on.env()["XRAY_DAEMON_OTLP_GRPC_ADDRESS"] == "0.0.0.0:4317"
+    assert "XRAY_DAEMON_OTLP_ADDRESS" not in on.env(), "each OTLP listener is turned on by itself"
+    assert on.ports()["otlp-grpc"] == {"name": "otlp-grpc", "containerPort": 4317, "protocol": "TCP", "hostPort": 4317}
+    service_ports = {p["name"]: p for p in on.one("Service")["spec"]["ports"]}
+    assert service_ports["otlp-grpc"] == {"name": "otlp-grpc", "port": 4317, "targetPort": "otlp-grpc", "protocol": "TCP"}
+    assert on.container()["readinessProbe"]["httpGet"]["port"] == "xray-tcp"
+
+    moved = Rendered(set_values("otlp.grpc.enabled=true", "otlp.grpc.port=14317"))
+    assert moved.env()["XRAY_DAEMON_OTLP_GRPC_ADDRESS"] == "0.0.0.0:14317"
+    assert (moved.ports()["otlp-grpc"]["containerPort"], moved.ports()["otlp-grpc"]["hostPort"]) == (14317, 14317)
+    assert "hostPort" not in Rendered(set_values("otlp.grpc.enabled=true", "hostPorts.enabled=false")).ports()["otlp-grpc"]
+    host = Rendered(set_values("otlp.grpc.enabled=true", "hostNetwork=true", "hostPorts.enabled=false")).ports()
+    assert host["otlp-grpc"]["hostPort"] == 4317
+    both = Rendered(set_values("otlp.enabled=true", "otlp.grpc.enabled=true")).ports()
+    assert (both["otlp"]["containerPort"], both["otlp-grpc"]["containerPort"]) == (4318, 4317)
+
+
 def test_notes_tell_apps_where_to_send(default, full):
     assert "AWS_XRAY_DAEMON_ADDRESS" in default.notes
     assert "xray-xray-daemon.observability.svc.cluster.local:2000" in default.notes
@@ -683,6 +713,12 @@ def test_notes_tell_apps_where_to_send(default, full):
     # Without the Service, the node's IP and the host port.
     direct = Rendered(set_values("otlp.enabled=true", "service.enabled=false")).notes
     assert "value: http://$(HOST_IP):4318/v1/traces" in direct
+    # OTLP/gRPC: the endpoint has no path, and the protocol is grpc.
+    assert "value: grpc" not in default.notes
+    assert "value: http://xray-service.observability.svc.cluster.local:4316\n" in full.notes
+    assert "value: grpc" in full.notes
+    direct = Rendered(set_values("otlp.grpc.enabled=true", "service.enabled=false")).notes
+    assert "value: http://$(HOST_IP):4317\n" in direct and "/v1/traces" not in direct
 
 
 REFUSED = [
@@ -695,6 +731,9 @@ REFUSED = [
     (["updateStrategy.rollingUpdate.maxSurge=1"], "maxSurge"),
     (["otlp.enabled=true", "otlp.port=2000"], "otlp.port (2000) is the TCP port"),
     (["otlp.enabled=true", "hostPorts.tcp=4318"], "otlp.port (4318) is also hostPorts.tcp"),
+    (["otlp.grpc.enabled=true", "otlp.grpc.port=2000"], "otlp.grpc.port (2000) is the TCP port"),
+    (["otlp.grpc.enabled=true", "hostPorts.tcp=4317"], "otlp.grpc.port (4317) is also hostPorts.tcp"),
+    (["otlp.grpc.enabled=true", "otlp.enabled=true", "otlp.grpc.port=4318"], "otlp.grpc.port (4318) is also otlp.port"),
 ]
 
 
