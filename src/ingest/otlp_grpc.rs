@@ -39,9 +39,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{Tra
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use prost::Message;
 use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tonic::codec::CompressionEncoding;
@@ -93,8 +94,10 @@ impl Handler for OtlpGrpc {
     const NAME: &'static str = "otlp grpc server";
     const PROTOCOL: Protocol = Protocol::Http2;
 
-    async fn handle(&self, request: Request<Incoming>) -> Response<tonic::body::Body> {
-        let request = request.map(|body| MessageBody::new(body, self.in_flight.clone()));
+    async fn handle(&self, mut request: Request<Incoming>) -> Response<tonic::body::Body> {
+        let wire = Wire::default();
+        request.extensions_mut().insert(wire.clone());
+        let request = request.map(|body| MessageBody::new(body, self.in_flight.clone(), wire));
         let answer = match tokio::time::timeout(self.read_timeout, self.server.clone().call(request)).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(never)) => match never {},
@@ -127,7 +130,11 @@ impl TraceService for Export {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
-        let received = Received::decoded(request.into_inner());
+        let wire = request.extensions().get::<Wire>().and_then(Wire::take);
+        let received = match wire {
+            Some(wire) => Received { request: request.into_inner(), wire: Some(wire) },
+            None => Received::decoded(request.into_inner()),
+        };
         match self.intake.spans(received, SpanSource::Grpc, WhenFull::Refuse) {
             Ok(taken) => {
                 let partial_success = super::partial_success(&taken);
@@ -218,9 +225,10 @@ struct UnaryFraming {
 
 impl UnaryFraming {
     /// Notes what `data`, the next bytes of the body, holds of the prefix and the message;
-    /// `Err` when the prefix announces a message over [`MAX_MESSAGE`]. Returns how much of
-    /// `data` belongs to the message (a client may send more; it is not read).
-    fn take(&mut self, data: &[u8]) -> Result<usize, Status> {
+    /// `Err` when the prefix announces a message over [`MAX_MESSAGE`]. Returns where in `data`
+    /// the message's bytes are; what follows them is not the message's (a client may send more;
+    /// it is not read).
+    fn take(&mut self, data: &[u8]) -> Result<Range<usize>, Status> {
         let mut at = 0;
         while self.prefix_seen < PREFIX && at < data.len() {
             self.prefix[self.prefix_seen] = data[at];
@@ -240,10 +248,15 @@ impl UnaryFraming {
             Some(left) => {
                 let body = (data.len() - at).min(*left);
                 *left -= body;
-                Ok(at + body)
+                Ok(at..at + body)
             }
-            None => Ok(at),
+            None => Ok(at..at),
         }
+    }
+
+    /// The message is compressed (`grpc-encoding`), once the prefix is known.
+    fn compressed(&self) -> bool {
+        self.prefix_seen == PREFIX && self.prefix[0] != 0
     }
 
     /// The whole message has passed.
@@ -252,22 +265,47 @@ impl UnaryFraming {
     }
 }
 
+/// A message's protobuf bytes as they arrived, when it was not compressed: the request body
+/// sees them pass on their way to tonic and leaves them here (in the request's extensions), so
+/// that the intake keeps them as they are rather than encoding the decoded request again.
+#[derive(Clone, Default)]
+struct Wire(Arc<Mutex<Option<Bytes>>>);
+
+impl Wire {
+    fn take(&self) -> Option<Bytes> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn put(&self, parts: Vec<Bytes>) {
+        let bytes = match <[Bytes; 1]>::try_from(parts) {
+            Ok([one]) => one,
+            Err(parts) => Bytes::from(parts.concat()),
+        };
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(bytes);
+    }
+}
+
 /// A unary call's request body as tonic reads it. Once the message's prefix has passed, it
 /// reserves the message's bytes from the shared [`InFlight`] (released when the body is
 /// dropped: tonic drops it once it has decoded the message) or refuses the request, and gives
 /// the rest of the message a deadline ([`MIN_RATE`]). It refuses a message over
-/// [`MAX_MESSAGE`] from its prefix, and ends as soon as the message is whole.
+/// [`MAX_MESSAGE`] from its prefix, and ends as soon as the message is whole, leaving its bytes
+/// in [`Wire`].
 struct MessageBody {
     inner: Incoming,
     in_flight: Arc<InFlight>,
     reserved: usize,
     message: UnaryFraming,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The message's bytes so far, and where they go once it is whole.
+    parts: Vec<Bytes>,
+    wire: Wire,
 }
 
 impl MessageBody {
-    fn new(inner: Incoming, in_flight: Arc<InFlight>) -> Self {
-        MessageBody { inner, in_flight, reserved: 0, message: UnaryFraming::default(), deadline: None }
+    fn new(inner: Incoming, in_flight: Arc<InFlight>, wire: Wire) -> Self {
+        let message = UnaryFraming::default();
+        MessageBody { inner, in_flight, reserved: 0, message, deadline: None, parts: Vec::new(), wire }
     }
 
     /// Reserves the `length` bytes a message announced, and sets when they must have arrived.
@@ -320,13 +358,20 @@ impl Body for MessageBody {
         let taken = self.message.take(&data);
         let announced = self.message.length.filter(|_| !known);
         let reserved = announced.map_or(Ok(()), |length| self.reserve(length));
-        match reserved.and(taken) {
-            Ok(message) => {
-                data.truncate(message);
-                Poll::Ready(Some(Ok(Frame::data(data))))
-            }
-            Err(refused) => Poll::Ready(Some(Err(refused.into()))),
+        let message = match reserved.and(taken) {
+            Ok(message) => message,
+            Err(refused) => return Poll::Ready(Some(Err(refused.into()))),
+        };
+        data.truncate(message.end);
+        if !self.message.compressed() && !message.is_empty() {
+            let part = data.slice(message);
+            self.parts.push(part);
         }
+        if self.message.whole() && !self.message.compressed() {
+            let parts = std::mem::take(&mut self.parts);
+            self.wire.put(parts);
+        }
+        Poll::Ready(Some(Ok(Frame::data(data))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -399,21 +444,32 @@ mod tests {
     }
 
     #[test]
+    fn the_wire_bytes_are_the_message_joined_and_taken_once() {
+        let wire = Wire::default();
+        assert_eq!(wire.take(), None);
+        wire.put(vec![Bytes::from_static(b"one frame")]);
+        assert_eq!(wire.take().as_deref(), Some(&b"one frame"[..]));
+        assert_eq!(wire.take(), None);
+        wire.put(vec![Bytes::from_static(b"in "), Bytes::from_static(b"three "), Bytes::from_static(b"frames")]);
+        assert_eq!(wire.take().as_deref(), Some(&b"in three frames"[..]));
+    }
+
+    #[test]
     fn the_message_length_is_read_from_its_prefix_across_frames() {
         // 12 bytes of message, the prefix split 2 + 3, then the message in two parts and 4 more
         // bytes the message does not hold.
         let mut m = UnaryFraming::default();
-        assert_eq!(m.take(&[0, 0]).unwrap(), 2);
+        assert_eq!(m.take(&[0, 0]).unwrap(), 2..2);
         assert!(!m.whole());
         assert_eq!(m.length, None);
-        assert_eq!(m.take(&[0, 0, 12, b'a', b'b']).unwrap(), 5);
-        assert_eq!((m.length, m.left), (Some(12), Some(10)));
-        assert_eq!(m.take(b"cdefgh").unwrap(), 6);
-        assert_eq!(m.take(b"ijkl-xyz").unwrap(), 4, "only the message's bytes are passed on");
+        assert_eq!(m.take(&[0, 0, 12, b'a', b'b']).unwrap(), 3..5);
+        assert_eq!((m.length, m.left, m.compressed()), (Some(12), Some(10), false));
+        assert_eq!(m.take(b"cdefgh").unwrap(), 0..6);
+        assert_eq!(m.take(b"ijkl-xyz").unwrap(), 0..4, "only the message's bytes are passed on");
         assert!(m.whole());
         // An empty message is whole with its prefix.
         let mut empty = UnaryFraming::default();
-        assert_eq!(empty.take(&[0, 0, 0, 0, 0]).unwrap(), 5);
+        assert_eq!(empty.take(&[0, 0, 0, 0, 0]).unwrap(), 5..5);
         assert!(empty.whole());
         // A prefix announcing more than 5 MB is refused at once: RESOURCE_EXHAUSTED.
         let mut big = UnaryFraming::default();
@@ -423,6 +479,7 @@ mod tests {
         assert!(e.message().contains("5000001 bytes"), "{}", e.message());
         let mut limit = UnaryFraming::default();
         let at = (MAX_MESSAGE as u32).to_be_bytes();
-        assert_eq!(limit.take(&[0, at[0], at[1], at[2], at[3]]).unwrap(), 5, "exactly 5 MB is taken");
+        assert_eq!(limit.take(&[1, at[0], at[1], at[2], at[3]]).unwrap(), 5..5, "exactly 5 MB is taken");
+        assert!(limit.compressed());
     }
 }

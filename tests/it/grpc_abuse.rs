@@ -237,9 +237,10 @@ async fn a_garbage_preface_is_closed_at_once() {
     still_serves(addr, 1).await;
 }
 
-/// 300 connections that complete the HTTP/2 handshake and then send nothing, against a limit of
-/// 200: the oldest are closed to make room, an honest client still gets in while they are
-/// held, and every one is closed once it has been idle for the client timeout (here 3 s).
+/// 300 connections that complete the HTTP/2 handshake and then send nothing, and 20 that do not
+/// even send the preface, against a limit of 200: the oldest are closed to make room, an honest
+/// client still gets in while they are held, and every one is closed once it has been idle for
+/// the client timeout (here 3 s; the silent ones a second later, when their GOAWAY cannot go).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_shed_at_the_limit_and_closed_when_idle() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -267,6 +268,18 @@ async fn idle_connections_are_shed_at_the_limit_and_closed_when_idle() {
                 start.elapsed()
             }));
         }
+        // And 20 that connect and send nothing, not even the preface.
+        for _ in 0..20 {
+            let counted = counted.clone();
+            let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            held.push(tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut tcp = tcp;
+                let _ = tcp.read_to_end(&mut Vec::new()).await;
+                counted.fetch_add(1, Ordering::SeqCst);
+                start.elapsed()
+            }));
+        }
         // An honest client while they are held.
         still_serves(addr, 1).await;
         let mut closed_at = Vec::new();
@@ -282,7 +295,7 @@ async fn idle_connections_are_shed_at_the_limit_and_closed_when_idle() {
         watched.rss_before,
         watched.grown_kib()
     );
-    assert_eq!(closed.load(Ordering::SeqCst), IDLE);
+    assert_eq!(closed.load(Ordering::SeqCst), IDLE + 20);
     assert!(latest < Duration::from_secs(10), "the last idle connection was closed at {latest:?}");
     assert!(watched.grown_kib() < 200 * 64, "RSS grew by {} KiB", watched.grown_kib());
     d.wait_for_log(|l| l.contains("otlp grpc server has 200 connections open, its limit"), WAIT)
