@@ -303,7 +303,8 @@ where
                 closing = Some(tokio::time::Instant::now() + GRACE);
             }
             _ = tokio::time::sleep_until(wake), if closing.is_none() => {
-                if idle_at.is_some_and(|at| at <= Instant::now()) {
+                // Asked again: requests may have come and gone since `idle_at` was worked out.
+                if idle.and_then(|idle| conn.idle_until(idle)).is_some_and(|at| at <= Instant::now()) {
                     debug!("{} connection closed: no request for {:?}", H::NAME, idle.unwrap_or_default());
                     serving.as_mut().graceful_shutdown();
                     closing = Some(tokio::time::Instant::now() + GRACE);

@@ -348,3 +348,25 @@ async fn a_message_that_does_not_arrive_in_time_gets_deadline_exceeded() {
         assert_eq!(a.response().partial_success, None);
     }
 }
+
+/// A connection in use is never closed as idle, however long it is used: requests one after the
+/// other for three times the idle timeout, each answered OK on the one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_in_use_is_not_closed_as_idle() {
+    let xray = xray();
+    let otlp = FakeOtlp::start().await;
+    let d = daemon(&xray, &otlp.url, &[], &[("XRAY_DAEMON_PROXY_CLIENT_TIMEOUT", "1s")]).await;
+    let mut c = Client::connect(d.server("OTLP/gRPC")).await;
+    let start = Instant::now();
+    let mut id = 1;
+    while start.elapsed() < Duration::from_secs(3) {
+        let a = c.export(&spans_request(id, 1, 0).encode_to_vec(), false).await;
+        assert_eq!(a.status, Some(OK), "at {:?}: {a:?}", start.elapsed());
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Left alone, it is closed once idle: the next call on it fails.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let a = c.export(&spans_request(id, 1, 0).encode_to_vec(), false).await;
+    assert!(a.status.is_none() && a.error.is_some(), "{a:?}");
+}
