@@ -38,8 +38,8 @@ async fn send(target: SocketAddr, step: u64, rate: u64, duration: Duration) -> S
     let per = PER_REQUEST as u64;
     let total = (rate as f64 * duration.as_secs_f64() / per as f64).round() as u64;
     let call_rate = rate as f64 / per as f64;
-    let mut parts: Vec<SpanDatagram> =
-        (0..PER_REQUEST / gen::SPANS_PER_DATAGRAM).map(|_| SpanDatagram::new()).collect();
+    // One template's copies, as the datagrams are: the same spans but for their ids.
+    let mut parts = vec![SpanDatagram::new(); PER_REQUEST / gen::SPANS_PER_DATAGRAM];
     let mut calls = tokio::task::JoinSet::new();
     let mut errors = 0;
     let start = Instant::now();
@@ -72,17 +72,35 @@ async fn export(client: h2::client::SendRequest<Bytes>, target: SocketAddr, body
         .header("te", "trailers")
         .body(())
         .expect("a request head");
-    let Ok(mut client) = client.ready().await else { return false };
-    let Ok((response, mut stream)) = client.send_request(request, false) else { return false };
-    if stream.send_data(body, true).is_err() {
-        return false;
+    let fail = |what: &str, e: h2::Error| {
+        eprintln!("  an export call failed: {what}: {e}");
+        false
+    };
+    let mut client = match client.ready().await {
+        Ok(client) => client,
+        Err(e) => return fail("no stream", e),
+    };
+    let (response, mut stream) = match client.send_request(request, false) {
+        Ok(sent) => sent,
+        Err(e) => return fail("request head", e),
+    };
+    if let Err(e) = stream.send_data(body, true) {
+        return fail("request body", e);
     }
-    let Ok(response) = response.await else { return false };
+    let response = match response.await {
+        Ok(response) => response,
+        Err(e) => return fail("no answer", e),
+    };
     let (parts, mut body) = response.into_parts();
     while let Some(Ok(chunk)) = body.data().await {
         let _ = body.flow_control().release_capacity(chunk.len());
     }
     let trailers = body.trailers().await.ok().flatten().unwrap_or_default();
     let status = trailers.get("grpc-status").or_else(|| parts.headers.get("grpc-status"));
-    status.is_some_and(|s| s == "0")
+    if !status.is_some_and(|s| s == "0") {
+        let message = trailers.get("grpc-message").or_else(|| parts.headers.get("grpc-message"));
+        eprintln!("  an export call was answered {status:?} {message:?}");
+        return false;
+    }
+    true
 }
