@@ -655,47 +655,42 @@ def test_host_ports():
     assert host["xray-ingest"]["hostPort"] == 2000 and host["xray-tcp"]["hostPort"] == 2000
 
 
-def test_otlp_listener_is_off_by_default_and_exposed_like_the_other_ports(default):
-    assert "XRAY_DAEMON_OTLP_ADDRESS" not in default.env()
-    assert "otlp" not in default.ports()
-    assert "otlp" not in {p["name"] for p in default.one("Service")["spec"]["ports"]}
+# Each OTLP listener: its values' key, its container and Service port's name, its variable, its default
+# port and another one.
+OTLP_LISTENERS = [
+    ("otlp", "otlp", "XRAY_DAEMON_OTLP_ADDRESS", 4318, 4320),
+    ("otlp.grpc", "otlp-grpc", "XRAY_DAEMON_OTLP_GRPC_ADDRESS", 4317, 14317),
+]
 
-    on = Rendered(set_values("otlp.enabled=true"))
-    assert on.env()["XRAY_DAEMON_OTLP_ADDRESS"] == "0.0.0.0:4318"
-    assert on.ports()["otlp"] == {"name": "otlp", "containerPort": 4318, "protocol": "TCP", "hostPort": 4318}
+
+@pytest.mark.parametrize("key,name,variable,port,other", OTLP_LISTENERS, ids=["http", "grpc"])
+def test_otlp_listeners_are_off_by_default_and_exposed_like_the_other_ports(default, key, name, variable, port, other):
+    assert variable not in default.env()
+    assert name not in default.ports()
+    assert name not in {p["name"] for p in default.one("Service")["spec"]["ports"]}
+
+    on = Rendered(set_values(f"{key}.enabled=true"))
+    assert on.env()[variable] == f"0.0.0.0:{port}"
+    assert on.ports()[name] == {"name": name, "containerPort": port, "protocol": "TCP", "hostPort": port}
     service_ports = {p["name"]: p for p in on.one("Service")["spec"]["ports"]}
-    assert service_ports["otlp"] == {"name": "otlp", "port": 4318, "targetPort": "otlp", "protocol": "TCP"}
+    assert service_ports[name] == {"name": name, "port": port, "targetPort": name, "protocol": "TCP"}
     # The probes and the ServiceMonitor stay on the TCP port.
     assert on.container()["readinessProbe"]["httpGet"]["port"] == "xray-tcp"
 
-    moved = Rendered(set_values("otlp.enabled=true", "otlp.port=4320"))
-    assert moved.env()["XRAY_DAEMON_OTLP_ADDRESS"] == "0.0.0.0:4320"
-    assert (moved.ports()["otlp"]["containerPort"], moved.ports()["otlp"]["hostPort"]) == (4320, 4320)
+    moved = Rendered(set_values(f"{key}.enabled=true", f"{key}.port={other}"))
+    assert moved.env()[variable] == f"0.0.0.0:{other}"
+    assert (moved.ports()[name]["containerPort"], moved.ports()[name]["hostPort"]) == (other, other)
     # Host ports follow hostPorts.enabled and hostNetwork, as for UDP and TCP.
-    assert "hostPort" not in Rendered(set_values("otlp.enabled=true", "hostPorts.enabled=false")).ports()["otlp"]
-    host = Rendered(set_values("otlp.enabled=true", "hostNetwork=true", "hostPorts.enabled=false")).ports()
-    assert host["otlp"]["hostPort"] == 4318
+    assert "hostPort" not in Rendered(set_values(f"{key}.enabled=true", "hostPorts.enabled=false")).ports()[name]
+    host = Rendered(set_values(f"{key}.enabled=true", "hostNetwork=true", "hostPorts.enabled=false")).ports()
+    assert host[name]["hostPort"] == port
 
 
-def test_otlp_grpc_listener_is_off_by_default_and_exposed_like_the_other_ports(default):
-    assert "XRAY_DAEMON_OTLP_GRPC_ADDRESS" not in default.env()
-    assert "otlp-grpc" not in default.ports()
-    assert "otlp-grpc" not in {p["name"] for p in default.one("Service")["spec"]["ports"]}
-
-    on = Rendered(set_values("otlp.grpc.enabled=true"))
-    assert on.env()["XRAY_DAEMON_OTLP_GRPC_ADDRESS"] == "0.0.0.0:4317"
-    assert "XRAY_DAEMON_OTLP_ADDRESS" not in on.env(), "each OTLP listener is turned on by itself"
-    assert on.ports()["otlp-grpc"] == {"name": "otlp-grpc", "containerPort": 4317, "protocol": "TCP", "hostPort": 4317}
-    service_ports = {p["name"]: p for p in on.one("Service")["spec"]["ports"]}
-    assert service_ports["otlp-grpc"] == {"name": "otlp-grpc", "port": 4317, "targetPort": "otlp-grpc", "protocol": "TCP"}
-    assert on.container()["readinessProbe"]["httpGet"]["port"] == "xray-tcp"
-
-    moved = Rendered(set_values("otlp.grpc.enabled=true", "otlp.grpc.port=14317"))
-    assert moved.env()["XRAY_DAEMON_OTLP_GRPC_ADDRESS"] == "0.0.0.0:14317"
-    assert (moved.ports()["otlp-grpc"]["containerPort"], moved.ports()["otlp-grpc"]["hostPort"]) == (14317, 14317)
-    assert "hostPort" not in Rendered(set_values("otlp.grpc.enabled=true", "hostPorts.enabled=false")).ports()["otlp-grpc"]
-    host = Rendered(set_values("otlp.grpc.enabled=true", "hostNetwork=true", "hostPorts.enabled=false")).ports()
-    assert host["otlp-grpc"]["hostPort"] == 4317
+def test_each_otlp_listener_is_turned_on_by_itself():
+    grpc = Rendered(set_values("otlp.grpc.enabled=true"))
+    assert "XRAY_DAEMON_OTLP_ADDRESS" not in grpc.env() and "otlp" not in grpc.ports()
+    http = Rendered(set_values("otlp.enabled=true"))
+    assert "XRAY_DAEMON_OTLP_GRPC_ADDRESS" not in http.env() and "otlp-grpc" not in http.ports()
     both = Rendered(set_values("otlp.enabled=true", "otlp.grpc.enabled=true")).ports()
     assert (both["otlp"]["containerPort"], both["otlp-grpc"]["containerPort"]) == (4318, 4317)
 

@@ -6,6 +6,7 @@
 
 use crate::daemon::{http, segment, Daemon};
 use crate::fake_otlp::{spans_request, FakeOtlp};
+use crate::fake_xray::FakeXray;
 use crate::grpc::{
     daemon, framed, gzip, xray, Answer, Client, DEADLINE_EXCEEDED, EXPORT, OK, RESOURCE_EXHAUSTED, UNAVAILABLE,
 };
@@ -16,6 +17,22 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(15);
+
+/// A daemon taking OTLP/gRPC, and the fakes it sends to.
+struct Target {
+    xray: FakeXray,
+    otlp: FakeOtlp,
+    d: Daemon,
+    /// Its gRPC listener.
+    addr: SocketAddr,
+}
+
+async fn target(args: &[&str], env: &[(&str, &str)]) -> Target {
+    let (xray, otlp) = (xray(), FakeOtlp::start().await);
+    let d = daemon(&xray, &otlp.url, args, env).await;
+    let addr = d.server("OTLP/gRPC");
+    Target { xray, otlp, d, addr }
+}
 
 /// What the daemon looked like while an abuse ran.
 struct Watched<T> {
@@ -71,30 +88,10 @@ async fn still_serves(addr: SocketAddr, first_id: u64) {
 /// are all delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_streams_at_once_are_bounded_in_memory_and_pushed_back() {
-    let (xray, otlp) = (xray(), FakeOtlp::start().await);
-    let d = daemon(&xray, &otlp.url, &["-m", "16"], &[]).await;
-    let addr = d.server("OTLP/gRPC");
+    let Target { xray, otlp: _otlp, d, addr } = target(&["-m", "16"], &[]).await;
     let message = spans_request(1, 10, 100_000).encode_to_vec();
     assert!(message.len() > 1_000_000);
-    let abuse = async move {
-        let mut connections = Vec::new();
-        for _ in 0..8 {
-            let message = message.clone();
-            connections.push(tokio::spawn(async move {
-                let c = Client::connect(addr).await;
-                all((0..64).map(|_| {
-                    let (mut c, body) = (c.clone(), framed(&message, false));
-                    async move { c.call(EXPORT, body, &[], true).await }
-                }))
-                .await
-            }));
-        }
-        let mut answers: Vec<Answer> = Vec::new();
-        for c in connections {
-            answers.extend(c.await.expect("connection task"));
-        }
-        answers
-    };
+    let abuse = at_once(addr, 8, 64, framed(&message, false), &[]);
     let segments: Vec<String> = (0..200).map(segment).collect();
     for doc in &segments[..100] {
         d.send_doc(doc);
@@ -139,9 +136,7 @@ async fn many_streams_at_once_are_bounded_in_memory_and_pushed_back() {
 /// nothing to keep: 20 of them on 4 connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_header_is_refused_at_once() {
-    let (xray, otlp) = (xray(), FakeOtlp::start().await);
-    let d = daemon(&xray, &otlp.url, &[], &[]).await;
-    let addr = d.server("OTLP/gRPC");
+    let Target { xray: _xray, otlp, d, addr } = target(&[], &[]).await;
     let abuse = async move {
         let huge = "h".repeat(1 << 20);
         let mut answers = Vec::new();
@@ -172,28 +167,10 @@ async fn a_huge_header_is_refused_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_bombs_are_refused_within_seconds_and_bounded_in_memory() {
     let bomb = framed(&gzip(&vec![0u8; 50_000_000]), true);
-    let (xray, otlp) = (xray(), FakeOtlp::start().await);
-    let d = daemon(&xray, &otlp.url, &[], &[]).await;
-    let addr = d.server("OTLP/gRPC");
+    let Target { xray: _xray, otlp: _otlp, d, addr } = target(&[], &[]).await;
     let abuse = async move {
         let t0 = Instant::now();
-        let mut connections = Vec::new();
-        for _ in 0..4 {
-            let bomb = bomb.clone();
-            connections.push(tokio::spawn(async move {
-                let c = Client::connect(addr).await;
-                all((0..5).map(|_| {
-                    let (mut c, body) = (c.clone(), bomb.clone());
-                    async move { c.call(EXPORT, body, &[("grpc-encoding", "gzip")], true).await }
-                }))
-                .await
-            }));
-        }
-        let mut answers = Vec::new();
-        for c in connections {
-            answers.extend(c.await.expect("connection task"));
-        }
-        (answers, t0.elapsed())
+        (at_once(addr, 4, 5, bomb, &[("grpc-encoding", "gzip")]).await, t0.elapsed())
     };
     let watched = watch(&d, Duration::from_secs(1), abuse).await;
     let (answers, took) = &watched.outcome;
@@ -210,9 +187,7 @@ async fn gzip_bombs_are_refused_within_seconds_and_bounded_in_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_preface_is_closed_at_once() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (xray, otlp) = (xray(), FakeOtlp::start().await);
-    let d = daemon(&xray, &otlp.url, &[], &[]).await;
-    let addr = d.server("OTLP/gRPC");
+    let Target { xray: _xray, otlp: _otlp, d, addr } = target(&[], &[]).await;
     let abuse = async move {
         let mut slowest = Duration::ZERO;
         for i in 0..200u32 {
@@ -246,10 +221,8 @@ async fn idle_connections_are_shed_at_the_limit_and_closed_when_idle() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     const IDLE: usize = 300;
-    let (xray, otlp) = (xray(), FakeOtlp::start().await);
     let env = [("XRAY_DAEMON_MAX_CONNECTIONS", "200"), ("XRAY_DAEMON_PROXY_CLIENT_TIMEOUT", "3s")];
-    let d = daemon(&xray, &otlp.url, &[], &env).await;
-    let addr = d.server("OTLP/gRPC");
+    let Target { xray: _xray, otlp: _otlp, d, addr } = target(&[], &env).await;
     let closed = Arc::new(AtomicUsize::new(0));
     let counted = closed.clone();
     let abuse = async move {
@@ -305,17 +278,25 @@ async fn idle_connections_are_shed_at_the_limit_and_closed_when_idle() {
     assert!(metric(&m, "xray_daemon_tcp_connections_limited_total{action=\"shed\"}") >= 100.0);
 }
 
-/// Runs the calls at once, each on a task of its own; their answers, in order of arrival.
-async fn all<F>(calls: impl IntoIterator<Item = F>) -> Vec<Answer>
-where
-    F: Future<Output = Answer> + Send + 'static,
-{
-    let mut set = tokio::task::JoinSet::new();
-    for call in calls {
-        set.spawn(call);
+/// `per_connection` calls of `body` (with the headers `extra`) at once on each of `connections`
+/// connections, each call on a task of its own; their answers, in order of arrival.
+async fn at_once(
+    addr: SocketAddr,
+    connections: usize,
+    per_connection: usize,
+    body: Vec<u8>,
+    extra: &'static [(&'static str, &'static str)],
+) -> Vec<Answer> {
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let c = Client::connect(addr).await;
+        for _ in 0..per_connection {
+            let (mut c, body) = (c.clone(), body.clone());
+            calls.spawn(async move { c.call(EXPORT, body, extra, true).await });
+        }
     }
     let mut answers = Vec::new();
-    while let Some(answer) = set.join_next().await {
+    while let Some(answer) = calls.join_next().await {
         answers.push(answer.expect("a call's task"));
     }
     answers
