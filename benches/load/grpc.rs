@@ -97,7 +97,7 @@ async fn export(client: h2::client::SendRequest<Bytes>, target: SocketAddr, body
     }
     let trailers = body.trailers().await.ok().flatten().unwrap_or_default();
     let status = trailers.get("grpc-status").or_else(|| parts.headers.get("grpc-status"));
-    if !status.is_some_and(|s| s == "0") {
+    if status.is_none_or(|s| s != "0") {
         let message = trailers.get("grpc-message").or_else(|| parts.headers.get("grpc-message"));
         eprintln!("  an export call was answered {status:?} {message:?}");
         return false;
