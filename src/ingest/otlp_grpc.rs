@@ -8,15 +8,15 @@
 //! says:
 //! - OK with an `ExportTraceServiceResponse`, whose `partial_success` counts the spans taken out
 //!   (over X-Ray's size limit, invalid ids);
-//! - `INVALID_ARGUMENT` for a message that does not decode (tonic says `INTERNAL`; OTLP clients
-//!   must not retry it, and do not retry either);
+//! - `INVALID_ARGUMENT` for a message that does not decode (tonic says `INTERNAL`, restated
+//!   here); OTLP clients do not retry it;
 //! - `RESOURCE_EXHAUSTED` for a message over 5 MB, on the wire or once inflated (tonic inflates
 //!   at most that far);
 //! - `UNAVAILABLE` with a `google.rpc.RetryInfo` of one second when the buffer cannot take the
 //!   spans without dropping others, or when more requests are being read at once than
 //!   [`IN_FLIGHT`] bytes hold. Nothing buffered is evicted for them; the client retries.
-//! - `DEADLINE_EXCEEDED` when a request has not arrived within the client timeout
-//!   (`XRAY_DAEMON_PROXY_CLIENT_TIMEOUT`).
+//! - `DEADLINE_EXCEEDED` when a message arrives slower than [`MIN_RATE`], or a request has not
+//!   been answered within the client timeout (`XRAY_DAEMON_PROXY_CLIENT_TIMEOUT`).
 //!
 //! Memory stays bounded however many streams are open. The length in gRPC's 5-byte message
 //! prefix is read as the bytes pass, before tonic sees them: the message's bytes are reserved
@@ -26,6 +26,9 @@
 //! keep its share for long. The request body ends as soon as the message is whole, so that the
 //! inflated and decoded message lives only while the intake takes it, not for as long as a
 //! client keeps the stream open.
+//!
+//! An uncompressed message's bytes are kept as they arrived ([`Wire`]), as OTLP/HTTP keeps a
+//! protobuf body, so that the intake need not encode the decoded request again.
 
 use crate::pipeline::intake::{Intake, WhenFull};
 use crate::serve::{Handler, Limited, Protocol};
