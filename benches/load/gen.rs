@@ -27,6 +27,9 @@ pub enum Load {
     Segments(usize),
     /// ADOT-shaped `T1S` datagrams ([`SpanDatagram`]).
     Spans,
+    /// The same spans in OTLP/gRPC `Export` calls of [`crate::grpc::PER_REQUEST`] spans, to the
+    /// daemon's gRPC listener ([`crate::grpc::run`]).
+    GrpcSpans,
 }
 
 impl Load {
@@ -35,13 +38,19 @@ impl Load {
         match self {
             Load::Segments(_) => 1,
             Load::Spans => SPANS_PER_DATAGRAM as u64,
+            Load::GrpcSpans => crate::grpc::PER_REQUEST as u64,
         }
+    }
+
+    /// Spans, sent one way or the other.
+    pub fn spans(self) -> bool {
+        matches!(self, Load::Spans | Load::GrpcSpans)
     }
 
     fn datagram(self) -> Datagram {
         match self {
             Load::Segments(size) => Datagram::Segment(Template::new(size)),
-            Load::Spans => Datagram::Spans(SpanDatagram::new()),
+            Load::Spans | Load::GrpcSpans => Datagram::Spans(SpanDatagram::new()),
         }
     }
 }
@@ -176,6 +185,16 @@ impl SpanDatagram {
     }
 
     pub fn set_ids(&mut self, first: u64) {
+        self.set_proto_ids(first);
+        let start = HEADER.len() + 1 + T1S.len();
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(&self.proto, &mut self.bytes[start..])
+            .expect("the base64 of a request of fixed length fits");
+        debug_assert_eq!(start + written, self.bytes.len());
+    }
+
+    /// Gives the request's spans the ids from `first` on (the datagram is not rewritten).
+    pub fn set_proto_ids(&mut self, first: u64) {
         for (i, &at) in self.span_at.iter().enumerate() {
             self.proto[at..at + 8].copy_from_slice(&(first + i as u64).to_be_bytes());
         }
@@ -189,11 +208,6 @@ impl SpanDatagram {
             self.proto[at + 4..at + 8].fill(0);
             self.proto[at + 8..at + 16].copy_from_slice(&first.to_be_bytes());
         }
-        let start = HEADER.len() + 1 + T1S.len();
-        let written = base64::engine::general_purpose::STANDARD
-            .encode_slice(&self.proto, &mut self.bytes[start..])
-            .expect("the base64 of a request of fixed length fits");
-        debug_assert_eq!(start + written, self.bytes.len());
     }
 }
 

@@ -21,11 +21,16 @@
 //! zero loss in the default mode. Its rows also give the sender's and the sink's own CPU, which
 //! share the cores with the daemon.
 //!
+//! The `grpc` part sends the same spans in OTLP/gRPC `Export` calls of 200 ([`grpc::run`]) to the
+//! daemon's gRPC listener: rows per span rate, and the ingest alone at 4,000 spans/s (uploads
+//! held: the sink answers after a minute and the daemon uploads one batch at a time), so that
+//! taking the calls and uploading the spans are measured apart.
+//!
 //! Without a `--bench` argument it only checks its own pieces: that the generated datagrams are
 //! segments, or `T1S` span requests, the daemon accepts and that the sink finds their ids.
 //!
 //! Environment: `XRAY_BENCH_BIN` (the daemon to measure), `XRAY_BENCH_STEP_SECS` (default 10),
-//! `XRAY_BENCH_ONLY` (`table`, `search`, `otlp`, `sizes`, `overload`, `spool`, comma-separated: run only
+//! `XRAY_BENCH_ONLY` (`table`, `search`, `otlp`, `grpc`, `sizes`, `overload`, `spool`, comma-separated: run only
 //! those parts; `otlp-rates` is `otlp` without its bisection), `XRAY_BENCH_RATES` (the table's rates, comma-separated), `XRAY_BENCH_OTLP_RATES`
 //! (the `otlp` part's span rates, default 4,000, 20,000 and 40,000), `XRAY_BENCH_ENV` (`NAME=value`
 //! pairs, comma-separated, set for every daemon, e.g. `XRAY_DAEMON_OTLP_GZIP=false`),
@@ -33,6 +38,7 @@
 //! binary in turn with the same `XRAY_BENCH_RATES`.
 
 mod cgroup;
+mod grpc;
 mod spool;
 mod step;
 mod table;
@@ -130,6 +136,9 @@ fn main() {
     }
     if part("otlp") || part("otlp-rates") {
         otlp(&mut bench, &mut out, secs, part("otlp"));
+    }
+    if part("grpc") {
+        grpc_part(&mut bench, &mut out, secs);
     }
     if part("sizes") {
         for size in [200, 8192] {
@@ -230,6 +239,50 @@ fn otlp(bench: &mut Bench, out: &mut String, secs: Duration, search: bool) {
         out,
         "\nHighest zero-loss span rate found: **{lo} spans/s** (at {hi}/s spans were lost, or the generator could not \
          send that fast).\n"
+    );
+}
+
+/// The `grpc` part: spans over OTLP/gRPC at each rate (`XRAY_BENCH_GRPC_RATES`, default 4,000,
+/// 20,000 and 40,000), then at 4,000/s with the uploads held, for the cost of the ingest alone.
+fn grpc_part(bench: &mut Bench, out: &mut String, secs: Duration) {
+    let step_secs = secs.as_secs();
+    let rates: Vec<u64> = match std::env::var("XRAY_BENCH_GRPC_RATES") {
+        Ok(list) => list.split(',').filter_map(|r| r.trim().parse().ok()).collect(),
+        Err(_) => vec![4_000, 20_000, 40_000],
+    };
+    let _ = writeln!(
+        out,
+        "#### OpenTelemetry spans over OTLP/gRPC: `Export` calls of {} spans (the `T1S` rows' spans; the \
+         datagrams column is calls), at most 8 in flight on one connection, default settings, to `POST /v1/traces` \
+         (gzip), {step_secs} s per rate\n",
+        grpc::PER_REQUEST
+    );
+    let _ = writeln!(out, "{}", Row::header_spans());
+    let mut at_4000 = None;
+    for rate in rates {
+        let row = bench.step(Load::GrpcSpans, rate, secs, &[], Duration::ZERO);
+        eprintln!("{}", row.markdown_spans());
+        let _ = writeln!(out, "{}", row.markdown_spans());
+        if rate == 4_000 {
+            at_4000 = Some(row.cpu);
+        }
+    }
+    // The ingest alone: the sink holds every upload for a minute and the daemon sends one batch
+    // at a time, so that after the first second nothing is uploaded (one batch is encoded).
+    bench.env.push(("XRAY_DAEMON_CONCURRENCY".into(), "1".into()));
+    let held = bench.step(Load::GrpcSpans, 4_000, secs, &[], Duration::from_secs(60));
+    bench.env.retain(|(k, _)| k != "XRAY_DAEMON_CONCURRENCY");
+    eprintln!("{}", held.markdown_spans());
+    let _ = writeln!(out, "{}", held.markdown_spans());
+    let _ = writeln!(
+        out,
+        "\nThe last row takes the calls with the uploads held (the sink answers after a minute, \
+         `XRAY_DAEMON_CONCURRENCY=1`): ingest alone at 4,000 spans/s is **{:.1} % of a core**{}.\n",
+        held.cpu,
+        at_4000.map_or(String::new(), |all| format!(
+            "; with the uploads, {all:.1} %, so uploading them costs about {:.1} %",
+            (all - held.cpu).max(0.0)
+        ))
     );
 }
 

@@ -54,6 +54,8 @@ pub(crate) struct Row {
 pub(crate) struct Daemon {
     pub(crate) child: Child,
     pub(crate) udp: SocketAddr,
+    /// The OTLP/gRPC listener, for [`gen::Load::GrpcSpans`].
+    pub(crate) grpc: Option<SocketAddr>,
     summary: Arc<Mutex<Option<String>>>,
     /// The shutdown summary's spans line, when it received spans.
     spans_summary: Arc<Mutex<Option<String>>>,
@@ -85,9 +87,12 @@ impl Bench {
             cmd.env(name.trim(), value);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        if load == gen::Load::Spans {
+        if load.spans() {
             // Only where spans are sent: the builds before spans do not know the variable.
             cmd.env("XRAY_DAEMON_OTLP_ENDPOINT", format!("{}/v1/traces", self.sink.endpoint()));
+        }
+        if load == gen::Load::GrpcSpans {
+            cmd.env("XRAY_DAEMON_OTLP_GRPC_ADDRESS", "127.0.0.1:0");
         }
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin));
         let stdout = child.stdout.take().expect("stdout");
@@ -95,10 +100,14 @@ impl Bench {
         let summary = Arc::new(Mutex::new(None));
         let spans_summary = Arc::new(Mutex::new(None));
         let problems = Arc::new(Mutex::new(Vec::new()));
-        let (s, ss, p) = (summary.clone(), spans_summary.clone(), problems.clone());
+        let grpc = Arc::new(Mutex::new(None));
+        let (s, ss, p, g) = (summary.clone(), spans_summary.clone(), problems.clone(), grpc.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("Listening on UDP ").nth(1) {
+                // Logged before the Listening line.
+                if let Some(rest) = line.split("Starting OTLP/gRPC server on ").nth(1) {
+                    *g.lock().unwrap() = rest.trim().parse::<SocketAddr>().ok();
+                } else if let Some(rest) = line.split("Listening on UDP ").nth(1) {
                     let _ = tx.send(rest.trim().to_owned());
                 } else if line.contains("Shutdown finished") {
                     *s.lock().unwrap() = Some(line);
@@ -113,7 +122,8 @@ impl Bench {
             }
         });
         let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("the daemon did not start"));
-        Daemon { child, udp: addr.parse().expect("UDP address"), summary, spans_summary, problems }
+        let grpc = *grpc.lock().unwrap();
+        Daemon { child, udp: addr.parse().expect("UDP address"), grpc, summary, spans_summary, problems }
     }
 
     /// One step: a fresh daemon, `rate` segments or spans (`load`) a second for `duration`.
@@ -152,8 +162,11 @@ impl Bench {
             }
             gen::Sent { elapsed: duration, ..Default::default() }
         } else {
-            let (udp, step) = (d.udp, self.step);
-            let sender = std::thread::spawn(move || gen::run(udp, load, step, rate, duration));
+            let (udp, grpc, step) = (d.udp, d.grpc, self.step);
+            let sender = std::thread::spawn(move || match load {
+                gen::Load::GrpcSpans => crate::grpc::run(grpc.expect("an OTLP/gRPC listener"), step, rate, duration),
+                _ => gen::run(udp, load, step, rate, duration),
+            });
             while !sender.is_finished() {
                 std::thread::sleep(Duration::from_millis(100));
                 watch.sample(true);
@@ -190,7 +203,9 @@ impl Bench {
             gen::Load::Segments(_) => {
                 d.summary.lock().unwrap().as_deref().and_then(|l| number_after(l, "spilled over:"))
             }
-            gen::Load::Spans => d.spans_summary.lock().unwrap().as_deref().and_then(|l| number_after(l, "dropped:")),
+            gen::Load::Spans | gen::Load::GrpcSpans => {
+                d.spans_summary.lock().unwrap().as_deref().and_then(|l| number_after(l, "dropped:"))
+            }
         };
         for p in d.problems.lock().unwrap().iter() {
             eprintln!("  daemon said: {p}");
@@ -199,6 +214,7 @@ impl Bench {
         let what = match load {
             gen::Load::Segments(size) => format!("{size} B segments"),
             gen::Load::Spans => format!("spans ({} a datagram)", load.per_datagram()),
+            gen::Load::GrpcSpans => format!("spans over gRPC ({} a call)", load.per_datagram()),
         };
         let pct = |ticks: u64| 100.0 * ticks as f64 / tck / window.as_secs_f64();
         let (gen_cpu, sink_cpu) = (100.0 * sent.cpu.as_secs_f64() / window.as_secs_f64(), pct(sink1 - sink0));
@@ -235,7 +251,7 @@ impl Bench {
             calls: match load {
                 gen::Load::Segments(_) => snap.calls,
                 // PutTraceSegments calls in the segments mode, OTLP calls in the otlp mode.
-                gen::Load::Spans => snap.calls + snap.otlp_calls,
+                gen::Load::Spans | gen::Load::GrpcSpans => snap.calls + snap.otlp_calls,
             },
             kernel_drops: drops,
             spillover,

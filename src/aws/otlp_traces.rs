@@ -184,7 +184,7 @@ mod tests {
 
     #[test]
     fn error_answers_are_read_as_status_or_text() {
-        let status = Status { code: 8, message: "Rate exceeded".into() }.encode_to_vec();
+        let status = Status { code: 8, message: "Rate exceeded".into(), details: vec![] }.encode_to_vec();
         assert_eq!(status_message(&status), "Rate exceeded");
         assert_eq!(status_message(b"  denied for AKIAIOSFODNN7EXAMPLE \n"), "denied for <redacted>");
         assert_eq!(status_message(b""), "(no message)");

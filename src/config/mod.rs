@@ -87,6 +87,8 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     /// A listener of its own for OTLP/HTTP.
     pub otlp_address: Option<String>,
+    /// Where OTLP/gRPC is taken.
+    pub otlp_grpc_address: Option<String>,
     /// gzip the span requests.
     pub otlp_gzip: bool,
     /// How spans go to X-Ray.
@@ -163,6 +165,18 @@ impl Reader<'_> {
                 })
             }
             DefaultValue::Empty(_) | DefaultValue::Derived(_) => T::default(),
+        }
+    }
+
+    /// A listener's address: the one set, else in Lambda mode `lambda_default`. Set to the empty
+    /// string, the listener is off, in Lambda mode too.
+    fn listener(&mut self, setting: &Setting<Option<String>>, lambda: bool, lambda_default: &str) -> Option<String> {
+        if self.env.get(setting.info.var).is_some_and(|v| v.trim().is_empty()) {
+            return None;
+        }
+        match self.given(setting) {
+            Some((_, address)) => address,
+            None => lambda.then(|| lambda_default.to_owned()),
         }
     }
 
@@ -276,6 +290,10 @@ impl Config {
         let telemetry = r.given(&table::TELEMETRY).map_or(lambda.is_none(), |(_, on)| on);
         let ecs_metadata_file = if r.get(&table::ECS_METADATA) { r.get(&table::ECS_METADATA_FILE) } else { None };
         let (log_level, log_format) = r.log_choice(lambda.is_some());
+        // Both OTLP listeners are on in Lambda, at the SDKs' default endpoints.
+        let otlp_address = r.listener(&table::OTLP_ADDRESS, lambda.is_some(), values::LAMBDA_OTLP_ADDRESS);
+        let grpc_default = values::LAMBDA_OTLP_GRPC_ADDRESS;
+        let otlp_grpc_address = r.listener(&table::OTLP_GRPC_ADDRESS, lambda.is_some(), grpc_default);
         let config = Config {
             mode: if lambda.is_some() { Mode::Lambda } else { Mode::Sidecar },
             lambda,
@@ -306,7 +324,8 @@ impl Config {
             proxy_client_timeout: r.get(&table::PROXY_CLIENT_TIMEOUT),
             max_connections: r.get(&table::MAX_CONNECTIONS),
             otlp_endpoint: r.get(&table::OTLP_ENDPOINT),
-            otlp_address: r.get(&table::OTLP_ADDRESS),
+            otlp_address,
+            otlp_grpc_address,
             otlp_gzip: r.get(&table::OTLP_GZIP),
             span_upload: r.get(&table::SPAN_UPLOAD),
             indexed_attributes: r.get(&table::INDEXED_ATTRIBUTES),
@@ -415,6 +434,32 @@ mod tests {
             [api, ("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances"), ("XRAY_DAEMON_LAMBDA_PROXY", "true")];
         let l = load(Flags::default(), &lmi).unwrap().lambda.unwrap();
         assert!(l.managed_instances && l.proxy);
+    }
+
+    /// Off in the sidecar unless set; in Lambda both at the SDKs' default endpoints, and off when
+    /// set to the empty string.
+    #[test]
+    fn the_otlp_listeners_are_on_in_lambda_unless_set_empty() {
+        let api = ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001");
+        let listeners = |pairs: &[(&str, &str)]| {
+            let c = load(Flags::default(), pairs).unwrap();
+            (c.otlp_address, c.otlp_grpc_address)
+        };
+        assert_eq!(listeners(&[]), (None, None));
+        let set = [("XRAY_DAEMON_OTLP_ADDRESS", "0.0.0.0:4318"), ("XRAY_DAEMON_OTLP_GRPC_ADDRESS", "0.0.0.0:4317")];
+        assert_eq!(listeners(&set), (Some("0.0.0.0:4318".into()), Some("0.0.0.0:4317".into())));
+        assert_eq!(listeners(&[("XRAY_DAEMON_OTLP_GRPC_ADDRESS", "")]), (None, None));
+
+        assert_eq!(listeners(&[api]), (Some("127.0.0.1:4318".into()), Some("127.0.0.1:4317".into())));
+        let off = listeners(&[api, ("XRAY_DAEMON_OTLP_GRPC_ADDRESS", ""), ("XRAY_DAEMON_OTLP_ADDRESS", " ")]);
+        assert_eq!(off, (None, None));
+        let moved = listeners(&[api, ("XRAY_DAEMON_OTLP_GRPC_ADDRESS", "127.0.0.1:14317")]);
+        assert_eq!(moved, (Some("127.0.0.1:4318".into()), Some("127.0.0.1:14317".into())));
+        // In lower case after the prefix, as every variable of the daemon's.
+        assert_eq!(listeners(&[api, ("XRAY_DAEMON_otlp_grpc_address", "")]).1, None);
+
+        let e = load(Flags::default(), &[("XRAY_DAEMON_OTLP_GRPC_ADDRESS", "4317")]).unwrap_err().to_string();
+        assert!(e.starts_with("invalid value \"4317\" for XRAY_DAEMON_OTLP_GRPC_ADDRESS"), "{e}");
     }
 
     #[test]

@@ -318,7 +318,7 @@ settings! {
         file: None,
         also: &[],
         default: Is("512"),
-        about: "connections the TCP port (and the OTLP listener) keeps open at once; at the limit the oldest \
+        about: "connections the TCP port (and each OTLP listener) keeps open at once; at the limit the oldest \
             one waiting for a request is closed to make room",
     }
     OTLP_ENDPOINT: Option<String> {
@@ -336,9 +336,18 @@ settings! {
         var: "XRAY_DAEMON_OTLP_ADDRESS",
         file: None,
         also: &[],
-        default: Empty("off"),
+        default: Derived("off; in Lambda `127.0.0.1:4318`"),
         about: "a listener of its own for OTLP/HTTP `POST /v1/traces`, e.g. `0.0.0.0:4318` (the TCP port serves it \
-            too)",
+            too); set empty, off",
+    }
+    OTLP_GRPC_ADDRESS: Option<String> {
+        parse: |source, value| parse::address(source, value).map(Some),
+        flag: None,
+        var: "XRAY_DAEMON_OTLP_GRPC_ADDRESS",
+        file: None,
+        also: &[],
+        default: Derived("off; in Lambda `127.0.0.1:4317`"),
+        about: "where to take OTLP/gRPC (`TraceService/Export`), e.g. `0.0.0.0:4317`; set empty, off",
     }
     OTLP_GZIP: bool {
         parse: parse::go_bool,

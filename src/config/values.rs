@@ -6,6 +6,10 @@ use super::file::FileError;
 
 pub(crate) const DEFAULT_UDP_ADDRESS: &str = "127.0.0.1:2000";
 pub const DEFAULT_TCP_ADDRESS: &str = "127.0.0.1:2000";
+/// Where the Lambda extension takes OTLP/HTTP and OTLP/gRPC unless told otherwise: the
+/// OpenTelemetry SDKs' default endpoints, where ADOT's collector layer listens too.
+pub(crate) const LAMBDA_OTLP_ADDRESS: &str = "127.0.0.1:4318";
+pub(crate) const LAMBDA_OTLP_GRPC_ADDRESS: &str = "127.0.0.1:4317";
 pub(crate) use crate::sizing::MIN_BUFFER_MB;
 
 /// A setting that cannot be used. The message names where it came from.

@@ -9,7 +9,8 @@
 //! - 503 with `Retry-After` when the buffer cannot take the spans without dropping others. HTTP
 //!   clients retry, so they are pushed back rather than having their data dropped.
 
-use crate::pipeline::intake::{Intake, SpansTaken, WhenFull};
+use super::partial_success;
+use crate::pipeline::intake::{Intake, WhenFull};
 use crate::signal::spans::{self, Status};
 use crate::signal::{Signal, Spans};
 use crate::stats::{SpanSource, Stats};
@@ -18,7 +19,7 @@ use http::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use std::io::Read;
 use std::sync::Arc;
@@ -117,14 +118,6 @@ impl OtlpHttp {
     }
 }
 
-/// OTLP's `partial_success` for the spans of a request that were taken out, if any were.
-pub(crate) fn partial_success(taken: &SpansTaken) -> Option<ExportTracePartialSuccess> {
-    (taken.rejected() > 0).then(|| ExportTracePartialSuccess {
-        rejected_spans: i64::from(taken.rejected()),
-        error_message: taken.message(),
-    })
-}
-
 /// A listener of its own for OTLP/HTTP (`XRAY_DAEMON_OTLP_ADDRESS`): `/v1/traces` and nothing
 /// else.
 pub(crate) struct OtlpListener {
@@ -194,7 +187,7 @@ fn inflate(wire: Bytes, encoding: Option<&str>) -> Result<Bytes, Inflate> {
 }
 
 fn status(code: i32, message: &str) -> Status {
-    Status { code, message: message.to_owned() }
+    Status { code, message: message.to_owned(), details: vec![] }
 }
 
 fn too_large(format: Format) -> Response<Full<Bytes>> {

@@ -222,7 +222,8 @@ impl Daemon {
         )?;
         o.counter(
             "xray_daemon_otlp_grpc_refused_total",
-            "OTLP/gRPC requests answered UNAVAILABLE because the buffer was full (clients retry them).",
+            "OTLP/gRPC requests answered UNAVAILABLE because the buffer was full, or more requests were being read \
+             than the daemon holds at once (clients retry them).",
             read(&s.otlp_refused[SpanSource::Grpc as usize]),
         )?;
         let pairs = Api::ALL.into_iter().flat_map(|api| ErrorClass::ALL.map(|class| (api, class)));
@@ -253,7 +254,7 @@ impl Daemon {
 
         o.counters(
             "xray_daemon_tcp_connections_limited_total",
-            "Connections to the TCP port or the OTLP listener closed at the connection limit: shed (the oldest \
+            "Connections to the TCP port or an OTLP listener closed at the connection limit: shed (the oldest \
              one waiting for a request, to make room) or refused (every open one was busy).",
             [
                 ([("action", "shed")], read(&s.connections_shed)),

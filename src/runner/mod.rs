@@ -14,6 +14,7 @@ use crate::aws::outbound::Outbound;
 use crate::aws::signer::Signer;
 use crate::backend::Reporter;
 use crate::config::{Config, SpanUpload};
+use crate::ingest::otlp_grpc::OtlpGrpc;
 use crate::ingest::otlp_http::{OtlpHttp, OtlpListener};
 use crate::ingest::udp;
 use crate::pipeline::flush::RetryPolicy;
@@ -239,6 +240,14 @@ impl Core {
             Arc::new(OtlpListener { otlp, max_connections: self.config.max_connections }),
             self.stop_servers.clone(),
         ));
+    }
+
+    /// Serves OTLP/gRPC `TraceService/Export` on `listener` until shutdown.
+    pub(crate) fn serve_grpc(&self, listener: TcpListener) {
+        let (timeout, max_connections) = (self.config.proxy_client_timeout, self.config.max_connections);
+        let grpc = OtlpGrpc::new(self.pipeline.intake().clone(), timeout, max_connections);
+        info!("Starting OTLP/gRPC server on {}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+        tokio::spawn(crate::serve::run(listener, Arc::new(grpc), self.stop_servers.clone()));
     }
 
     /// The one shutdown path: stops the TCP servers, sends everything buffered before

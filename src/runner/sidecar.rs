@@ -54,12 +54,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             None
         }
     };
-    let otlp = match &config.otlp_address {
-        Some(address) => Some(
-            TcpListener::bind(address).await.map_err(|source| StartError::Tcp { address: address.clone(), source })?,
-        ),
-        None => None,
-    };
+    let otlp = bind_optional(config.otlp_address.as_deref()).await?;
+    let grpc = bind_optional(config.otlp_grpc_address.as_deref()).await?;
     let bound = udp::bind(&config.udp_address, config.receive_buffer)?;
     let local_addr = bound.local_addr;
     let granted = bound.receive_buffer;
@@ -73,6 +69,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     if let Some(listener) = otlp {
         core.serve_otlp(listener);
+    }
+    if let Some(listener) = grpc {
+        core.serve_grpc(listener);
     }
     tokio::spawn(resolve_credentials(signer, core.health.clone()));
     // Everything runs: the UDP address is announced last, as the sign the daemon is up.
@@ -94,4 +93,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
     core.shutdown(tokio::time::Instant::now(), core.config.shutdown_timeout, None).await;
     Ok(())
+}
+
+/// A listener at `address`, when one is set; the daemon does not start without it.
+async fn bind_optional(address: Option<&str>) -> Result<Option<TcpListener>, StartError> {
+    let Some(address) = address else { return Ok(None) };
+    let listener = TcpListener::bind(address).await;
+    listener.map(Some).map_err(|source| StartError::Tcp { address: address.to_owned(), source })
 }

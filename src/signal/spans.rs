@@ -51,7 +51,8 @@ impl fmt::Display for Malformed {
     }
 }
 
-/// `google.rpc.Status`: what an OTLP/HTTP server answers a request it cannot take with.
+/// `google.rpc.Status`: what an OTLP/HTTP server answers a request it cannot take with, and what
+/// an OTLP/gRPC server's `grpc-status-details-bin` carries.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct Status {
     /// A `google.rpc.Code`: 3 for INVALID_ARGUMENT, 8 for RESOURCE_EXHAUSTED, 14 for UNAVAILABLE.
@@ -59,6 +60,19 @@ pub struct Status {
     pub code: i32,
     #[prost(string, tag = "2")]
     pub message: String,
+    /// Typed details, such as a `google.rpc.RetryInfo`.
+    #[prost(message, repeated, tag = "3")]
+    pub details: Vec<Any>,
+}
+
+/// `google.protobuf.Any`: a message and the URL of its type.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Any {
+    /// `type.googleapis.com/` and the message's full name.
+    #[prost(string, tag = "1")]
+    pub type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
 }
 
 /// A request as it arrived, decoded once: its spans are counted and checked from it, and

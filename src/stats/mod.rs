@@ -265,11 +265,12 @@ pub struct Stats {
     /// Spans taken out at ingest, by why (indexed by [`SpanRejected`]).
     pub spans_rejected: [AtomicU64; SpanRejected::ALL.len()],
     /// OTLP requests refused because the buffer could not take them (the client retries), by
-    /// protocol: OTLP/HTTP answers 503, OTLP/gRPC `UNAVAILABLE` (indexed by [`SpanSource`]).
+    /// protocol: OTLP/HTTP answers 503, OTLP/gRPC `UNAVAILABLE`, which it also answers when more
+    /// requests are being read than it holds at once (indexed by [`SpanSource`]).
     pub otlp_refused: [AtomicU64; SpanSource::ALL.len()],
     /// Spans after ingest.
     pub spans: Delivery,
-    /// Connections to the TCP port (or the OTLP listener) closed at the connection limit: the
+    /// Connections to the TCP port (or an OTLP listener) closed at the connection limit: the
     /// oldest one waiting for a request, to make room for a new one.
     pub connections_shed: AtomicU64,
     /// New connections closed at once at the limit, because every open one was busy.

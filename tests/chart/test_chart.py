@@ -56,8 +56,8 @@ DAEMON_ENV = {
 }
 # The variables the chart sets from values outside `daemon:` (region, roleArn, otlp, spool).
 CHART_ENV = {
-    "XRAY_DAEMON_REGION", "XRAY_DAEMON_ROLE_ARN", "XRAY_DAEMON_OTLP_ADDRESS", "XRAY_DAEMON_SPOOL_DIR",
-    "XRAY_DAEMON_SPOOL_MAX_MB", "XRAY_DAEMON_SPOOL_REPLAY_RATE_KB", "XRAY_DAEMON_SPAN_UPLOAD",
+    "XRAY_DAEMON_REGION", "XRAY_DAEMON_ROLE_ARN", "XRAY_DAEMON_OTLP_ADDRESS", "XRAY_DAEMON_OTLP_GRPC_ADDRESS",
+    "XRAY_DAEMON_SPOOL_DIR", "XRAY_DAEMON_SPOOL_MAX_MB", "XRAY_DAEMON_SPOOL_REPLAY_RATE_KB", "XRAY_DAEMON_SPAN_UPLOAD",
     "XRAY_DAEMON_INDEXED_ATTRIBUTES", "XRAY_DAEMON_INDEX_ALL_ATTRIBUTES",
 }
 # Objects of the Prometheus Operator's CRDs: kubernetes-validate has no schema for them, so each is
@@ -371,6 +371,10 @@ INVALID = [
     ("otlp.address=0.0.0.0:4318", "address"),  # the port is the only setting
     ("otlp.spanUpload=xray", "/otlp/spanUpload"),
     ("otlp.indexedAttributes=http.method", "/otlp/indexedAttributes"),  # a list, not a comma string
+    ("otlp.grpc.enabled=yes", "/otlp/grpc/enabled"),
+    ("otlp.grpc.port=0", "/otlp/grpc/port"),
+    ("otlp.grpc.port=65536", "/otlp/grpc/port"),
+    ("otlp.grpc.address=0.0.0.0:4317", "address"),
 ]
 
 
@@ -401,7 +405,7 @@ def test_yamllint(default, full, tmp_path):
 
 def test_default_daemonset_ports_and_probes(default):
     ports = default.ports()
-    assert set(ports) == {"xray-ingest", "xray-tcp"}  # no OTLP listener unless otlp.enabled
+    assert set(ports) == {"xray-ingest", "xray-tcp"}  # no OTLP listener unless otlp.enabled or otlp.grpc.enabled
     assert ports["xray-ingest"] == {"name": "xray-ingest", "containerPort": 2000, "protocol": "UDP", "hostPort": 2000}
     assert ports["xray-tcp"] == {"name": "xray-tcp", "containerPort": 2000, "protocol": "TCP", "hostPort": 2000}
     container = default.container()
@@ -507,6 +511,7 @@ def test_values_all_env(full):
         "AWS_REGION": "eu-west-1",
         "XRAY_DAEMON_ROLE_ARN": "arn:aws:iam::123456789012:role/xray-cross-account",
         "XRAY_DAEMON_OTLP_ADDRESS": "0.0.0.0:4319",
+        "XRAY_DAEMON_OTLP_GRPC_ADDRESS": "0.0.0.0:4316",
         "HTTPS_PROXY": "http://proxy.internal:3128",
         "AWS_STS_REGIONAL_ENDPOINTS": "regional",
         "XRAY_DAEMON_SPOOL_DIR": "/var/lib/xray-daemon/spool",
@@ -556,6 +561,7 @@ def test_values_all_pod(full):
     assert full.ports()["xray-ingest"] == {"name": "xray-ingest", "containerPort": 3000, "protocol": "UDP", "hostPort": 3000}
     assert full.ports()["xray-tcp"] == {"name": "xray-tcp", "containerPort": 3001, "protocol": "TCP", "hostPort": 3001}
     assert full.ports()["otlp"] == {"name": "otlp", "containerPort": 4319, "protocol": "TCP", "hostPort": 4319}
+    assert full.ports()["otlp-grpc"] == {"name": "otlp-grpc", "containerPort": 4316, "protocol": "TCP", "hostPort": 4316}
     assert container["livenessProbe"] == {
         "httpGet": {"path": "/health", "port": "xray-tcp"},
         "initialDelaySeconds": 3, "periodSeconds": 20, "timeoutSeconds": 4, "failureThreshold": 5,
@@ -590,6 +596,7 @@ def test_values_all_service_account_and_service(full):
         ("UDP", 2100, "xray-ingest"),
         ("TCP", 2100, "xray-tcp"),
         ("TCP", 4319, "otlp"),
+        ("TCP", 4316, "otlp-grpc"),
     }
 
 
@@ -651,26 +658,44 @@ def test_host_ports():
     assert host["xray-ingest"]["hostPort"] == 2000 and host["xray-tcp"]["hostPort"] == 2000
 
 
-def test_otlp_listener_is_off_by_default_and_exposed_like_the_other_ports(default):
-    assert "XRAY_DAEMON_OTLP_ADDRESS" not in default.env()
-    assert "otlp" not in default.ports()
-    assert "otlp" not in {p["name"] for p in default.one("Service")["spec"]["ports"]}
+# Each OTLP listener: its values' key, its container and Service port's name, its variable, its default
+# port and another one.
+OTLP_LISTENERS = [
+    ("otlp", "otlp", "XRAY_DAEMON_OTLP_ADDRESS", 4318, 4320),
+    ("otlp.grpc", "otlp-grpc", "XRAY_DAEMON_OTLP_GRPC_ADDRESS", 4317, 14317),
+]
 
-    on = Rendered(set_values("otlp.enabled=true"))
-    assert on.env()["XRAY_DAEMON_OTLP_ADDRESS"] == "0.0.0.0:4318"
-    assert on.ports()["otlp"] == {"name": "otlp", "containerPort": 4318, "protocol": "TCP", "hostPort": 4318}
+
+@pytest.mark.parametrize("key,name,variable,port,other", OTLP_LISTENERS, ids=["http", "grpc"])
+def test_otlp_listeners_are_off_by_default_and_exposed_like_the_other_ports(default, key, name, variable, port, other):
+    assert variable not in default.env()
+    assert name not in default.ports()
+    assert name not in {p["name"] for p in default.one("Service")["spec"]["ports"]}
+
+    on = Rendered(set_values(f"{key}.enabled=true"))
+    assert on.env()[variable] == f"0.0.0.0:{port}"
+    assert on.ports()[name] == {"name": name, "containerPort": port, "protocol": "TCP", "hostPort": port}
     service_ports = {p["name"]: p for p in on.one("Service")["spec"]["ports"]}
-    assert service_ports["otlp"] == {"name": "otlp", "port": 4318, "targetPort": "otlp", "protocol": "TCP"}
+    assert service_ports[name] == {"name": name, "port": port, "targetPort": name, "protocol": "TCP"}
     # The probes and the ServiceMonitor stay on the TCP port.
     assert on.container()["readinessProbe"]["httpGet"]["port"] == "xray-tcp"
 
-    moved = Rendered(set_values("otlp.enabled=true", "otlp.port=4320"))
-    assert moved.env()["XRAY_DAEMON_OTLP_ADDRESS"] == "0.0.0.0:4320"
-    assert (moved.ports()["otlp"]["containerPort"], moved.ports()["otlp"]["hostPort"]) == (4320, 4320)
+    moved = Rendered(set_values(f"{key}.enabled=true", f"{key}.port={other}"))
+    assert moved.env()[variable] == f"0.0.0.0:{other}"
+    assert (moved.ports()[name]["containerPort"], moved.ports()[name]["hostPort"]) == (other, other)
     # Host ports follow hostPorts.enabled and hostNetwork, as for UDP and TCP.
-    assert "hostPort" not in Rendered(set_values("otlp.enabled=true", "hostPorts.enabled=false")).ports()["otlp"]
-    host = Rendered(set_values("otlp.enabled=true", "hostNetwork=true", "hostPorts.enabled=false")).ports()
-    assert host["otlp"]["hostPort"] == 4318
+    assert "hostPort" not in Rendered(set_values(f"{key}.enabled=true", "hostPorts.enabled=false")).ports()[name]
+    host = Rendered(set_values(f"{key}.enabled=true", "hostNetwork=true", "hostPorts.enabled=false")).ports()
+    assert host[name]["hostPort"] == port
+
+
+def test_each_otlp_listener_is_turned_on_by_itself():
+    grpc = Rendered(set_values("otlp.grpc.enabled=true"))
+    assert "XRAY_DAEMON_OTLP_ADDRESS" not in grpc.env() and "otlp" not in grpc.ports()
+    http = Rendered(set_values("otlp.enabled=true"))
+    assert "XRAY_DAEMON_OTLP_GRPC_ADDRESS" not in http.env() and "otlp-grpc" not in http.ports()
+    both = Rendered(set_values("otlp.enabled=true", "otlp.grpc.enabled=true")).ports()
+    assert (both["otlp"]["containerPort"], both["otlp-grpc"]["containerPort"]) == (4318, 4317)
 
 
 def test_span_upload_and_indexed_attributes_are_the_daemons_defaults_unless_set(default):
@@ -696,6 +721,12 @@ def test_notes_tell_apps_where_to_send(default, full):
     # Without the Service, the node's IP and the host port.
     direct = Rendered(set_values("otlp.enabled=true", "service.enabled=false")).notes
     assert "value: http://$(HOST_IP):4318/v1/traces" in direct
+    # OTLP/gRPC: the endpoint has no path, and the protocol is grpc.
+    assert "value: grpc" not in default.notes
+    assert "value: http://xray-service.observability.svc.cluster.local:4316\n" in full.notes
+    assert "value: grpc" in full.notes
+    direct = Rendered(set_values("otlp.grpc.enabled=true", "service.enabled=false")).notes
+    assert "value: http://$(HOST_IP):4317\n" in direct and "/v1/traces" not in direct
 
 
 REFUSED = [
@@ -708,6 +739,9 @@ REFUSED = [
     (["updateStrategy.rollingUpdate.maxSurge=1"], "maxSurge"),
     (["otlp.enabled=true", "otlp.port=2000"], "otlp.port (2000) is the TCP port"),
     (["otlp.enabled=true", "hostPorts.tcp=4318"], "otlp.port (4318) is also hostPorts.tcp"),
+    (["otlp.grpc.enabled=true", "otlp.grpc.port=2000"], "otlp.grpc.port (2000) is the TCP port"),
+    (["otlp.grpc.enabled=true", "hostPorts.tcp=4317"], "otlp.grpc.port (4317) is also hostPorts.tcp"),
+    (["otlp.grpc.enabled=true", "otlp.enabled=true", "otlp.grpc.port=4318"], "otlp.grpc.port (4318) is also otlp.port"),
 ]
 
 

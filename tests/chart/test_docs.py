@@ -78,6 +78,7 @@ def test_each_row_names_the_variable_its_value_sets():
         "region": "XRAY_DAEMON_REGION` and `AWS_REGION",
         "roleArn": "XRAY_DAEMON_ROLE_ARN",
         "otlp.enabled": "XRAY_DAEMON_OTLP_ADDRESS=0.0.0.0:<port>",
+        "otlp.grpc.enabled": "XRAY_DAEMON_OTLP_GRPC_ADDRESS=0.0.0.0:<port>",
         "spool.enabled": "XRAY_DAEMON_SPOOL_DIR",
         "spool.maxMB": "XRAY_DAEMON_SPOOL_MAX_MB",
         "config.enabled": "-c /etc/amazon/xray/cfg.yaml",

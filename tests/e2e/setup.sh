@@ -7,7 +7,7 @@
 #   target/venv-adot <- python3 -m venv + tests/e2e/requirements-adot.txt (aws-opentelemetry-distro: its
 #                   own venv, as its pins clash with the chart tests' PyYAML)
 #   target/node  <- tests/e2e/package.json + package-lock.json (aws-xray-sdk-core 3.12.0, the OpenTelemetry
-#                   JS SDK + OTLP/HTTP protobuf exporter) via `npm ci`
+#                   JS SDK + its OTLP/HTTP and OTLP/gRPC exporters) via `npm ci`
 #   target/node-chart <- tests/chart/package.json + package-lock.json (@bitnami/readme-generator-for-helm,
 #                   for `make chart-docs` and the chart tests: its own directory, so that changing one
 #                   set of Node packages never reinstalls the other)
@@ -90,7 +90,8 @@ npm_step() {
     say "$label installed: ${installed[*]}"
 }
 
-npm_step "$NODE_DIR" .e2e-package.sha256 "node peers" "$E2E" aws-xray-sdk-core @opentelemetry/exporter-trace-otlp-proto
+npm_step "$NODE_DIR" .e2e-package.sha256 "node peers" "$E2E" aws-xray-sdk-core @opentelemetry/exporter-trace-otlp-proto \
+    @opentelemetry/exporter-trace-otlp-grpc
 # The chart's README generator (make chart-docs), in a directory of its own.
 npm_step "$(dirname "$NODE_DIR")/node-chart" .chart-package.sha256 "chart docs generator" "$ROOT/tests/chart" \
     @bitnami/readme-generator-for-helm

@@ -17,6 +17,12 @@ from conftest import LOOPBACK, PEERS, ROOT, base_env, free_port, load_peer
 from test_adot_udp import run_adot
 
 
+def span_upload_env(fake_otlp):
+    """The daemon's environment for sending spans to the fake OTLP endpoint: the one place the tests
+    say how spans are uploaded (test_otlp_grpc_e2e.py's Lambda extension takes it too)."""
+    return {"XRAY_DAEMON_OTLP_ENDPOINT": fake_otlp.endpoint, "XRAY_DAEMON_SPAN_UPLOAD": "otlp"}
+
+
 @pytest.fixture
 def otlp_daemon(daemon_factory, fake_otlp, moto):
     """A daemon sending segments to moto and spans to the fake OTLP endpoint (XRAY_DAEMON_SPAN_UPLOAD=otlp),
@@ -24,8 +30,7 @@ def otlp_daemon(daemon_factory, fake_otlp, moto):
     fake_otlp.set_credentials(moto.access_key, moto.secret_key)
 
     def start(extra_args=(), **env):
-        return daemon_factory(extra_args=extra_args, env={"XRAY_DAEMON_OTLP_ENDPOINT": fake_otlp.endpoint,
-                                                          "XRAY_DAEMON_SPAN_UPLOAD": "otlp", **env})
+        return daemon_factory(extra_args=extra_args, env={**span_upload_env(fake_otlp), **env})
     return start
 
 

@@ -44,6 +44,12 @@ impl Builder {
         self
     }
 
+    /// Spans go to `url`, a fake OTLP endpoint: the one place the tests that read spans there say
+    /// how the daemon uploads them.
+    pub fn spans_to(self, url: &str) -> Self {
+        self.env("XRAY_DAEMON_OTLP_ENDPOINT", url).env("XRAY_DAEMON_SPAN_UPLOAD", "otlp")
+    }
+
     /// Starts the daemon and waits for its `Listening on UDP` line.
     pub async fn spawn(self) -> Daemon {
         let mut daemon = self.start();
@@ -143,6 +149,16 @@ pub const HEADER: &str = r#"{"format":"json","version":1}"#;
 impl Daemon {
     pub fn tcp(&self) -> SocketAddr {
         self.tcp.unwrap_or_else(|| panic!("no proxy line; log:\n{}", self.log_text()))
+    }
+
+    /// The address of the listener a `Starting <what> server on ADDRESS` line names (`OTLP/gRPC`,
+    /// `OTLP/HTTP`), logged before the Listening line.
+    pub fn server(&self, what: &str) -> SocketAddr {
+        let prefix = format!("Starting {what} server on ");
+        let line = self.logs().into_iter().find(|l| l.contains(&prefix));
+        let line = line.unwrap_or_else(|| panic!("no {what} server; log:\n{}", self.log_text()));
+        let addr = line.split(&prefix).nth(1).unwrap();
+        addr.split(|c: char| c == '"' || c.is_whitespace()).next().unwrap().parse().expect("an address")
     }
 
     pub fn send(&self, datagram: &[u8]) {

@@ -17,11 +17,20 @@ use std::time::{Duration, Instant};
 const NEXT: &str = "/extension/event/next";
 const LONG: Duration = Duration::from_secs(20);
 
-fn fakes() -> FakeXray {
+pub fn fakes() -> FakeXray {
     FakeXray::start(Credentials::new(ACCESS_KEY, SECRET_KEY))
 }
 
-fn extension(xray: &FakeXray, lambda: &FakeLambda) -> Builder {
+/// An extension whose OTLP listeners take ports of their own: the defaults (4317, 4318) are
+/// one machine's, and only `lambda_otlp::the_otlp_listeners_are_on_by_default_at_the_sdks_endpoints`
+/// may take them.
+pub fn extension(xray: &FakeXray, lambda: &FakeLambda) -> Builder {
+    at_default_ports(xray, lambda)
+        .env("XRAY_DAEMON_OTLP_GRPC_ADDRESS", "127.0.0.1:0")
+        .env("XRAY_DAEMON_OTLP_ADDRESS", "127.0.0.1:0")
+}
+
+pub fn at_default_ports(xray: &FakeXray, lambda: &FakeLambda) -> Builder {
     against(xray)
         .env("AWS_LAMBDA_RUNTIME_API", lambda.runtime_api())
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
@@ -29,7 +38,7 @@ fn extension(xray: &FakeXray, lambda: &FakeLambda) -> Builder {
 }
 
 /// Starts the extension and waits until it asks for its first event (and is frozen).
-async fn booted(b: Builder, lambda: &FakeLambda) -> Daemon {
+pub async fn booted(b: Builder, lambda: &FakeLambda) -> Daemon {
     let d = b.spawn().await;
     lambda.freeze_on_next(d.pid());
     let nexts = lambda.wait_for_calls(NEXT, 1, LONG).await;
@@ -38,7 +47,7 @@ async fn booted(b: Builder, lambda: &FakeLambda) -> Daemon {
 }
 
 /// Sends `n` segments numbered from `from`, returns their documents.
-fn send(d: &Daemon, from: usize, n: usize) -> Vec<String> {
+pub fn send(d: &Daemon, from: usize, n: usize) -> Vec<String> {
     (from..from + n)
         .map(|i| {
             let doc = segment(i);
@@ -49,7 +58,7 @@ fn send(d: &Daemon, from: usize, n: usize) -> Vec<String> {
 }
 
 /// Documents of the PutTraceSegments calls answered 200 before `t`.
-fn delivered_before(xray: &FakeXray, t: Instant) -> Vec<String> {
+pub fn delivered_before(xray: &FakeXray, t: Instant) -> Vec<String> {
     xray.requests()
         .iter()
         .filter(|r| r.op() == Some(Op::PutTraceSegments) && r.status == 200 && r.at < t)
@@ -57,13 +66,13 @@ fn delivered_before(xray: &FakeXray, t: Instant) -> Vec<String> {
         .collect()
 }
 
-fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+pub fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort();
     v
 }
 
 /// Waits for `/next` call number `n`, which must come.
-async fn nth_next(lambda: &FakeLambda, n: usize, d: &Daemon) -> Instant {
+pub async fn nth_next(lambda: &FakeLambda, n: usize, d: &Daemon) -> Instant {
     let nexts = lambda.wait_for_calls(NEXT, n, LONG).await;
     assert!(nexts.len() >= n, "no /next #{n}; log:\n{}", d.log_text());
     nexts[n - 1].at

@@ -1,7 +1,11 @@
 // Send N spans with the OpenTelemetry JS SDK's OTLP/HTTP protobuf exporter
-// (@opentelemetry/exporter-trace-otlp-proto 0.219.0, the version ADOT Node 0.13.0 ships) to a URL.
+// (@opentelemetry/exporter-trace-otlp-proto 0.219.0, the version ADOT Node 0.13.0 ships) to a URL, or with
+// `--protocol grpc` its OTLP/gRPC exporter (@opentelemetry/exporter-trace-otlp-grpc, @grpc/grpc-js).
 //   NODE_PATH=target/node/node_modules node node_otlp_emit.js --url http://127.0.0.1:PORT/v1/traces \
-//     [--spans N] [--batch-size B] [--compression none|gzip] [--resource key=value]... [--name PREFIX]
+//     [--protocol http|grpc] [--spans N] [--batch-size B] [--compression none|gzip] [--resource key=value]...
+//     [--name PREFIX]
+// gRPC takes `--url http://127.0.0.1:PORT`; without --url it uses the exporter's default (localhost:4317, and
+// OTEL_EXPORTER_OTLP_* variables), as an application that sets nothing does.
 // The spans form one trace: the first is the root, the others its children, each with the attribute
 // `emit.index` = its position. They are collected in memory first, then handed to the exporter B at a
 // time (default: all in one export call, so one request when it succeeds at once); the exporter's own
@@ -9,14 +13,15 @@
 // "spanId", "parentSpanId", "name"}...]}; exits 0 when every export call succeeded, else 1.
 // Bounded: gives up after 30 s. Loopback use only.
 'use strict';
-const { OTLPTraceExporter } = require('@opentelemetry/exporter-trace-otlp-proto');
 const { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } = require('@opentelemetry/sdk-trace-base');
 const { resourceFromAttributes } = require('@opentelemetry/resources');
 const { ExportResultCode } = require('@opentelemetry/core');
 const api = require('@opentelemetry/api');
 
 function parseArgs(argv) {
-  const opts = { url: null, spans: 1, batchSize: 0, compression: 'none', resource: {}, name: 'node-otlp' };
+  const opts = {
+    url: null, protocol: 'http', spans: 1, batchSize: 0, compression: 'none', resource: {}, name: 'node-otlp',
+  };
   for (let i = 0; i < argv.length; i += 2) {
     const [k, v] = [argv[i], argv[i + 1]];
     if (v === undefined) throw new Error(`${k} needs a value`);
@@ -24,6 +29,7 @@ function parseArgs(argv) {
     else if (k === '--spans') opts.spans = Number(v);
     else if (k === '--batch-size') opts.batchSize = Number(v);
     else if (k === '--compression') opts.compression = v;
+    else if (k === '--protocol') opts.protocol = v;
     else if (k === '--name') opts.name = v;
     else if (k === '--resource') {
       const eq = v.indexOf('=');
@@ -31,7 +37,8 @@ function parseArgs(argv) {
       opts.resource[v.slice(0, eq)] = v.slice(eq + 1);
     } else throw new Error(`unknown argument ${k}`);
   }
-  if (!opts.url) throw new Error('--url is required');
+  if (!['http', 'grpc'].includes(opts.protocol)) throw new Error('--protocol must be http or grpc');
+  if (!opts.url && opts.protocol === 'http') throw new Error('--url is required');
   if (!(opts.spans >= 1 && opts.spans <= 100000)) throw new Error('--spans must be 1..100000');
   return opts;
 }
@@ -51,7 +58,11 @@ async function main() {
   }
   root.end();
   const spans = memory.getFinishedSpans();
-  const exporter = new OTLPTraceExporter({ url: opts.url, compression: opts.compression, timeoutMillis: 10000 });
+  const settings = { compression: opts.compression, timeoutMillis: 10000 };
+  if (opts.url) settings.url = opts.url;
+  const { OTLPTraceExporter } = require(
+    opts.protocol === 'grpc' ? '@opentelemetry/exporter-trace-otlp-grpc' : '@opentelemetry/exporter-trace-otlp-proto');
+  const exporter = new OTLPTraceExporter(settings);
   const size = opts.batchSize > 0 ? opts.batchSize : spans.length;
   const results = [];
   for (let i = 0; i < spans.length; i += size) {

@@ -149,6 +149,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail (printf "otlp.port (%d) is also hostPorts.tcp: the node port would be published twice" $otlp) -}}
 {{- end -}}
 {{- end -}}
+{{- if .Values.otlp.grpc.enabled -}}
+{{- $grpc := int .Values.otlp.grpc.port -}}
+{{- if eq $grpc $tcp -}}
+{{- fail (printf "otlp.grpc.port (%d) is the TCP port of daemon.tcpAddress: the OTLP/gRPC listener needs a port of its own" $grpc) -}}
+{{- end -}}
+{{- if and .Values.otlp.enabled (eq $grpc (int .Values.otlp.port)) -}}
+{{- fail (printf "otlp.grpc.port (%d) is also otlp.port: OTLP/gRPC and OTLP/HTTP need a port each" $grpc) -}}
+{{- end -}}
+{{- if and .Values.hostPorts.enabled (not .Values.hostNetwork) (eq $grpc (int .Values.hostPorts.tcp)) -}}
+{{- fail (printf "otlp.grpc.port (%d) is also hostPorts.tcp: the node port would be published twice" $grpc) -}}
+{{- end -}}
+{{- end -}}
 {{- $rolling := dig "rollingUpdate" "maxSurge" 0 .Values.updateStrategy -}}
 {{- if and (eq .Values.updateStrategy.type "RollingUpdate") (or .Values.hostNetwork .Values.hostPorts.enabled) (not (has (toString $rolling) (list "0" "0%"))) -}}
 {{- fail "updateStrategy.rollingUpdate.maxSurge must be 0 with hostPorts or hostNetwork: the new pod could not bind the port the old one holds" -}}

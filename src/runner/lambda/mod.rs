@@ -6,8 +6,10 @@
 //! Telemetry API's `platform.runtimeDone` of each invocation, sends what the function sent,
 //! and only then asks for the next event. On SHUTDOWN it sends everything before the deadline.
 //!
-//! Boot order, for cold start: bind the UDP port and the telemetry listener, register, subscribe,
-//! then the first `/next`. No AWS call, no IMDS and no TLS handshake happens on that path: the
+//! Boot order, for cold start: bind the UDP port, the telemetry listener and the OTLP listeners
+//! (gRPC on 127.0.0.1:4317 and HTTP on 127.0.0.1:4318 unless set otherwise: the SDKs' defaults, so
+//! a function that swaps ADOT's collector layer for this one changes nothing), register,
+//! subscribe, then the first `/next`. No AWS call, no IMDS and no TLS handshake happens on that path: the
 //! region and credentials come from Lambda's environment variables, and the SDK client is built
 //! once the first event has arrived.
 
@@ -142,6 +144,7 @@ struct Prepared {
     telemetry: Option<TcpListener>,
     tcp: Option<TcpListener>,
     otlp: Option<TcpListener>,
+    grpc: Option<TcpListener>,
 }
 
 fn prepare(config: Config) -> Result<Prepared, LambdaError> {
@@ -163,11 +166,24 @@ fn prepare(config: Config) -> Result<Prepared, LambdaError> {
                 .map_err(|source| StartError::Tcp { address: config.tcp_address.clone(), source })?,
         ),
     };
-    let otlp = match &config.otlp_address {
-        Some(address) => Some(listen(address).map_err(|source| StartError::Tcp { address: address.clone(), source })?),
-        None => None,
-    };
-    Ok(Prepared { config, lambda, region, socket, telemetry, tcp, otlp })
+    let otlp = config.otlp_address.as_deref().and_then(|a| listen_or_warn(a, "OTLP/HTTP", "XRAY_DAEMON_OTLP_ADDRESS"));
+    let grpc = config.otlp_grpc_address.as_deref();
+    let grpc = grpc.and_then(|a| listen_or_warn(a, "OTLP/gRPC", "XRAY_DAEMON_OTLP_GRPC_ADDRESS"));
+    Ok(Prepared { config, lambda, region, socket, telemetry, tcp, otlp, grpc })
+}
+
+/// An OTLP listener at `address`, or, when it cannot be bound (another extension, ADOT's
+/// collector say, holds the port), none and one warning: the extension runs without it rather
+/// than fail the function.
+fn listen_or_warn(address: &str, what: &str, variable: &str) -> Option<TcpListener> {
+    listen(address)
+        .map_err(|e| {
+            warn!(
+                "Cannot listen for {what} on {address} ({e}): running without it. Another extension may hold the \
+                 port; {variable} moves it, or turns it off when set empty"
+            )
+        })
+        .ok()
 }
 
 /// Binds a TCP listener synchronously (before registering), for the runtime to serve.
@@ -180,7 +196,7 @@ fn listen(address: &str) -> std::io::Result<TcpListener> {
 /// Subscribes to the Telemetry API and starts the pipeline.
 async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, LambdaError> {
     let (events_tx, events_rx) = mpsc::channel(listener::QUEUE);
-    let Prepared { config, lambda, region, socket, telemetry, tcp, otlp } = p;
+    let Prepared { config, lambda, region, socket, telemetry, tcp, otlp, grpc } = p;
     // The SDK client (credentials chain, TLS roots: PEM-decoding the system's CA bundle is most
     // of a boot's CPU) is built once the first event arrives, so that it does not delay init:
     // on the one-thread runtime, a build queued before the first `/next` would run before that
@@ -208,6 +224,9 @@ async fn start(api: &RuntimeApi, p: Prepared, managed: bool) -> Result<Runner, L
     }
     if let Some(l) = otlp {
         core.serve_otlp(l);
+    }
+    if let Some(l) = grpc {
+        core.serve_grpc(l);
     }
     if let Some(l) = tcp {
         // The proxy signs with the clients' credentials: with it on, init waits for them.
