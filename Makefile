@@ -251,11 +251,19 @@ soak: static-x86_64 build-tests
 	XRAY_TEST_BIN=$(BIN_STATIC_X86_64) $(ZIG_ENV) cargo-zigbuild test --locked --target $(MUSL_X86_64) \
 		--test it soak:: -- --ignored --nocapture --test-threads=1
 
-## bench: load test of the release binary with segments and OpenTelemetry spans (CPU; RSS, anonymous and cgroup memory; delivery per rate; table in
-## target/bench/results.md; XRAY_BENCH_BIN, XRAY_BENCH_RATES, XRAY_BENCH_ONLY: see benches/load/main.rs),
-## then the Lambda extension's cold start, then the criterion micro-benchmarks of the hot path. About 10 minutes; not part of `make test`.
+## bench: load test of the release binary with segments and OpenTelemetry spans (CPU; RSS, anonymous and cgroup
+##        memory; delivery per rate; table in target/bench/results.md; XRAY_BENCH_BIN, XRAY_BENCH_RATES,
+##        XRAY_BENCH_ONLY: see benches/load/main.rs). It starts with an A/B of this build against the release
+##        builds of BASELINES (built once into target/bench/baselines/, several minutes each the first time)
+##        and, with UPSTREAM_BIN=path/to/xray, upstream's Go daemon, in the same run. Then the Lambda
+##        extension's cold start and the criterion micro-benchmarks of the hot path. About 20 minutes (more
+##        the first time); not part of `make test`.
+# d57fce9: the round-1 build the issues compare against; 7f55fb0: the last build before the performance work.
+BASELINES ?= d57fce9 7f55fb0
+UPSTREAM_BIN ?=
 bench: release
-	$(CARGO) run --release --example load -- --bench
+	XRAY_BENCH_AB="$$(bash benches/baselines.sh target/bench/baselines $(BASELINES))" \
+		XRAY_BENCH_UPSTREAM_BIN="$(UPSTREAM_BIN)" $(CARGO) run --release --example load -- --bench
 	python3 benches/lambda_cold_start.py $(BIN_RELEASE)
 	$(MAKE) bench-micro
 
@@ -281,7 +289,7 @@ lint: zig-tools
 
 ## lint-ci: actionlint on the GitHub workflows (their `run:` scripts through shellcheck) and
 ##          shellcheck on the repository's shell scripts
-SHELL_SCRIPTS := $(wildcard docker/*.sh extension/*.sh tests/*/*.sh) extension/wrapper .ci/run
+SHELL_SCRIPTS := $(wildcard docker/*.sh extension/*.sh tests/*/*.sh benches/*.sh) extension/wrapper .ci/run
 lint-ci: zig-tools shellcheck-tool
 	$(VENV)/bin/actionlint .github/workflows/*.yml
 	shellcheck $(SHELL_SCRIPTS)

@@ -30,13 +30,15 @@
 //! segments, or `T1S` span requests, the daemon accepts and that the sink finds their ids.
 //!
 //! Environment: `XRAY_BENCH_BIN` (the daemon to measure), `XRAY_BENCH_STEP_SECS` (default 10),
-//! `XRAY_BENCH_ONLY` (`table`, `search`, `otlp`, `grpc`, `sizes`, `overload`, `spool`, comma-separated: run only
-//! those parts; `otlp-rates` is `otlp` without its bisection), `XRAY_BENCH_RATES` (the table's rates, comma-separated), `XRAY_BENCH_OTLP_RATES`
+//! `XRAY_BENCH_ONLY` (`ab`, `table`, `search`, `otlp`, `grpc`, `sizes`, `overload`, `spool`, comma-separated: run
+//! only those parts; `otlp-rates` is `otlp` without its bisection), `XRAY_BENCH_RATES` (the table's rates,
+//! comma-separated), `XRAY_BENCH_OTLP_RATES`
 //! (the `otlp` part's span rates, default 4,000, 20,000 and 40,000), `XRAY_BENCH_ENV` (`NAME=value`
 //! pairs, comma-separated, set for every daemon, e.g. `XRAY_DAEMON_OTLP_GZIP=false`),
-//! `XRAY_BENCH_OUT` (default `target/bench/results.md`). For an A/B of two builds, run the same harness build against each
-//! binary in turn with the same `XRAY_BENCH_RATES`.
+//! `XRAY_BENCH_OUT` (default `target/bench/results.md`). The `ab` part measures other builds and upstream's
+//! daemon beside this one in the same run (`XRAY_BENCH_AB`, `XRAY_BENCH_UPSTREAM_BIN`: see [`ab`]).
 
+mod ab;
 mod cgroup;
 mod grpc;
 mod spans;
@@ -104,8 +106,11 @@ fn main() {
     if let Ok(env) = std::env::var("XRAY_BENCH_ENV") {
         let _ = writeln!(out, "Every daemon of this run had `{env}` in its environment (`XRAY_BENCH_ENV`).\n");
     }
-    let mut bench = Bench { bin, sink, cgroups, step: 0, env: Vec::new() };
+    let mut bench = Bench { bin, sink, cgroups, step: 0, env: Vec::new(), upstream: false };
 
+    if part("ab") {
+        ab::run(&mut bench, &mut out, secs);
+    }
     let mut table: Vec<Row> = Vec::new();
     if part("table") {
         let _ = writeln!(out, "#### 1 KB segments, default settings, {step_secs} s per rate\n");

@@ -18,6 +18,10 @@ pub(crate) struct Bench {
     /// Variables set for the daemons started from now on, after `XRAY_BENCH_ENV` (a part sets
     /// and clears them).
     pub(crate) env: Vec<(String, String)>,
+    /// `bin` is upstream's Go daemon (the `ab` part's `XRAY_BENCH_UPSTREAM_BIN`): it takes its
+    /// endpoint from a config file, cannot bind port 0 and say which port it got, and announces
+    /// its UDP address only at debug level.
+    pub(crate) upstream: bool,
 }
 
 #[derive(Debug, Default)]
@@ -75,9 +79,21 @@ impl Bench {
             .env("AWS_ACCESS_KEY_ID", "AKIDBENCHFAKE0001")
             .env("AWS_SECRET_ACCESS_KEY", "bench-fake-secret-key")
             .env("AWS_REGION", "us-east-1")
-            .env("XRAY_DAEMON_ENDPOINT", self.sink.endpoint())
-            .args(["-b", "127.0.0.1:0", "-t", "127.0.0.1:0"])
-            .args(extra)
+            .env("XRAY_DAEMON_ENDPOINT", self.sink.endpoint());
+        // Upstream's address is known beforehand: it is given a port that was free a moment ago.
+        let upstream_udp = self.upstream.then(|| {
+            let udp = std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a UDP port");
+            let tcp = std::net::TcpListener::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a TCP port");
+            let cfg = std::env::temp_dir().join(format!("xray-bench-upstream-{}.yaml", std::process::id()));
+            std::fs::write(&cfg, format!("Version: 2\nEndpoint: \"{}\"\n", self.sink.endpoint())).expect("cfg.yaml");
+            cmd.args(["-o", "-n", "us-east-1", "-c"]).arg(&cfg);
+            cmd.args(["-b", &udp.to_string(), "-t", &tcp.to_string()]);
+            udp
+        });
+        if upstream_udp.is_none() {
+            cmd.args(["-b", "127.0.0.1:0", "-t", "127.0.0.1:0"]);
+        }
+        cmd.args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -108,7 +124,10 @@ impl Bench {
                 if let Some(rest) = line.split("Starting OTLP/gRPC server on ").nth(1) {
                     *g.lock().unwrap() = rest.trim().parse::<SocketAddr>().ok();
                 } else if let Some(rest) = line.split("Listening on UDP ").nth(1) {
-                    let _ = tx.send(rest.trim().to_owned());
+                    let _ = tx.send(Some(rest.trim().to_owned()));
+                } else if line.contains("Starting proxy http server on") {
+                    // Upstream's last line of its start (its UDP address is ours to know).
+                    let _ = tx.send(None);
                 } else if line.contains("Shutdown finished") {
                     *s.lock().unwrap() = Some(line);
                 } else if line.contains("Spans received:") {
@@ -121,9 +140,20 @@ impl Bench {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("the daemon did not start"));
+        // Ours says where it listens after the proxy's line; upstream (at info level) only that.
+        let udp = loop {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Some(addr)) => break addr.parse().expect("UDP address"),
+                Ok(None) => {
+                    if let Some(addr) = upstream_udp {
+                        break addr;
+                    }
+                }
+                Err(_) => panic!("the daemon {} did not start", self.bin),
+            }
+        };
         let grpc = *grpc.lock().unwrap();
-        Daemon { child, udp: addr.parse().expect("UDP address"), grpc, summary, spans_summary, problems }
+        Daemon { child, udp, grpc, summary, spans_summary, problems }
     }
 
     /// One step: a fresh daemon, `rate` segments or spans (`load`) a second for `duration`.
