@@ -2,7 +2,8 @@
 //! PutTraceSegments body written from the received bytes, and the request built and signed:
 //! the daemon's own way (`XrayApi`: the stable headers, SigV4) beside the AWS SDK's client
 //! (its orchestrator, interceptors and signing, sending to an in-memory HTTP client that
-//! answers 200 at once), so that what the SDK's call path costs per call shows next to ours.
+//! answers 200 at once), so that what the SDK's call path costs per call shows next to ours; and
+//! a span's way in: a request of 20 spans decoded, and translated into segment documents.
 //!
 //! `cargo bench --bench hot_path` measures; `cargo test --all-targets` runs each once.
 
@@ -15,12 +16,19 @@ use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+use prost::Message;
 use std::hint::black_box;
 use std::sync::Arc;
 use xray_daemon::aws::trace_segments_body;
 use xray_daemon::aws::xray_api::XrayApi;
 use xray_daemon::pipeline::buffer::Buffer;
 use xray_daemon::signal::segments::{classify, Datagram};
+use xray_daemon::signal::spans;
+use xray_daemon::translate::{Documents, Options, RandomIds, Translator};
 
 fn segment(i: usize, size: usize) -> Vec<u8> {
     let head = format!(
@@ -144,5 +152,119 @@ fn request(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, header, buffer, request);
+/// A string attribute.
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
+        ..Default::default()
+    }
+}
+
+/// An int attribute.
+fn kv_int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::IntValue(value)) }),
+        ..Default::default()
+    }
+}
+
+/// 20 spans as a Lambda function's ADOT sends them in one `T1S` datagram (the shape of the load
+/// harness's): a server span, HTTP client calls and DynamoDB calls, under a Lambda resource.
+fn lambda_request() -> ExportTraceServiceRequest {
+    let resource = Resource {
+        attributes: vec![
+            kv("service.name", "orders-api"),
+            kv("cloud.provider", "aws"),
+            kv("cloud.platform", "aws_lambda"),
+            kv("cloud.region", "us-east-1"),
+            kv("faas.name", "orders-api"),
+            kv("telemetry.sdk.language", "python"),
+            kv("telemetry.sdk.name", "opentelemetry"),
+            kv("telemetry.sdk.version", "1.33.1"),
+            kv("telemetry.auto.version", "0.54b1-aws"),
+        ],
+        ..Default::default()
+    };
+    let start = 1_796_000_000_000_000_000u64;
+    let spans = (0..20u64)
+        .map(|i| {
+            let (kind, name, attributes) = match i {
+                0 => (
+                    SpanKind::Server,
+                    "orders-api".to_owned(),
+                    vec![
+                        kv("faas.trigger", "http"),
+                        kv("http.request.method", "GET"),
+                        kv("http.route", "/orders/{id}"),
+                        kv_int("http.response.status_code", 200),
+                    ],
+                ),
+                _ if i % 3 == 0 => (
+                    SpanKind::Client,
+                    "GET".to_owned(),
+                    vec![
+                        kv("http.request.method", "GET"),
+                        kv("url.full", &format!("https://inventory.internal.example.com/v2/items/{i:06}?fields=stock")),
+                        kv("server.address", "inventory.internal.example.com"),
+                        kv_int("http.response.status_code", 200),
+                    ],
+                ),
+                _ => (
+                    SpanKind::Client,
+                    "DynamoDB.GetItem".to_owned(),
+                    vec![
+                        kv("rpc.system", "aws-api"),
+                        kv("rpc.service", "DynamoDB"),
+                        kv("rpc.method", "GetItem"),
+                        kv("aws.region", "us-east-1"),
+                        kv("aws.request_id", "N5TPS0QH4FJ1LRG9A8DK3VCM7BUU0R2E6IQ9ASUAAJG"),
+                        kv("aws.dynamodb.table_names", "orders"),
+                        kv_int("http.response.status_code", 200),
+                    ],
+                ),
+            };
+            Span {
+                trace_id: [7u8; 16].to_vec(),
+                span_id: (i + 1).to_be_bytes().to_vec(),
+                parent_span_id: if i == 0 { Vec::new() } else { 1u64.to_be_bytes().to_vec() },
+                name,
+                kind: kind as i32,
+                start_time_unix_nano: start + i * 1_500_000,
+                end_time_unix_nano: start + i * 1_500_000 + 6_000_000,
+                attributes,
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// A span's way in, per span: the request decoded, and each span translated into its segment
+/// documents (what the intake does in the default span mode).
+fn spans(c: &mut Criterion) {
+    let request = lambda_request();
+    let wire = Bytes::from(request.encode_to_vec());
+    let translator = Translator::new(&Options::default());
+    let mut g = c.benchmark_group("spans");
+    g.throughput(Throughput::Elements(20));
+    g.bench_function("decode_20", |b| b.iter(|| black_box(spans::from_protobuf(black_box(wire.clone())))));
+    g.bench_function("translate_20", |b| {
+        let mut out = Documents::new();
+        b.iter(|| {
+            out.clear();
+            black_box(translator.request(black_box(&request), &mut RandomIds, &mut out))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, header, buffer, request, spans);
 criterion_main!(benches);

@@ -64,11 +64,8 @@ pub(crate) fn run(bench: &mut Bench, out: &mut String, secs: Duration) {
     // rows[contender][rate][round]
     let mut rows: Vec<Vec<Vec<Row>>> = contenders.iter().map(|_| rates.iter().map(|_| Vec::new()).collect()).collect();
     for round in 0..rounds {
-        let order: Vec<usize> = if round % 2 == 0 {
-            (0..contenders.len()).collect()
-        } else {
-            (0..contenders.len()).rev().collect()
-        };
+        let order: Vec<usize> =
+            if round % 2 == 0 { (0..contenders.len()).collect() } else { (0..contenders.len()).rev().collect() };
         for (r, &rate) in rates.iter().enumerate() {
             for &c in &order {
                 bench.bin = contenders[c].bin.clone();
@@ -119,8 +116,7 @@ pub(crate) fn run(bench: &mut Bench, out: &mut String, secs: Duration) {
     // The marginal cost: between the two highest rates.
     if rates.len() >= 2 {
         let (lo, hi) = (rates.len() - 2, rates.len() - 1);
-        let per_segment =
-            |c: usize| (cpu(c, hi) - cpu(c, lo)) / 100.0 / (rates[hi] - rates[lo]).max(1) as f64 * 1e6;
+        let per_segment = |c: usize| (cpu(c, hi) - cpu(c, lo)) / 100.0 / (rates[hi] - rates[lo]).max(1) as f64 * 1e6;
         let costs: Vec<String> =
             (0..contenders.len()).map(|c| format!("{}: {:.2} µs", labels[c], per_segment(c))).collect();
         let _ = writeln!(

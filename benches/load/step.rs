@@ -93,10 +93,7 @@ impl Bench {
         if upstream_udp.is_none() {
             cmd.args(["-b", "127.0.0.1:0", "-t", "127.0.0.1:0"]);
         }
-        cmd.args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args(extra).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         // XRAY_BENCH_ENV: `NAME=value` pairs, comma-separated, for every daemon of the run.
         for pair in std::env::var("XRAY_BENCH_ENV").unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
