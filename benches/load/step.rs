@@ -123,7 +123,6 @@ impl Bench {
                 } else if let Some(rest) = line.split("Listening on UDP ").nth(1) {
                     let _ = tx.send(Some(rest.trim().to_owned()));
                 } else if line.contains("Starting proxy http server on") {
-                    // Upstream's last line of its start (its UDP address is ours to know).
                     let _ = tx.send(None);
                 } else if line.contains("Shutdown finished") {
                     *s.lock().unwrap() = Some(line);
@@ -137,17 +136,20 @@ impl Bench {
                 }
             }
         });
-        // Ours says where it listens after the proxy's line; upstream (at info level) only that.
-        let udp = loop {
-            match rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(Some(addr)) => break addr.parse().expect("UDP address"),
-                Ok(None) => {
-                    if let Some(addr) = upstream_udp {
-                        break addr;
-                    }
-                }
-                Err(_) => panic!("the daemon {} did not start", self.bin),
+        // Ours says where it listens after the proxy's line. Upstream's logger writes at info
+        // level only what it buffered, late: it is given a second to bind the ports it was given.
+        let udp = match upstream_udp {
+            Some(addr) => {
+                std::thread::sleep(Duration::from_secs(1));
+                addr
             }
+            None => loop {
+                match rx.recv_timeout(Duration::from_secs(10)) {
+                    Ok(Some(addr)) => break addr.parse().expect("UDP address"),
+                    Ok(None) => {}
+                    Err(_) => panic!("the daemon {} did not start", self.bin),
+                }
+            },
         };
         let grpc = *grpc.lock().unwrap();
         Daemon { child, udp, grpc, summary, spans_summary, problems }
@@ -224,6 +226,13 @@ impl Bench {
         let snap = self.sink.snapshot();
         // SAFETY: signalling our own child.
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        // Everything was delivered or given up on: a daemon still draining after 10 s (upstream
+        // waits for its queue with no deadline) is killed.
+        let stop = Instant::now() + Duration::from_secs(10);
+        while matches!(d.child.try_wait(), Ok(None)) && Instant::now() < stop {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = d.child.kill();
         let _ = d.child.wait();
         self.sink.set_delay(Duration::ZERO);
         let spillover = match load {

@@ -62,7 +62,7 @@ fn escape_into(out: &mut Vec<u8>, text: &[u8]) -> Result<(), NotUtf8> {
         }
         let escape = ESCAPE[usize::from(b)];
         if escape != 0 {
-            out.extend_from_slice(&text[start..i]);
+            append_run(out, text, start, i);
             if escape == b'u' {
                 out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
             } else {
@@ -74,6 +74,26 @@ fn escape_into(out: &mut Vec<u8>, text: &[u8]) -> Result<(), NotUtf8> {
     }
     out.extend_from_slice(&text[start..]);
     Ok(())
+}
+
+/// Appends `text[start..end]`. A document's runs between two quotes are short; those are copied
+/// as one 16-byte block (of which only the run counts) instead of with a call to `memcpy`, which
+/// cost more than the copy itself (half the time `escape_into` took on span documents).
+#[inline]
+fn append_run(out: &mut Vec<u8>, text: &[u8], start: usize, end: usize) {
+    let n = end - start;
+    if n <= 16 && start + 16 <= text.len() {
+        out.reserve(16);
+        // SAFETY: the 16 bytes read are inside `text` (start + 16 <= len), the 16 written are
+        // inside `out`'s capacity (reserved above), and the length grows only by the n <= 16 of
+        // them that are the run, all initialised by the copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr().add(start), out.as_mut_ptr().add(out.len()), 16);
+            out.set_len(out.len() + n);
+        }
+    } else {
+        out.extend_from_slice(&text[start..end]);
+    }
 }
 
 /// A document that is not UTF-8.

@@ -26,6 +26,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+/// The most of the translator's scratch buffer kept between requests, in bytes (a 20-span
+/// datagram's documents take about 16 KB).
+const SCRATCH_KEPT: usize = 256 * 1024;
+
 /// What to do when the buffer cannot take a record without dropping others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhenFull {
@@ -148,9 +152,27 @@ impl Intake {
         source: SpanSource,
         when_full: WhenFull,
     ) -> Result<SpansTaken, Full> {
-        let mut documents = Documents::new();
-        let tally = translator.request(&received.request, &mut RandomIds, &mut documents);
-        let taken = SpansTaken { stored: tally.spans, too_large: tally.too_large, invalid: tally.invalid };
+        // The documents are written into a buffer kept for the next request (its growth would be
+        // most of the allocations a request costs), then copied out one record each: a record is
+        // charged what it holds, its own allocation.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Documents> = std::cell::RefCell::new(Documents::new());
+        }
+        SCRATCH.with_borrow_mut(|documents| {
+            documents.clear();
+            let tally = translator.request(&received.request, &mut RandomIds, documents);
+            let taken = SpansTaken { stored: tally.spans, too_large: tally.too_large, invalid: tally.invalid };
+            let stored = self.store_documents(documents, source, when_full).map(|()| taken);
+            // What a large request grew it to is not kept: memory outside the budget stays small.
+            if documents.capacity() > SCRATCH_KEPT {
+                *documents = Documents::new();
+            }
+            stored
+        })
+    }
+
+    /// Stores each of `documents` as a record of its own.
+    fn store_documents(&self, documents: &Documents, source: SpanSource, when_full: WhenFull) -> Result<(), Full> {
         let records = documents.iter().map(Bytes::copy_from_slice);
         match when_full {
             WhenFull::Refuse => {
@@ -165,7 +187,7 @@ impl Intake {
                 }
             }
         }
-        Ok(taken)
+        Ok(())
     }
 
     /// The request as received, without the spans X-Ray's OTLP endpoint would refuse.

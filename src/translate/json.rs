@@ -180,6 +180,9 @@ pub(crate) fn float(buf: &mut Vec<u8>, f: f64) {
         return;
     }
     let abs = f.abs();
+    // Not ryu, though it is faster: on an exact tie between two shortest digit strings it rounds
+    // down where Go (and core::fmt) round up (1658206780088562.25 is `…562.3` in Go, `…562.2`
+    // in ryu).
     // Writing into a Vec cannot fail.
     if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
         let start = buf.len();
@@ -356,6 +359,13 @@ mod tests {
         assert_eq!(f(0.1), "0.1");
         assert_eq!(f(12345678901234567890.0), "12345678901234567000");
         assert_eq!(f(f64::NAN), "null");
+        assert_eq!(f(1e16), "10000000000000000");
+        assert_eq!(f(9.5e-6), "0.0000095");
+    }
+
+    #[test]
+    fn an_exact_tie_rounds_up_as_go_does() {
+        assert_eq!(f(1658206780088562.25), "1658206780088562.3");
     }
 
     #[test]

@@ -117,6 +117,11 @@ impl Documents {
         self.bytes.len()
     }
 
+    /// The bytes the buffer holds room for.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let mut start = 0;
         self.ends.iter().map(move |&end| {
