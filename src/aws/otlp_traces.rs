@@ -9,9 +9,9 @@
 //! an error status keeps its `Retry-After` for the uploader.
 
 use super::client::Deferred;
-use super::errors::{error_chain, error_type, redact_key_ids, transport_kind};
+use super::errors::{error_type, redact_key_ids};
 use super::outbound::{Https, Outbound};
-use super::signer::SendError;
+use super::signer::read_answer;
 use crate::backend::{BackendError, ErrorKind, Receipt, Sink};
 use crate::signal::spans::Status;
 use crate::signal::Spans;
@@ -19,7 +19,7 @@ use crate::stats::log_limit::{suppressed_note, RateLimitedWarn};
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{Request, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
@@ -96,21 +96,11 @@ impl Sink<Spans> for OtlpTraces {
         let (request, body) = self.request(records)?;
         let signer = &self.clients.built().await?.signer;
         let http = self.client().await.map_err(|e| other(format!("cannot set up TLS: {e}")))?;
-        let response = match signer.send(http, request, &body, &self.user_agent, self.attempt_timeout).await {
-            Ok(response) => response,
-            Err(SendError::Timeout(_)) => return Err(BackendError::new(ErrorKind::Timeout, "the attempt timed out")),
-            Err(SendError::Transport(e)) => return Err(BackendError::new(transport_kind(&e), error_chain(&e))),
-            Err(e @ SendError::Sign(_)) => return Err(BackendError::new(ErrorKind::Credentials, e.to_string())),
-        };
+        let response = signer.send(http, request, &body, &self.user_agent, self.attempt_timeout).await?;
         let status = response.status();
         let retry_after = retry_after(response.headers(), SystemTime::now());
         let error_type = error_type(response.headers());
-        let read = Limited::new(response.into_body(), MAX_ANSWER).collect();
-        let answer = match tokio::time::timeout(self.attempt_timeout, read).await {
-            Ok(Ok(body)) => body.to_bytes(),
-            Ok(Err(e)) => return Err(other(format!("cannot read the answer: {e}"))),
-            Err(_) => return Err(BackendError::new(ErrorKind::Timeout, "the answer did not arrive in time")),
-        };
+        let answer = read_answer(response, MAX_ANSWER, self.attempt_timeout).await?;
         if !status.is_success() {
             let kind = ErrorKind::Status { status: status.as_u16(), code: error_type };
             let detail = format!("HTTP {}: {}", status.as_u16(), status_message(&answer));

@@ -1,16 +1,18 @@
 //! SigV4 signing with the daemon's credentials, for requests the daemon builds itself (the
 //! TCP port's proxy, the OTLP sink) rather than through the SDK's client, and sending them: a
 //! request X-Ray refuses for its signature's time is signed again with X-Ray's time (see
-//! [`super::clock`]) and sent once more, as the AWS SDKs do.
+//! [`super::clock`]) and sent once more, as the AWS SDKs do. A failed send becomes the
+//! pipeline's [`BackendError`], and an answer's body is read within bounds ([`read_answer`]).
 
 use super::clock::{Offset, ServiceClock};
-use super::errors::error_chain;
+use super::errors::{error_chain, transport_kind};
 use super::outbound::Https;
+use crate::backend::{BackendError, ErrorKind};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use bytes::Bytes;
 use http::header::USER_AGENT;
 use http::{HeaderValue, Request, Response};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use std::sync::Arc;
@@ -34,6 +36,31 @@ pub(crate) enum SendError {
     Timeout(Duration),
     #[error("{}", error_chain(.0))]
     Transport(hyper_util::client::legacy::Error),
+}
+
+impl From<SendError> for BackendError {
+    /// A call that got no answer: its signing, its transport or its timeout failed.
+    fn from(e: SendError) -> BackendError {
+        match e {
+            SendError::Timeout(_) => BackendError::new(ErrorKind::Timeout, "the attempt timed out"),
+            SendError::Transport(e) => BackendError::new(transport_kind(&e), error_chain(&e)),
+            e @ SendError::Sign(_) => BackendError::new(ErrorKind::Credentials, e.to_string()),
+        }
+    }
+}
+
+/// The body of an answer, read whole: at most `limit` bytes, within `timeout`.
+pub(crate) async fn read_answer(
+    response: Response<Incoming>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, BackendError> {
+    let read = Limited::new(response.into_body(), limit).collect();
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(e)) => Err(BackendError::new(ErrorKind::Other, format!("cannot read the answer: {e}"))),
+        Err(_) => Err(BackendError::new(ErrorKind::Timeout, "the answer did not arrive in time")),
+    }
 }
 
 /// Signs requests for X-Ray with SigV4 (service `xray`), using the daemon's credentials and

@@ -11,14 +11,14 @@
 //! message, and the HTTP status that classifies them; upstream's signed `X-Amzn-Xray-Timestamp`
 //! header and user-agent go with every call.
 
-use super::errors::{error_chain, error_type, redact_key_ids, transport_kind};
+use super::errors::{error_type, redact_key_ids};
 use super::outbound::{Https, Outbound};
-use super::signer::{SendError, Signer};
+use super::signer::{read_answer, Signer};
 use crate::backend::{BackendError, ErrorKind};
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{Request, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
@@ -91,21 +91,10 @@ impl XrayApi {
     /// X-Ray accepted the call.
     pub(crate) async fn call(&self, path: &str, body: Bytes) -> Result<Bytes, BackendError> {
         let request = self.request(path, &body)?;
-        let response = match self.signer.send(&self.http, request, &body, &self.user_agent, self.attempt_timeout).await
-        {
-            Ok(response) => response,
-            Err(SendError::Timeout(_)) => return Err(BackendError::new(ErrorKind::Timeout, "the attempt timed out")),
-            Err(SendError::Transport(e)) => return Err(BackendError::new(transport_kind(&e), error_chain(&e))),
-            Err(e @ SendError::Sign(_)) => return Err(BackendError::new(ErrorKind::Credentials, e.to_string())),
-        };
+        let response = self.signer.send(&self.http, request, &body, &self.user_agent, self.attempt_timeout).await?;
         let status = response.status();
         let code = error_type(response.headers());
-        let read = Limited::new(response.into_body(), MAX_ANSWER).collect();
-        let answer = match tokio::time::timeout(self.attempt_timeout, read).await {
-            Ok(Ok(body)) => body.to_bytes(),
-            Ok(Err(e)) => return Err(BackendError::new(ErrorKind::Other, format!("cannot read the answer: {e}"))),
-            Err(_) => return Err(BackendError::new(ErrorKind::Timeout, "the answer did not arrive in time")),
-        };
+        let answer = read_answer(response, MAX_ANSWER, self.attempt_timeout).await?;
         if status.is_success() {
             return Ok(answer);
         }

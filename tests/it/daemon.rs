@@ -161,6 +161,13 @@ impl Daemon {
         addr.split(|c: char| c == '"' || c.is_whitespace()).next().unwrap().parse().expect("an address")
     }
 
+    /// The `/metrics` page of the TCP port (asserting it answered 200).
+    pub async fn metrics(&self) -> String {
+        let (status, _, body) = http(self.tcp(), "GET", "/metrics", &[], "").await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     pub fn send(&self, datagram: &[u8]) {
         self.sender.send_to(datagram, self.udp).expect("send datagram");
     }

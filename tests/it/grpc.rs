@@ -274,7 +274,7 @@ async fn export_answers_as_the_otlp_specification_says() {
     let mut expected: Vec<Vec<u8>> = (1..=15u64).filter(|&i| i != 12).map(|i| i.to_be_bytes().to_vec()).collect();
     expected.sort();
     assert_eq!(span_ids(&otlp), expected);
-    let (_, _, m) = crate::daemon::http(d.tcp(), "GET", "/metrics", &[], "").await;
+    let m = d.metrics().await;
     // Received counts every span of the requests taken: the 14 stored and the one too large.
     assert_eq!(metric(&m, "xray_daemon_spans_received_total{source=\"grpc\"}"), 15.0);
     assert_eq!(metric(&m, "xray_daemon_spans_received_total{source=\"http\"}"), 0.0);
@@ -309,7 +309,7 @@ async fn a_full_buffer_answers_unavailable_with_a_retry_info_and_drops_nothing()
         assert_eq!(details.details[0].value, [0x0a, 0x02, 0x08, 0x01]);
         assert_eq!(a.headers.get("google.rpc.retryinfo-bin").unwrap(), "CgIIAQ");
     }
-    let (_, _, m) = crate::daemon::http(d.tcp(), "GET", "/metrics", &[], "").await;
+    let m = d.metrics().await;
     assert_eq!(metric(&m, "xray_daemon_otlp_grpc_refused_total"), refused.len() as f64);
     assert_eq!(metric(&m, "xray_daemon_spans_spillover_total"), 0.0, "nothing was dropped to make room");
     assert!(metric(&m, "xray_daemon_buffer_bytes") <= metric(&m, "xray_daemon_buffer_limit_bytes"));

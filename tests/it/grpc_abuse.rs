@@ -126,7 +126,7 @@ async fn many_streams_at_once_are_bounded_in_memory_and_pushed_back() {
     // the in-flight bound it was 120 MB and growing with the streams.
     assert!(watched.grown_kib() < 80 * 1024, "RSS grew by {} KiB", watched.grown_kib());
     xray.wait_for_documents(200, WAIT).await;
-    let (_, _, m) = http(d.tcp(), "GET", "/metrics", &[], "").await;
+    let m = d.metrics().await;
     assert_eq!(metric(&m, "xray_daemon_otlp_grpc_refused_total"), unavailable as f64);
     assert_eq!(metric(&m, "xray_daemon_spans_spillover_total"), 0.0);
     still_serves(addr, 10_000).await;
@@ -274,7 +274,7 @@ async fn idle_connections_are_shed_at_the_limit_and_closed_when_idle() {
     d.wait_for_log(|l| l.contains("otlp grpc server has 200 connections open, its limit"), WAIT)
         .await
         .unwrap_or_else(|| panic!("no line about the limit; log:\n{}", d.log_text()));
-    let (_, _, m) = http(d.tcp(), "GET", "/metrics", &[], "").await;
+    let m = d.metrics().await;
     assert!(metric(&m, "xray_daemon_tcp_connections_limited_total{action=\"shed\"}") >= 100.0);
 }
 

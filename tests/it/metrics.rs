@@ -1,7 +1,7 @@
 //! `/metrics` through the real binary: failed X-Ray calls land on their API and class, and
 //! datagrams the kernel dropped are counted.
 
-use crate::daemon::{self, http, padded_segment, segment, Daemon};
+use crate::daemon::{self, http, padded_segment, segment};
 use crate::fake_xray::{Credentials, FakeXray, Fault, Op};
 use crate::proxy::metric;
 use std::time::{Duration, Instant};
@@ -13,12 +13,6 @@ const CLASSES: [&str; 6] = ["throttled", "auth", "client", "server", "timeout", 
 
 fn fake() -> FakeXray {
     FakeXray::start(Credentials::new(daemon::ACCESS_KEY, daemon::SECRET_KEY))
-}
-
-async fn metrics(d: &Daemon) -> String {
-    let (status, _, body) = http(d.tcp(), "GET", "/metrics", &[], "").await;
-    assert_eq!(status, 200);
-    body
 }
 
 fn backend_errors(m: &str, api: &str, class: &str) -> f64 {
@@ -33,7 +27,7 @@ async fn failed_calls_are_counted_by_api_and_class() {
     let d = daemon::against(&fake).spawn().await;
 
     // Every pair is there from the start, at 0, so that rates and alerts on them have data.
-    let m = metrics(&d).await;
+    let m = d.metrics().await;
     for api in APIS {
         for class in CLASSES {
             assert_eq!(backend_errors(&m, api, class), 0.0, "{api} {class}");
@@ -46,7 +40,7 @@ async fn failed_calls_are_counted_by_api_and_class() {
     let (status, _, body) = http(d.tcp(), "POST", "/GetSamplingRules", &[], "{}").await;
     assert_eq!(status, 429, "X-Ray's answer is passed on: {body}");
 
-    let m = metrics(&d).await;
+    let m = d.metrics().await;
     assert_eq!(backend_errors(&m, "put_trace_segments", "auth"), 1.0, "{m}");
     assert_eq!(backend_errors(&m, "put_trace_segments", "throttled"), 1.0, "{m}");
     assert_eq!(backend_errors(&m, "proxy", "throttled"), 1.0, "{m}");
@@ -74,7 +68,7 @@ async fn datagrams_the_kernel_dropped_are_counted() {
         d.send_doc(&padded_segment(sent, 1_000));
         sent += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let m = metrics(&d).await;
+        let m = d.metrics().await;
         let read = metric(&m, "xray_daemon_udp_datagrams_received_total");
         let dropped = metric(&m, "xray_daemon_udp_kernel_drops_total");
         if read + dropped == sent as f64 || Instant::now() > deadline {

@@ -115,7 +115,7 @@ async fn v1_traces_answers_as_the_otlp_http_specification_says() {
     let mut expected: Vec<Vec<u8>> = (1..=13u64).filter(|&i| i != 12).map(|i| i.to_be_bytes().to_vec()).collect();
     expected.sort();
     assert_eq!(ids, expected);
-    let (_, _, m) = http(d.tcp(), "GET", "/metrics", &[], "").await;
+    let m = d.metrics().await;
     // Received counts every span of the requests taken: the 12 stored and the one too large.
     assert_eq!(metric(&m, "xray_daemon_spans_received_total{source=\"http\"}"), 13.0);
     assert_eq!(metric(&m, "xray_daemon_spans_rejected_total{reason=\"too_large\"}"), 1.0);
@@ -141,7 +141,7 @@ async fn a_full_buffer_pushes_http_clients_back_with_503_and_retry_after() {
     assert!(answers.iter().all(|(s, r)| *s != 503 || r.as_deref() == Some("1")), "{answers:?}");
     // The daemon still answers; the buffer stays within its limit.
     assert_eq!(http(d.tcp(), "GET", "/health", &[], "").await.0, 200);
-    let (_, _, m) = http(d.tcp(), "GET", "/metrics", &[], "").await;
+    let m = d.metrics().await;
     assert_eq!(metric(&m, "xray_daemon_otlp_http_refused_total"), refused as f64);
     assert!(metric(&m, "xray_daemon_buffer_bytes") <= metric(&m, "xray_daemon_buffer_limit_bytes"));
 }

@@ -158,7 +158,7 @@ async fn an_unreachable_xray_gives_502_and_is_counted() {
     let (status, _, body) = http(d.tcp(), "POST", "/GetSamplingRules", &[], "{}").await;
     assert_eq!(status, 502);
     assert!(body.len() < 300 && body.contains("cannot reach X-Ray"), "{body}");
-    let (_, _, metrics) = http(d.tcp(), "GET", "/metrics", &[], "").await;
+    let metrics = d.metrics().await;
     assert!(
         metrics.lines().any(|l| l == "xray_daemon_proxy_requests_total{outcome=\"upstream_error\"} 1"),
         "{metrics}"

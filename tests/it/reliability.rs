@@ -5,7 +5,7 @@
 //! runs short versions here, `make soak` runs the long ones (tests/it/soak.rs) on the release
 //! build. Each prints one `figures:` line (sent, delivered, spilled, rejected, peak RSS).
 
-use crate::daemon::{self, http, padded_segment, segment, Daemon, Summary};
+use crate::daemon::{self, http, padded_segment, segment, Summary};
 use crate::fake_creds::{FakeCreds, AUTH_TOKEN};
 use crate::fake_xray::{Credentials, FakeXray, Fault};
 use crate::proxy::metric;
@@ -61,12 +61,6 @@ impl Sender {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().expect("sender thread")
     }
-}
-
-async fn metrics(d: &Daemon) -> String {
-    let (status, _, body) = http(d.tcp(), "GET", "/metrics", &[], "").await;
-    assert_eq!(status, 200);
-    body
 }
 
 /// Waits until the fake holds at least `n` documents; returns them as a set and the raw count.
@@ -133,9 +127,9 @@ pub async fn outage_scenario(name: &str, phase: Duration, buffer_mb: u32, doc: f
     tokio::time::sleep(Duration::from_secs(1)).await;
     let sent = sender.stop();
 
-    let spilled = metric(&metrics(&d).await, "xray_daemon_segments_spillover_total") as usize;
+    let spilled = metric(&d.metrics().await, "xray_daemon_segments_spillover_total") as usize;
     let (got, raw_count) = wait_for_accepted(&fake, sent - spilled, Duration::from_secs(90)).await;
-    let m = metrics(&d).await;
+    let m = d.metrics().await;
     for class in ["server", "connection", "timeout"] {
         let n =
             metric(&m, &format!("xray_daemon_backend_errors_total{{api=\"put_trace_segments\",class=\"{class}\"}}"));
@@ -222,7 +216,7 @@ pub async fn flood_scenario(name: &str, length: Duration, buffer_mb: u32, sender
     }
     let sent: usize = flood.into_iter().map(Sender::stop).sum();
     // Mid-run, the counters already add up with what is still buffered.
-    let m = metrics(&d).await;
+    let m = d.metrics().await;
     let received = metric(&m, "xray_daemon_segments_received_total");
     let accounted = metric(&m, "xray_daemon_segments_sent_total")
         + metric(&m, "xray_daemon_segments_spillover_total")
@@ -283,7 +277,7 @@ async fn sustained_throttling_and_throttled_entries_are_retried_until_delivered(
     let (got, raw) = wait_for_accepted(&fake, docs.len(), Duration::from_secs(30)).await;
     assert_eq!(got, docs.iter().cloned().collect::<BTreeSet<_>>());
     assert_eq!(raw, docs.len(), "exactly once");
-    let m = metrics(&d).await;
+    let m = d.metrics().await;
     assert!(metric(&m, "xray_daemon_backend_retries_total{api=\"put_trace_segments\"}") > 0.0);
     assert!(metric(&m, "xray_daemon_segments_unprocessed_total") >= 10.0);
     let throttled = "xray_daemon_backend_errors_total{api=\"put_trace_segments\",class=\"throttled\"}";

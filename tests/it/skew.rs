@@ -60,7 +60,7 @@ async fn segments_are_delivered_with_the_host_clock_15_minutes_off() {
         // After the one refusal, every request is signed with X-Ray's time.
         assert_eq!(reasons.len(), 1, "offset {offset}: {reasons:?}");
         d.wait_for_log(|l| l.contains("Successfully sent batch"), WAIT).await.expect("a batch sent");
-        let (_, _, text) = http(d.tcp(), "GET", "/metrics", &[], "").await;
+        let text = d.metrics().await;
         assert_eq!(metric(&text, "xray_daemon_segments_sent_total"), 50.0);
         assert_warned_once(&d, offset);
     }

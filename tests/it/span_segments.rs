@@ -6,7 +6,7 @@
 //! mode changes. The documents' fields are the translator's (its unit tests, and the end-to-end
 //! tests against moto with the real SDKs).
 
-use crate::daemon::{against, http, http_raw, Daemon};
+use crate::daemon::{against, http_raw, Daemon};
 use crate::daemon::{ACCESS_KEY, SECRET_KEY};
 use crate::fake_otlp::{spans_request, t1s_datagram, FakeOtlp};
 use crate::fake_xray::{Credentials, FakeXray, Fault};
@@ -94,7 +94,7 @@ async fn spans_from_http_and_t1s_reach_put_trace_segments_and_nothing_goes_to_v1
     // Each accepted call was signed and named PutTraceSegments, as for segments.
     assert!(xray.invalid_requests() == 0);
     assert!(otlp.received().is_empty(), "a span went to /v1/traces");
-    let (_, _, m) = http(d.tcp(), "GET", "/metrics", &[], "").await;
+    let m = d.metrics().await;
     assert_eq!(metric(&m, "xray_daemon_spans_received_total{source=\"http\"}"), 3.0);
     assert_eq!(metric(&m, "xray_daemon_spans_received_total{source=\"udp\"}"), 4.0);
     assert_eq!(metric(&m, "xray_daemon_spans_sent_total"), 7.0);
@@ -124,7 +124,7 @@ async fn spans_x_ray_cannot_take_are_left_out_counted_and_reported() {
     assert!(message.contains("1 spans too large"), "{message}");
     let docs = documents(&xray, 2).await;
     assert_eq!(ids(&docs), hex_ids(5..7));
-    let (_, _, m) = http(d.tcp(), "GET", "/metrics", &[], "").await;
+    let m = d.metrics().await;
     assert_eq!(metric(&m, "xray_daemon_spans_rejected_total{reason=\"invalid\"}"), 3.0);
     assert_eq!(metric(&m, "xray_daemon_spans_rejected_total{reason=\"too_large\"}"), 1.0);
     assert_eq!(metric(&m, "xray_daemon_spans_received_total{source=\"http\"}"), 6.0);
@@ -161,7 +161,7 @@ async fn a_full_buffer_refuses_a_whole_request_and_the_clients_retry_delivers_it
         }
     }
     assert!(!refused.is_empty() && refused.len() < 5, "{refused:?}");
-    let (_, _, m) = http(d.tcp(), "GET", "/metrics", &[], "").await;
+    let m = d.metrics().await;
     assert_eq!(metric(&m, "xray_daemon_otlp_http_refused_total"), refused.len() as f64);
     assert_eq!(metric(&m, "xray_daemon_spans_spillover_total"), 0.0, "nothing buffered was dropped for it");
     let taken = (5 - refused.len()) * 40;

@@ -32,14 +32,8 @@ pub fn with_spool(fake: &FakeXray, dir: &Path) -> Builder {
     daemon::against(fake).env("XRAY_DAEMON_SPOOL_DIR", dir.display().to_string())
 }
 
-async fn metrics(d: &Daemon) -> String {
-    let (status, _, body) = http(d.tcp(), "GET", "/metrics", &[], "").await;
-    assert_eq!(status, 200);
-    body
-}
-
 async fn read_metric(d: &Daemon, name: &str) -> f64 {
-    metric(&metrics(d).await, name)
+    metric(&d.metrics().await, name)
 }
 
 /// Waits until `name` reaches `at_least`; returns its last value.
@@ -330,7 +324,7 @@ async fn a_read_only_directory_is_reported_counted_and_the_daemon_keeps_serving(
     send_paced(&d, 0..500, segment).await;
     let name = "xray_daemon_spool_dropped_total{signal=\"segments\",reason=\"io_error\"}";
     let dropped = wait_metric(&d, name, 1.0, Duration::from_secs(10)).await;
-    assert!(dropped > 0.0, "{}", metrics(&d).await);
+    assert!(dropped > 0.0, "{}", d.metrics().await);
     assert!(d.logs().iter().any(|l| l.contains("Could not write") && l.contains("to the spool")), "{}", d.log_text());
     let (status, _, _) = http(d.tcp(), "GET", "/health", &[], "").await;
     assert_eq!(status, 200);
@@ -362,7 +356,7 @@ async fn a_full_disk_drops_the_oldest_counts_them_and_delivers_the_rest() {
     while read_metric(&d, "xray_daemon_spool_bytes{signal=\"segments\"}").await > 0.0 && Instant::now() < drained {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let m = metrics(&d).await;
+    let m = d.metrics().await;
     let dropped = metric(&m, full) as usize;
     let failed = metric(&m, "xray_daemon_spool_dropped_total{signal=\"segments\",reason=\"io_error\"}") as usize;
     let got = accepted(&fake, n - dropped - failed, Duration::from_secs(30)).await;
